@@ -23,5 +23,6 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: setup ## run the benchmarks under bench/ (figures, not a gate)
+bench: ## run the benchmarks under bench/ (figures, not a gate)
+	@bash scripts/setup.sh --bench
 	@for b in bench/*/run.sh; do echo "== $$b"; bash $$b || exit 1; done

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the lab, its tests and its benchmarks need on a fresh Debian machine. Idempotent: each tool is checked
+# first and only what is missing is installed. Usage: bash scripts/setup.sh [--bench]
+set -euo pipefail
+
+want_bench=0
+[ "${1:-}" = "--bench" ] && want_bench=1
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages: a real Prometheus and promtool for the tests; load tools for the benchmarks.
+apt_missing=()
+command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+if [ "$want_bench" = 1 ]; then
+  command -v wrk >/dev/null 2>&1 || apt_missing+=(wrk)
+  command -v hey >/dev/null 2>&1 || apt_missing+=(hey)
+  command -v nginx >/dev/null 2>&1 || apt_missing+=(nginx-light)
+fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "missing ${apt_missing[*]} and no apt-get here: install them with your package manager"; exit 1
+  fi
+  say "installing ${apt_missing[*]} (apt-get)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${apt_missing[@]}" | sort -u) >/dev/null
+  # The Debian package starts a system Prometheus on :9090; the tests start their own on free ports.
+  if command -v systemctl >/dev/null 2>&1; then sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+fi
+
+# Python packages: the independent gRPC client (grpcio-tools), manifest validation and the test runner.
+py=python3
+command -v "$py" >/dev/null 2>&1 || { say "python3 is required"; exit 1; }
+if ! "$py" -c 'import pytest, yaml, jsonschema, grpc, grpc_tools, kubernetes_validate' >/dev/null 2>&1; then
+  say "installing Python test packages (pip)"
+  "$py" -m pip install -q --disable-pip-version-check \
+    pytest pyyaml jsonschema grpcio grpcio-tools kubernetes-validate
+fi
+if [ "$want_bench" = 1 ] && ! "$py" -c 'import locust' >/dev/null 2>&1; then
+  say "installing locust (pip) for the benchmarks"
+  "$py" -m pip install -q --disable-pip-version-check locust
+fi
+
+command -v kubectl >/dev/null 2>&1 || say "note: kubectl not found; the manifest tests need it (kubectl kustomize)"
+say "ok"
