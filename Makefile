@@ -26,3 +26,115 @@ lint: ## rustfmt check and clippy with warnings as errors
 bench: ## run the benchmarks under bench/ (figures, not a gate)
 	@bash scripts/setup.sh --bench
 	@for b in bench/*/run.sh; do echo "== $$b"; bash $$b || exit 1; done
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The lab on a Kubernetes cluster (docs/kubernetes.md). `make -n dev` prints the plan without touching anything.
+# Every target checks its tools first and names what is missing.
+include manifests/helm/versions.mk
+
+IMAGE ?= autoscaling-lab:dev
+OVERLAY ?= development
+NAMESPACE := autoscaling-lab
+KIND_CLUSTER ?= autoscaling-lab
+LOAD_PROFILES := light medium heavy burst memory-stress cpu-stress sustained distributed
+# The manifests name the image autoscaling-lab:dev; IMAGE=... rewrites it on the way to the cluster.
+SET_IMAGE := sed 's\#image: autoscaling-lab:dev\#image: $(IMAGE)\#'
+# $(call require,TOOLS,HINT): fail with one line naming every missing tool (exit 127, like a shell).
+require = @missing=""; for t in $(1); do command -v "$$t" >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "make $@: missing tool(s):$$missing. $(2)" >&2; exit 127; fi
+
+.PHONY: dev cluster stack image image-load kind-load apply watch grafana clean clean-all
+
+dev: cluster stack image image-load apply ## the lab on a cluster: current context (or a new kind/k3d one), KEDA + Prometheus + Grafana + Tempo, image, overlay
+	@echo
+	@echo "The lab runs in namespace $(NAMESPACE) (overlay $(OVERLAY), image $(IMAGE)). Next:"
+	@echo "  Grafana:   kubectl -n monitoring port-forward svc/grafana 3000:80   (or: make grafana)"
+	@echo "             http://localhost:3000  user admin, password autoscaling-lab, folder 'Autoscaling lab'"
+	@echo "  k9s:       k9s -n $(NAMESPACE)   then :scaledobjects  :hpa  :deploy  :pods  :jobs"
+	@echo "  first job: make load-heavy   (= kubectl apply -f manifests/components/load-generator/job-heavy.yaml)"
+	@echo "  follow:    kubectl -n $(NAMESPACE) logs -f job/load-test-heavy     watch: make watch"
+	@echo "  traces:    Grafana > Explore > Tempo, or the trace links on the latency panels"
+
+cluster: ## use the current kube context, or create a kind (else k3d) cluster when there is none
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	@if ctx=$$(kubectl config current-context 2>/dev/null) && [ -n "$$ctx" ]; then \
+		echo "cluster: using kube context $$ctx"; \
+	elif command -v kind >/dev/null 2>&1; then \
+		echo "cluster: no kube context; creating kind cluster $(KIND_CLUSTER)"; \
+		kind create cluster --name $(KIND_CLUSTER) --config manifests/helm/kind-cluster.yaml --wait 120s; \
+	elif command -v k3d >/dev/null 2>&1; then \
+		echo "cluster: no kube context; creating k3d cluster $(KIND_CLUSTER)"; \
+		k3d cluster create $(KIND_CLUSTER) --agents 1 --wait; \
+	else \
+		echo "make $@: no kube context and neither kind nor k3d is installed. Point kubectl at a cluster, or install kind (https://kind.sigs.k8s.io) or k3d (https://k3d.io)." >&2; \
+		exit 127; \
+	fi
+
+stack: ## helm: kube-prometheus-stack (Prometheus, Grafana), Tempo, KEDA, and metrics-server if the cluster has none (pinned charts)
+	$(call require,helm kubectl,Install helm: https://helm.sh/docs/intro/install/)
+	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
+	helm repo add grafana https://grafana.github.io/helm-charts --force-update
+	helm repo add kedacore https://kedacore.github.io/charts --force-update
+	helm repo add metrics-server https://kubernetes-sigs.github.io/metrics-server/ --force-update
+	helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack \
+		--version $(KUBE_PROMETHEUS_STACK_CHART_VERSION) --namespace monitoring --create-namespace \
+		--values manifests/helm/kube-prometheus-stack-values.yaml --wait --timeout 10m
+	helm upgrade --install tempo grafana/tempo --version $(TEMPO_CHART_VERSION) --namespace monitoring \
+		--values manifests/helm/tempo-values.yaml --wait --timeout 5m
+	helm upgrade --install keda kedacore/keda --version $(KEDA_CHART_VERSION) --namespace keda --create-namespace \
+		--values manifests/helm/keda-values.yaml --wait --timeout 5m
+	@if kubectl get apiservice v1beta1.metrics.k8s.io >/dev/null 2>&1; then echo "stack: metrics API present"; else \
+		helm upgrade --install metrics-server metrics-server/metrics-server --version $(METRICS_SERVER_CHART_VERSION) \
+		--namespace kube-system --values manifests/helm/metrics-server-values.yaml --wait --timeout 5m; fi
+
+image: ## build the one image holding consumer, scaler and generator (IMAGE=autoscaling-lab:dev)
+	$(call require,docker,Install Docker: https://docs.docker.com/engine/install/)
+	docker build --tag $(IMAGE) .
+
+image-load: ## make the image available to the cluster: kind/k3d/minikube load it; other contexts need PUSH=1 and a registry IMAGE
+	$(call require,kubectl docker,Install kubectl and Docker.)
+	@ctx=$$(kubectl config current-context 2>/dev/null || true); \
+	need() { command -v "$$1" >/dev/null 2>&1 || { echo "make $@: context $$ctx needs $$1 to load the image, and it is missing" >&2; exit 127; }; }; \
+	case "$$ctx" in \
+		kind-*) need kind; kind load docker-image $(IMAGE) --name "$${ctx#kind-}";; \
+		k3d-*) need k3d; k3d image import $(IMAGE) --cluster "$${ctx#k3d-}";; \
+		minikube) need minikube; minikube image load $(IMAGE);; \
+		docker-desktop|rancher-desktop|orbstack) echo "image-load: $$ctx uses the local image store";; \
+		*) if [ -n "$(PUSH)" ]; then docker push $(IMAGE); else \
+			echo "make $@: context '$$ctx' cannot see local images: run with IMAGE=<registry>/autoscaling-lab:<tag> PUSH=1" >&2; exit 2; fi;; \
+	esac
+
+kind-load: image-load ## alias of image-load
+
+apply: ## apply manifests/overlays/$(OVERLAY) with image $(IMAGE) and wait for the consumer and scaler
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	kubectl kustomize manifests/overlays/$(OVERLAY) | $(SET_IMAGE) | kubectl apply -f -
+	kubectl -n $(NAMESPACE) rollout status deployment/scaler --timeout=180s
+	kubectl -n $(NAMESPACE) rollout status deployment/consumer --timeout=180s
+
+load-%: ## run a load-test Job: light medium heavy burst memory-stress cpu-stress sustained distributed
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	@case " $(LOAD_PROFILES) " in *" $* "*) ;; *) echo "make $@: unknown profile '$*'; one of: $(LOAD_PROFILES)" >&2; exit 2;; esac
+	kubectl -n $(NAMESPACE) delete job load-test-$* --ignore-not-found
+	$(SET_IMAGE) manifests/components/load-generator/job-$*.yaml | kubectl apply -f -
+	@echo "follow: kubectl -n $(NAMESPACE) logs -f job/load-test-$*    scaling: make watch"
+
+watch: ## watch the ScaledObject, HPAs, Deployment, pods and load jobs (k9s -n autoscaling-lab is nicer)
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	kubectl -n $(NAMESPACE) get scaledobjects.keda.sh,horizontalpodautoscalers,deployments,jobs,pods -o wide --watch
+
+grafana: ## port-forward Grafana to http://localhost:3000 (admin / autoscaling-lab)
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	kubectl -n monitoring port-forward svc/grafana 3000:80
+
+clean: ## remove the lab (namespace autoscaling-lab, its jobs included); keeps the helm stack and the cluster
+	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
+	kubectl delete namespace $(NAMESPACE) --ignore-not-found --wait=true
+
+clean-all: clean ## also uninstall the helm releases, and delete the kind/k3d cluster named $(KIND_CLUSTER) if there is one
+	$(call require,helm kubectl,Install helm: https://helm.sh/docs/intro/install/)
+	-helm uninstall keda --namespace keda
+	-helm uninstall tempo --namespace monitoring
+	-helm uninstall kube-prometheus-stack --namespace monitoring
+	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then kind delete cluster --name $(KIND_CLUSTER); fi
+	@if command -v k3d >/dev/null 2>&1 && k3d cluster list $(KIND_CLUSTER) >/dev/null 2>&1; then k3d cluster delete $(KIND_CLUSTER); fi

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One image for the lab's three binaries: /usr/local/bin/consumer (default), scaler and generator.
+#   docker build -t autoscaling-lab:dev .
+#   docker run --rm -p 8080:8080 autoscaling-lab:dev                       # the consumer
+#   docker run --rm autoscaling-lab:dev /usr/local/bin/generator --help    # any of the three by command
+# Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds only the workspace crates.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS chef
+# Pinned so the recipe format and the cached layers stay stable.
+RUN cargo install cargo-chef --locked --version 0.1.73
+WORKDIR /src
+
+# The recipe: the workspace's manifests and lockfile only, so it changes only when dependencies change.
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked --package consumer --package scaler --package generator \
+    && mkdir -p /out \
+    && cp target/release/consumer target/release/scaler target/release/generator /out/
+
+# Runtime: glibc and libgcc only (no shell, no package manager), as the distroless "nonroot" user.
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+LABEL org.opencontainers.image.title="autoscaling-lab" \
+      org.opencontainers.image.description="KEDA/HPA autoscaling lab: consumer, scaler and generator" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/consumer /out/scaler /out/generator /usr/local/bin/
+# `generator lab` reads the ScaledObject from here when run from /app.
+COPY manifests/components/keda/scaledobject.yaml /app/manifests/components/keda/scaledobject.yaml
+WORKDIR /app
+USER 65532:65532
+# consumer http, scaler grpc and http, generator metrics
+EXPOSE 8080 6000 6001 9464
+ENTRYPOINT []
+CMD ["/usr/local/bin/consumer"]
