@@ -481,7 +481,8 @@ fn scale_up_stabilization_uses_the_lowest_recommendation_in_the_window() {
 #[test]
 fn min_and_max_bounds() {
     // (case, spec, current, total (target 1), expected, limit)
-    let cases: &[(&str, &str, u32, f64, u32, Option<Limit>)] = &[
+    type BoundCase = (&'static str, &'static str, u32, f64, u32, Option<Limit>);
+    let cases: &[BoundCase] = &[
         (
             "maxReplicaCount caps",
             "minReplicaCount: 1\nmaxReplicaCount: 4",
