@@ -1,1 +1,24 @@
-//! placeholder, replaced by the consumer implementation.
+//! The consumer: the autoscaling lab's target service. An axum server offering CPU, memory, I/O and sustained-CPU
+//! load (sync, or async through a bounded queue served by executor slots), probes, the Prometheus metric contract of
+//! ARCHITECTURE.md, OTLP traces, an OpenAPI document and a graceful drain. `main.rs` only parses config and wires.
+
+pub mod alloc;
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod http;
+pub mod jobs;
+pub mod load;
+pub mod metrics;
+pub mod openapi;
+pub mod server;
+pub mod state;
+pub mod sys;
+pub mod telemetry;
+pub mod validate;
+
+pub use alloc::CountingAllocator;
+pub use config::Config;
+pub use error::ConsumerError;
+pub use server::serve;
