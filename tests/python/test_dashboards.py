@@ -1,0 +1,336 @@
+"""The Grafana dashboards: well-formed for provisioning (`${datasource}` variable, `id: null`, stable uids, no leftover
+selections), every PromQL expression parses (promtool check rules), every metric name is in the metric contract
+(ARCHITECTURE.md) or in the named kube-state-metrics / KEDA / cAdvisor lists below, and a live check: a real Prometheus
+scrapes the real consumer, scaler and generator on 127.0.0.1 while KEDA's calls are replayed over gRPC from the
+ScaledObject, and every lab-metric query of every panel returns data."""
+
+import importlib
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+
+from conftest import ROOT, http_get, http_post_json
+
+DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+STABLE_UIDS = {"autoscaling-lab.json": "autoscaling-lab-overview", "scaler.json": "autoscaling-lab-scaler"}
+
+# Metrics the dashboards may use beyond the lab's own contract, by the component that exports them.
+EXTERNAL_METRICS = {
+    "kube-state-metrics": {
+        "kube_deployment_spec_replicas",
+        "kube_deployment_status_replicas",
+        "kube_deployment_status_replicas_ready",
+        "kube_horizontalpodautoscaler_status_desired_replicas",
+        "kube_horizontalpodautoscaler_status_current_replicas",
+        "kube_horizontalpodautoscaler_spec_max_replicas",
+        "kube_horizontalpodautoscaler_spec_min_replicas",
+        "kube_pod_container_resource_requests",
+        "kube_pod_container_resource_limits",
+    },
+    "keda": {"keda_scaler_metrics_value", "keda_scaler_active"},
+    "cadvisor": {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"},
+}
+EXTERNAL = set().union(*EXTERNAL_METRICS.values())
+
+# Values for the template variables: promtool and the live Prometheus see what Grafana would send ("All" = .*).
+VARIABLES = {
+    "__rate_interval": "10s",
+    "datasource": "prometheus",
+    "namespace": ".*",
+    "deployment": ".*",
+    "route": ".*",
+    "vcpu_hour_price": "0.0416",
+}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def panels(board):
+    for p in board["panels"]:
+        yield p
+        yield from p.get("panels", [])
+
+
+def queries(board):
+    """(panel title, refId, expr) for every Prometheus query of the dashboard."""
+    for p in panels(board):
+        for t in p.get("targets", []):
+            if "expr" in t:
+                yield p["title"], t["refId"], t["expr"]
+
+
+def substitute(expr):
+    def repl(m):
+        name = m.group(1) or m.group(2)
+        assert name in VARIABLES, f"unknown variable ${name} in {expr}"
+        return VARIABLES[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", repl, expr)
+
+
+def metric_names(expr):
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', substitute(expr))
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        if m.start() > 0 and (e[m.start() - 1].isdigit() or e[m.start() - 1] == "."):
+            continue  # the exponent or unit of a number
+        if e[m.end():].lstrip().startswith("(") or m.group(0) in PROMQL_KEYWORDS:
+            continue  # a function or keyword
+        names.add(m.group(0))
+    return names
+
+
+def contract():
+    """Metric name -> type, from the tables of ARCHITECTURE.md's metric contract."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    section = text[text.index("## Metric contract"):]
+    section = section[: section.index("### External metrics")]
+    found = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 4 or not cells[1].startswith("`"):
+            continue
+        for name in re.findall(r"`([a-z_:][a-z0-9_:]*)`", cells[1]):
+            found[name] = cells[2]
+    assert len(found) > 20, "the contract tables were not found in ARCHITECTURE.md"
+    return found
+
+
+def resolve(name, known):
+    """The contract name a series name belongs to (histograms expose _bucket, _sum, _count)."""
+    if name in known:
+        return name
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = name.removesuffix(suffix)
+        if base != name and known.get(base) == "histogram":
+            return base
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Static checks
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_provisionable(path):
+    board = load(path)
+    assert board["id"] is None, "id must be null so Grafana assigns its own"
+    assert board["uid"] == STABLE_UIDS[path.name], "uids are stable: links and bookmarks depend on them"
+    assert len(board["uid"]) <= 40
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    for v in variables.values():
+        if v["type"] in ("datasource", "query"):
+            assert v.get("current") in ({}, None), f"leftover selection in variable {v['name']}: {v.get('current')}"
+            assert not v.get("options"), f"leftover options in variable {v['name']}"
+        if v["type"] == "textbox":
+            assert v["current"]["value"] == v["query"], f"textbox {v['name']} must default to its own query"
+    ids = [p["id"] for p in panels(board)]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    for p in panels(board):
+        gp = p["gridPos"]
+        assert gp["x"] + gp["w"] <= 24
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["targets"], f"panel {p['title']} has no query"
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == "${datasource}"
+    text = path.read_text()
+    assert "${datasource}" in text
+
+
+def test_lab_dashboard_covers_the_issue():
+    board = load(ROOT / "dashboards" / "autoscaling-lab.json")
+    exprs = " ".join(e for _, _, e in queries(board))
+    for needle in ["generator_target_rate", "http_requests_total", "http_request_duration_seconds_bucket", 'status=~"4..|5.."',
+                   "kube_deployment_status_replicas_ready", "kube_horizontalpodautoscaler_status_desired_replicas",
+                   "keda_scaler_metrics_value", "keda_scaler_active", "scaler_metric_value", "scaler_metric_target",
+                   "consumer_jobs_queued", "consumer_allocated_bytes_total", "container_cpu_usage_seconds_total",
+                   "container_memory_working_set_bytes", "$vcpu_hour_price"]:
+        assert needle in exprs, needle
+    kinds = {p["type"] for p in panels(board)}
+    assert "heatmap" in kinds
+    latency = [p for p in panels(board) if "latency" in p["title"].lower() and p["type"] != "row"]
+    assert latency and all(any("Tempo" in link["title"] for link in p.get("links", [])) for p in latency)
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert {"datasource", "namespace", "route", "vcpu_hour_price", "tempo"} <= variables
+    scaler = load(ROOT / "dashboards" / "scaler.json")
+    exprs = " ".join(e for _, _, e in queries(scaler))
+    for needle in ["scaler_grpc_requests_total", "scaler_grpc_request_duration_seconds_bucket", "scaler_source_errors_total",
+                   "scaler_metric_age_seconds", "scaler_active"]:
+        assert needle in exprs, needle
+    assert "state-timeline" in {p["type"] for p in panels(scaler)}
+
+
+def test_every_promql_expression_parses(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is required: run scripts/setup.sh (Debian package prometheus)")
+    rules = []
+    for path in DASHBOARDS:
+        board = load(path)
+        for p in panels(board):
+            for t in p.get("targets", []):
+                if "expr" in t:
+                    rules.append({"record": f"dashboard:{path.stem.replace('-', '_')}:panel_{p['id']}_{t['refId']}",
+                                  "expr": substitute(t["expr"])})
+    assert len(rules) > 30
+    rules_file = tmp_path / "dashboard-rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    proc = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in proc.stdout
+
+
+def test_promql_check_can_fail(tmp_path):
+    """promtool really rejects a broken expression, so the check above can fail."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(foo[1m])"}]}]}))
+    proc = subprocess.run([shutil.which("promtool") or "promtool", "check", "rules", str(bad)], capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_every_metric_name_is_in_the_contract_or_a_named_list():
+    known = contract()
+    unknown = []
+    for path in DASHBOARDS:
+        for title, ref, expr in queries(load(path)):
+            for name in metric_names(expr):
+                if resolve(name, known) is None and name not in EXTERNAL:
+                    unknown.append(f"{path.name} / {title} / {ref}: {name}")
+    assert not unknown, "metric names in no contract:\n" + "\n".join(unknown)
+
+
+def test_metric_name_extraction():
+    expr = ('1000 * $vcpu_hour_price / 3600 * sum(rate(process_cpu_seconds_total{namespace=~"$namespace"}[5m]) '
+            '* on (instance) group_left () consumer_build_info) / sum by (route) (rate(http_requests_total{route!~"/a|/b"}[1m])) '
+            'or vector(1e3) offset 5m')
+    assert metric_names(expr) == {"process_cpu_seconds_total", "consumer_build_info", "http_requests_total"}
+    assert resolve("http_request_duration_seconds_bucket", contract()) == "http_request_duration_seconds"
+    assert resolve("http_requests_total_bucket", contract()) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Live: every lab-metric query returns data from the real binaries
+
+
+def lab_queries():
+    known = contract()
+    found = []
+    for path in DASHBOARDS:
+        for title, ref, expr in queries(load(path)):
+            names = metric_names(expr)
+            if names and all(resolve(n, known) for n in names):
+                found.append((f"{path.stem} / {title} / {ref}", substitute(expr)))
+    return found
+
+
+def grpc_stubs(tmp_path):
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        pytest.fail("grpcio-tools is required: run scripts/setup.sh")
+    proto_dir = ROOT / "scaler" / "proto"
+    out = tmp_path / "stubs"
+    out.mkdir()
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}",
+                      str(proto_dir / "externalscaler.proto")])
+    assert rc == 0, "protoc failed on scaler/proto/externalscaler.proto"
+    sys.path.insert(0, str(out))
+    try:
+        return importlib.import_module("externalscaler_pb2"), importlib.import_module("externalscaler_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+
+
+def drive_consumer(url):
+    """A little of every kind of traffic: async and sync work, memory, a 404, and enough async jobs to overflow the
+    small queue (429)."""
+    statuses = []
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        bodies = [("/load/io", {"delay_ms": 300, "mode": "async"})] * 24
+        bodies += [("/load/cpu", {"duration_ms": 20, "mode": "sync"})] * 2
+        bodies += [("/load/memory", {"size_mb": 1, "duration_ms": 200, "mode": "async"})] * 2
+        for status, _, _ in pool.map(lambda pb: http_post_json(url + pb[0], pb[1]), bodies):
+            statuses.append(status)
+    statuses.append(http_get(url + "/no-such-route")[0])
+    return statuses
+
+
+def test_every_lab_panel_query_returns_data_live(spawn, prometheus, tmp_path):
+    import grpc
+
+    pb2, pb2_grpc = grpc_stubs(tmp_path)
+    consumer = spawn("consumer", ["--host", "127.0.0.1", "--port", "0", "--executors", "2", "--queue-size", "4"])
+    scaler = spawn("scaler", ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0"], kinds=("grpc", "http"))
+    generator = spawn("generator", ["run", "--url", consumer.url(), "--test", "light", "--duration", "60s",
+                                    "--metrics-port", "0"], kinds=("metrics",))
+    prom = prometheus([consumer.addr(), scaler.addr("http"), generator.addr("metrics")], scrape_interval="1s")
+
+    statuses = drive_consumer(consumer.url())
+    assert 429 in statuses and 404 in statuses, f"the drive must produce throttling and a 404: {sorted(set(statuses))}"
+
+    # Replay KEDA: the ScaledObject's triggers, with the scaler and the consumer on this machine.
+    so = yaml.safe_load((ROOT / "manifests" / "components" / "keda" / "scaledobject.yaml").read_text())
+    channel = grpc.insecure_channel(scaler.addr("grpc"))
+    stub = pb2_grpc.ExternalScalerStub(channel)
+    stream_calls = []
+    for trigger in so["spec"]["triggers"]:
+        metadata = dict(trigger["metadata"], scalerAddress=scaler.addr("grpc"), targets=consumer.url())
+        ref = pb2.ScaledObjectRef(name="consumer", namespace="autoscaling-lab", scalerMetadata=metadata)
+        spec = stub.GetMetricSpec(ref, timeout=10)
+        assert spec.metricSpecs, f"no metric spec for {trigger['name']}"
+        stub.GetMetrics(pb2.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricSpecs[0].metricName), timeout=10)
+        stub.IsActive(ref, timeout=10)
+        call = stub.StreamIsActive(ref)  # held open like KEDA's external-push, so scaler_streams_open is non-zero
+        stream_calls.append(call)
+        threading.Thread(target=lambda c=call: [None for _ in c], daemon=True).start()
+
+    def keep_polling(stop):
+        # KEDA polls every pollingInterval; keep the values fresh while the queries run.
+        while not stop.is_set():
+            for trigger in so["spec"]["triggers"]:
+                metadata = dict(trigger["metadata"], scalerAddress=scaler.addr("grpc"), targets=consumer.url())
+                ref = pb2.ScaledObjectRef(name="consumer", namespace="autoscaling-lab", scalerMetadata=metadata)
+                try:
+                    spec = stub.GetMetricSpec(ref, timeout=5)
+                    stub.GetMetrics(pb2.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricSpecs[0].metricName), timeout=5)
+                except grpc.RpcError:
+                    pass
+            stop.wait(1.0)
+
+    stop = threading.Event()
+    poller = threading.Thread(target=keep_polling, args=(stop,), daemon=True)
+    poller.start()
+    try:
+        checks = lab_queries()
+        assert len(checks) > 20
+        missing = []
+        deadline = time.monotonic() + 60
+        for where, expr in checks:
+            try:
+                prom.wait_for(expr, lambda r: len(r) > 0, timeout=max(1.0, deadline - time.monotonic()))
+            except TimeoutError:
+                missing.append(f"{where}: {expr}")
+        assert not missing, "lab panel queries with no data:\n" + "\n".join(missing)
+    finally:
+        stop.set()
+        for call in stream_calls:
+            call.cancel()
+        channel.close()
