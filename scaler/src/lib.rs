@@ -1,6 +1,146 @@
-//! KEDA external scaler: generated gRPC code for `externalscaler.proto`.
+//! KEDA external scaler for the lab's consumer: a tonic gRPC server for KEDA's `externalscaler.proto` that turns the
+//! consumer's metrics (read from Prometheus or scraped from the pods directly) into ready-made triggers, plus an HTTP
+//! side for `/metrics`, `/health`, `/ready` and `/explain`.
+
+pub mod config;
+pub mod direct;
+pub mod exposition;
+pub mod http;
+pub mod metrics;
+pub mod prom;
+pub mod registry;
+pub mod service;
+pub mod telemetry;
+pub mod trigger;
+
 pub mod proto {
-    //! tonic/prost code generated from `proto/externalscaler.proto` (package `externalscaler`).
+    //! tonic/prost code generated from `proto/externalscaler.proto` (package `externalscaler`): client
+    //! (`external_scaler_client::ExternalScalerClient`), server and messages.
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("externalscaler");
+}
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::metrics::Metrics;
+use crate::proto::external_scaler_server::ExternalScalerServer;
+use crate::registry::Registry;
+use crate::service::ScalerService;
+
+/// Why the scaler could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScalerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
+}
+
+/// Runs the scaler on already-bound listeners until `shutdown` completes, then drains: readiness and gRPC health go
+/// NOT_SERVING at once, streams end, in-flight RPCs finish within `--shutdown-grace`.
+/// Logs `listening` with kind `grpc` and kind `http` once serving.
+pub async fn serve(
+    grpc: TcpListener,
+    http: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ScalerError> {
+    config.validate()?;
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let grace = config.shutdown_grace;
+    let token = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
+    let registry = Registry::new(Arc::new(config), metrics.clone(), token.clone());
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ExternalScalerServer<ScalerService>>()
+        .await;
+    let scaler_service = ExternalScalerServer::new(ScalerService::new(
+        registry.clone(),
+        metrics.clone(),
+        token.clone(),
+    ));
+
+    let grpc_token = token.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(scaler_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            grpc_token.cancelled().await
+        });
+    let router = http::router(registry, metrics, token.clone());
+    let http_server =
+        axum::serve(http, router).with_graceful_shutdown(token.clone().cancelled_owned());
+
+    let mut grpc_task = tokio::spawn(grpc_server);
+    let mut http_task = tokio::spawn(async move { http_server.await });
+    tracing::info!(kind = "grpc", addr = %grpc_addr, "listening");
+    tracing::info!(kind = "http", addr = %http_addr, "listening");
+
+    let shutdown_token = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        shutdown_token.cancel();
+    });
+
+    // A server that stops on its own before shutdown is a failure; report it.
+    let early = tokio::select! {
+        _ = token.cancelled() => None,
+        result = &mut grpc_task => Some(("grpc", result.map(|r| r.map_err(ScalerError::from)))),
+        result = &mut http_task => Some(("http", result.map(|r| r.map_err(ScalerError::from)))),
+    };
+    token.cancel();
+    health_reporter
+        .set_not_serving::<ExternalScalerServer<ScalerService>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    if let Some((kind, result)) = early {
+        tracing::error!(kind, "server stopped unexpectedly");
+        return match result {
+            Ok(Ok(())) => Err(ScalerError::Io(std::io::Error::other(format!(
+                "{kind} server stopped"
+            )))),
+            Ok(Err(error)) => Err(error),
+            Err(join) => Err(ScalerError::Io(std::io::Error::other(join.to_string()))),
+        };
+    }
+    tracing::info!(grace = ?grace, "shutting down: draining");
+    let drained = tokio::time::timeout(grace, async {
+        let grpc_result = (&mut grpc_task).await;
+        let http_result = (&mut http_task).await;
+        (grpc_result, http_result)
+    })
+    .await;
+    match drained {
+        Ok((grpc_result, http_result)) => {
+            if let Ok(Err(error)) = grpc_result {
+                return Err(error.into());
+            }
+            if let Ok(Err(error)) = http_result {
+                return Err(error.into());
+            }
+            tracing::info!("stopped");
+        }
+        Err(_) => {
+            grpc_task.abort();
+            http_task.abort();
+            tracing::warn!(grace = ?grace, "in-flight work did not drain within the grace period; stopped anyway");
+        }
+    }
+    Ok(())
 }
