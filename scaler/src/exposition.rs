@@ -38,6 +38,9 @@ impl Sample {
     }
 }
 
+/// Label pairs of one sample.
+pub type Labels = Vec<(String, String)>;
+
 /// A line that is not valid exposition text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -98,7 +101,7 @@ fn parse_value(text: &str) -> Option<f64> {
 }
 
 /// Parses `a="1",b="2"}` (after the opening brace); returns the labels and the text after the closing brace.
-fn parse_labels(text: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(text: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let mut rest = text;
     loop {
