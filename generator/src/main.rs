@@ -1,1 +1,42 @@
-fn main() {}
+//! The `generator` binary: parse the command line, set up logging and signals, run the command, exit with its code.
+
+use std::io::IsTerminal as _;
+
+use clap::Parser as _;
+use generator::{app, exit, Cli};
+use tokio_util::sync::CancellationToken;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::io::stdout().is_terminal() {
+        builder.with_writer(std::io::stderr).init();
+    } else {
+        builder.json().with_writer(std::io::stdout).init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            eprintln!("signal received: stopping the load, finishing in-flight requests, writing the partial report");
+            shutdown.cancel();
+            // A second signal means: stop now.
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            std::process::exit(exit::INTERRUPTED);
+        });
+    }
+    let code = app::run_cli(cli, shutdown).await;
+    std::process::exit(code);
+}

@@ -1,0 +1,343 @@
+//! The lab's stand-in for a Deployment: a pool of consumer processes on 127.0.0.1. A new replica takes
+//! traffic (joins the [`TargetSet`], as an Endpoint joins a Service) only once `/ready` answers 200; a
+//! removed one leaves the set first, then gets SIGTERM and drains, as a pod does.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use super::process::{ChildProcess, StopOutcome};
+use crate::client::SimpleClient;
+use crate::targets::TargetSet;
+
+/// Where a replica is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Process starting or not ready yet.
+    Starting,
+    /// `/ready` answered 200: takes traffic.
+    Ready,
+    /// Removed from the targets, SIGTERM sent, draining.
+    Draining,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u32,
+    name: String,
+    url: Option<String>,
+    state: ReplicaState,
+    /// Scale-in chose this replica while it was still starting: stop it as soon as it is up.
+    stop_requested: bool,
+    process: Option<ChildProcess>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u32,
+    entries: Vec<Entry>,
+    /// Every pid ever spawned, for the clean-up check.
+    pids: Vec<u32>,
+    /// Start failures and unexpected exits, for the live view and the report.
+    problems: Vec<String>,
+    /// Replicas that drained cleanly / needed SIGKILL.
+    drained: u32,
+    killed: u32,
+}
+
+/// A point-in-time view of the pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolSnapshot {
+    /// Replicas that exist and are not being removed (the Deployment's replica count).
+    pub current: u32,
+    pub ready: u32,
+    pub draining: u32,
+    /// URLs of ready replicas, in start order.
+    pub ready_urls: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// How to start a consumer replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaTemplate {
+    pub binary: PathBuf,
+    pub extra_args: Vec<String>,
+    /// SIGTERM grace before SIGKILL (the pod's terminationGracePeriodSeconds).
+    pub grace: Duration,
+    /// Bound on start + readiness.
+    pub start_timeout: Duration,
+}
+
+/// The consumer replicas.
+#[derive(Debug, Clone)]
+pub struct ReplicaPool {
+    state: Arc<Mutex<State>>,
+    targets: TargetSet,
+    template: ReplicaTemplate,
+    tasks: TaskTracker,
+}
+
+impl ReplicaPool {
+    pub fn new(template: ReplicaTemplate, targets: TargetSet) -> ReplicaPool {
+        ReplicaPool {
+            state: Arc::new(Mutex::new(State::default())),
+            targets,
+            template,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("replica pool lock")
+    }
+
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let state = self.lock();
+        let live = |e: &&Entry| e.state != ReplicaState::Draining && !e.stop_requested;
+        PoolSnapshot {
+            current: state.entries.iter().filter(live).count() as u32,
+            ready: state
+                .entries
+                .iter()
+                .filter(live)
+                .filter(|e| e.state == ReplicaState::Ready)
+                .count() as u32,
+            draining: state
+                .entries
+                .iter()
+                .filter(|e| e.state == ReplicaState::Draining || e.stop_requested)
+                .count() as u32,
+            ready_urls: state
+                .entries
+                .iter()
+                .filter(live)
+                .filter(|e| e.state == ReplicaState::Ready)
+                .filter_map(|e| e.url.clone())
+                .collect(),
+            problems: state.problems.clone(),
+        }
+    }
+
+    /// Every pid this pool spawned.
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock().pids.clone()
+    }
+
+    /// (drained cleanly, needed SIGKILL).
+    pub fn stop_counts(&self) -> (u32, u32) {
+        let s = self.lock();
+        (s.drained, s.killed)
+    }
+
+    /// Start or stop replicas so that `desired` exist. Scale-in picks replicas that are not ready yet
+    /// first, then the newest.
+    pub fn scale_to(&self, desired: u32) {
+        let mut state = self.lock();
+        let live: Vec<usize> = state
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.state != ReplicaState::Draining && !e.stop_requested)
+            .map(|(i, _)| i)
+            .collect();
+        let current = live.len() as u32;
+        if desired > current {
+            for _ in current..desired {
+                state.next_id += 1;
+                let id = state.next_id;
+                let name = format!("consumer-{id}");
+                state.entries.push(Entry {
+                    id,
+                    name: name.clone(),
+                    url: None,
+                    state: ReplicaState::Starting,
+                    stop_requested: false,
+                    process: None,
+                });
+                let pool = self.clone();
+                self.tasks
+                    .spawn(async move { pool.start_replica(id, name).await });
+            }
+        } else if desired < current {
+            let mut victims: Vec<usize> = live.clone();
+            // Not-ready first, then newest first.
+            victims.sort_by_key(|&i| {
+                let e = &state.entries[i];
+                (e.state == ReplicaState::Ready, std::cmp::Reverse(e.id))
+            });
+            for &i in victims.iter().take((current - desired) as usize) {
+                let entry = &mut state.entries[i];
+                if entry.state == ReplicaState::Starting {
+                    entry.stop_requested = true;
+                    if let Some(url) = &entry.url {
+                        self.targets.remove(url);
+                    }
+                    continue;
+                }
+                entry.state = ReplicaState::Draining;
+                if let Some(url) = &entry.url {
+                    // Leave the Service first, so no new request reaches a terminating replica.
+                    self.targets.remove(url);
+                }
+                if let Some(process) = entry.process.take() {
+                    let pool = self.clone();
+                    let id = entry.id;
+                    self.tasks
+                        .spawn(async move { pool.drain(id, process).await });
+                }
+            }
+        }
+    }
+
+    async fn start_replica(&self, id: u32, name: String) {
+        let mut args = vec![
+            "--host".to_string(),
+            "127.0.0.1".to_string(),
+            "--port".to_string(),
+            "0".to_string(),
+            "--pod-name".to_string(),
+            name.clone(),
+            "--log-format".to_string(),
+            "json".to_string(),
+        ];
+        args.extend(self.template.extra_args.iter().cloned());
+        let started = ChildProcess::start(
+            &name,
+            &self.template.binary,
+            &args,
+            &["http"],
+            self.template.start_timeout,
+        )
+        .await;
+        let process = match started {
+            Ok(p) => p,
+            Err(e) => {
+                let mut state = self.lock();
+                state.problems.push(format!("{name}: {e}"));
+                state.entries.retain(|e| e.id != id);
+                return;
+            }
+        };
+        let Some(addr) = process.addr("http") else {
+            self.lock().entries.retain(|e| e.id != id);
+            return;
+        };
+        let url = format!("http://{addr}");
+        {
+            let mut state = self.lock();
+            state.pids.push(process.pid);
+            if let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) {
+                entry.url = Some(url.clone());
+            }
+        }
+        // Readiness: poll /ready until 200 (the readinessProbe), bounded by the start timeout.
+        let client = SimpleClient::new(Duration::from_secs(2));
+        let ready_url = format!("{url}/ready");
+        let deadline = tokio::time::Instant::now() + self.template.start_timeout;
+        let mut ready = false;
+        while tokio::time::Instant::now() < deadline {
+            if self.stop_requested(id) {
+                break;
+            }
+            if let Ok((200, _)) = client.get(&ready_url).await {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut process = Some(process);
+        {
+            let mut state = self.lock();
+            let stop = state
+                .entries
+                .iter()
+                .find(|e| e.id == id)
+                .is_none_or(|e| e.stop_requested);
+            if !ready && !stop {
+                state
+                    .problems
+                    .push(format!("{name}: /ready did not answer 200 in time"));
+            }
+            if ready
+                && !stop
+                && let Some(entry) = state.entries.iter_mut().find(|e| e.id == id)
+            {
+                entry.state = ReplicaState::Ready;
+                entry.process = process.take();
+                // Join the Service only now.
+                let _ = self.targets.add(&url);
+            } else if let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) {
+                entry.state = ReplicaState::Draining;
+            }
+        }
+        if let Some(process) = process {
+            self.drain(id, process).await;
+        }
+    }
+
+    fn stop_requested(&self, id: u32) -> bool {
+        self.lock()
+            .entries
+            .iter()
+            .find(|e| e.id == id)
+            .is_none_or(|e| e.stop_requested)
+    }
+
+    async fn drain(&self, id: u32, process: ChildProcess) {
+        let name = process.name.clone();
+        let outcome = process.stop(self.template.grace).await;
+        let mut state = self.lock();
+        match outcome {
+            StopOutcome::Drained(_) => state.drained += 1,
+            StopOutcome::Killed => {
+                state.killed += 1;
+                state.problems.push(format!(
+                    "{name}: did not drain within the grace period, killed"
+                ));
+            }
+            StopOutcome::AlreadyExited(code) => {
+                state
+                    .problems
+                    .push(format!("{name}: had already exited (code {code:?})"));
+            }
+        }
+        state.entries.retain(|e| e.id != id);
+    }
+
+    /// Detect replicas that died on their own: drop them from the targets and the pool, as a crashed pod's
+    /// endpoint leaves its Service. Returns their names.
+    pub fn reap_dead(&self) -> Vec<String> {
+        let mut state = self.lock();
+        let mut dead = Vec::new();
+        let mut dead_ids = Vec::new();
+        for entry in state.entries.iter_mut() {
+            if let Some(process) = entry.process.as_mut()
+                && let Some(status) = process.exited()
+            {
+                dead.push(format!(
+                    "{}: exited unexpectedly ({status}); last output:\n{}",
+                    entry.name,
+                    process.last_output()
+                ));
+                if let Some(url) = &entry.url {
+                    self.targets.remove(url);
+                }
+                dead_ids.push(entry.id);
+            }
+        }
+        state.entries.retain(|e| !dead_ids.contains(&e.id));
+        state.problems.extend(dead.iter().cloned());
+        dead
+    }
+
+    /// Stop every replica (SIGTERM, grace, SIGKILL) and wait for all start/drain tasks.
+    pub async fn shutdown(&self) {
+        self.scale_to(0);
+        self.tasks.close();
+        self.tasks.wait().await;
+        // Anything left (should be nothing) is killed by kill_on_drop here.
+        self.lock().entries.clear();
+    }
+}

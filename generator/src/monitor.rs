@@ -1,0 +1,483 @@
+//! Replica observation for `--monitor`: the [`ReplicaSource`] trait and its implementations (the Kubernetes API via
+//! kube-rs, the scaler's `/explain`, Prometheus), plus a fallback chain that uses the first source that answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use serde::{Deserialize, Serialize};
+
+/// Why an observation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("kubernetes API: {0}")]
+    Kube(String),
+    #[error("scaler /explain at {url}: {reason}")]
+    Explain { url: String, reason: String },
+    #[error("prometheus at {url}: {reason}")]
+    Prometheus { url: String, reason: String },
+    #[error("no replica source answered: {0}")]
+    NoSource(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One observation of the target's replicas. Counts are `None` when the source does not know them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSnapshot {
+    /// Replicas the autoscaler wants (HPA `desiredReplicas`, or the Deployment's `spec.replicas`).
+    pub desired: Option<u32>,
+    /// Replicas that exist (Deployment `status.replicas`).
+    pub current: Option<u32>,
+    /// Replicas ready for traffic (Deployment `status.readyReplicas`).
+    pub ready: Option<u32>,
+    /// Free text: ScaledObject conditions, the scaler's reasoning, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Which source answered (`kubernetes`, `explain`, `prometheus`, `lab`, ...).
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Something that can tell how many replicas the target has. The generator polls it during a run; the lab implements
+/// it over its own replica controller.
+pub trait ReplicaSource: Send + Sync {
+    /// Observe the replicas now.
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>>;
+    /// A short name for logs and the report.
+    fn name(&self) -> String;
+}
+
+/// Where the Kubernetes API is and what to watch.
+#[derive(Debug, Clone)]
+pub struct KubeTarget {
+    pub namespace: String,
+    pub deployment: String,
+    /// HPA name; KEDA names it `keda-hpa-<scaledobject>`.
+    pub hpa: Option<String>,
+    /// ScaledObject name (keda.sh/v1alpha1).
+    pub scaled_object: Option<String>,
+}
+
+/// Observes a Deployment, its HPA and ScaledObject through the Kubernetes API.
+pub struct KubeSource {
+    client: kube::Client,
+    target: KubeTarget,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl KubeSource {
+    /// A source for an explicit API URL (no auth; used against a stand-in API or `kubectl proxy`).
+    pub fn for_url(url: &str, target: KubeTarget) -> Result<KubeSource, MonitorError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| MonitorError::Kube(format!("bad API URL {url:?}: {e}")))?;
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = target.namespace.clone();
+        config.read_timeout = Some(Duration::from_secs(5));
+        config.connect_timeout = Some(Duration::from_secs(3));
+        let client = kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        Ok(KubeSource { client, target })
+    }
+
+    /// A source from a kubeconfig file, or inferred (in-cluster service account, then `$KUBECONFIG`/~/.kube/config).
+    pub async fn infer(
+        kubeconfig: Option<&std::path::Path>,
+        target: KubeTarget,
+    ) -> Result<KubeSource, MonitorError> {
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| MonitorError::Kube(format!("kubeconfig {}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| MonitorError::Kube(e.to_string()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| MonitorError::Kube(e.to_string()))?,
+        };
+        config.read_timeout = Some(Duration::from_secs(5));
+        config.connect_timeout = Some(Duration::from_secs(3));
+        let client = kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        Ok(KubeSource { client, target })
+    }
+
+    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
+        let ns = &self.target.namespace;
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let d = deployments
+            .get(&self.target.deployment)
+            .await
+            .map_err(|e| MonitorError::Kube(format!("deployment {ns}/{}: {e}", self.target.deployment)))?;
+        let spec_replicas = d.spec.replicas.map(to_u32);
+        let status = d.status.unwrap_or_default();
+        let mut snap = ReplicaSnapshot {
+            desired: spec_replicas,
+            current: Some(status.replicas.map(to_u32).unwrap_or(0)),
+            ready: Some(status.ready_replicas.map(to_u32).unwrap_or(0)),
+            detail: None,
+            source: "kubernetes".into(),
+        };
+        let mut details = Vec::new();
+        if let Some(hpa_name) = &self.target.hpa {
+            let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), ns);
+            match hpas.get_opt(hpa_name).await {
+                Ok(Some(h)) => {
+                    if let Some(st) = h.status {
+                        snap.desired = Some(to_u32(st.desired_replicas));
+                        for c in st.conditions.unwrap_or_default() {
+                            if c.status != "True" && c.type_ == "AbleToScale" {
+                                details.push(format!("HPA {}={}", c.type_, c.status));
+                            }
+                            if c.type_ == "ScalingLimited" && c.status == "True" {
+                                details.push(format!(
+                                    "HPA limited: {}",
+                                    c.reason.unwrap_or_default()
+                                ));
+                            }
+                        }
+                    }
+                }
+                Ok(None) => details.push(format!("HPA {hpa_name} not found")),
+                Err(e) => details.push(format!("HPA {hpa_name}: {e}")),
+            }
+        }
+        if let Some(so_name) = &self.target.scaled_object {
+            let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+            let ar = ApiResource::from_gvk(&gvk);
+            let sos: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+            match sos.get_opt(so_name).await {
+                Ok(Some(so)) => {
+                    let conditions = so
+                        .data
+                        .pointer("/status/conditions")
+                        .and_then(|c| c.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    for c in conditions {
+                        let t = c.get("type").and_then(|v| v.as_str()).unwrap_or("?");
+                        let s = c.get("status").and_then(|v| v.as_str()).unwrap_or("?");
+                        if matches!(t, "Active" | "Fallback" | "Ready" | "Paused") {
+                            details.push(format!("{t}={s}"));
+                        }
+                    }
+                }
+                Ok(None) => details.push(format!("ScaledObject {so_name} not found")),
+                Err(e) => details.push(format!("ScaledObject {so_name}: {e}")),
+            }
+        }
+        if !details.is_empty() {
+            snap.detail = Some(details.join(", "));
+        }
+        Ok(snap)
+    }
+}
+
+fn to_u32(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+impl ReplicaSource for KubeSource {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(self.observe_now())
+    }
+    fn name(&self) -> String {
+        format!(
+            "kubernetes deployment {}/{}",
+            self.target.namespace, self.target.deployment
+        )
+    }
+}
+
+/// Observes replicas through the scaler's `GET /explain` JSON. The scaler knows the metric values and targets, not the
+/// Deployment, so it reports what the HPA formula would want: `desired` (when the scaler gives replica fields, they
+/// are used as they are) and the trigger values as the detail.
+#[derive(Debug, Clone)]
+pub struct ExplainSource {
+    url: String,
+    client: crate::client::SimpleClient,
+}
+
+impl ExplainSource {
+    /// `base` is the scaler's HTTP base URL, e.g. `http://scaler:6001`.
+    pub fn new(base: &str) -> ExplainSource {
+        ExplainSource {
+            url: format!("{}/explain", base.trim_end_matches('/')),
+            client: crate::client::SimpleClient::new(Duration::from_secs(3)),
+        }
+    }
+
+    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
+        let err = |reason: String| MonitorError::Explain {
+            url: self.url.clone(),
+            reason,
+        };
+        let (status, body) = self
+            .client
+            .get(&self.url)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if status != 200 {
+            return Err(err(format!("status {status}")));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| err(format!("not JSON: {e}")))?;
+        parse_explain(&v).ok_or_else(|| err("no replica or trigger fields in the answer".into()))
+    }
+}
+
+/// Read replica counts from an `/explain` document: the first object found (at the top, or in an array of
+/// ScaledObjects) with `desired_replicas`/`desiredReplicas`/`replicas`, `current_replicas`, `ready_replicas`; when only
+/// trigger values and targets are there, desired = max over triggers of ceil(value / target).
+pub fn parse_explain(v: &serde_json::Value) -> Option<ReplicaSnapshot> {
+    fn num(v: &serde_json::Value, keys: &[&str]) -> Option<u32> {
+        keys.iter()
+            .find_map(|k| v.get(*k).and_then(|x| x.as_f64()))
+            .map(|f| f.max(0.0).round() as u32)
+    }
+    fn walk(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                out.push(v.clone());
+                for x in m.values() {
+                    walk(x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut objects = Vec::new();
+    walk(v, &mut objects);
+    let mut snap = ReplicaSnapshot {
+        source: "explain".into(),
+        ..Default::default()
+    };
+    for o in &objects {
+        if snap.desired.is_none() {
+            snap.desired = num(o, &["desired_replicas", "desiredReplicas", "desired"]);
+        }
+        if snap.current.is_none() {
+            snap.current = num(o, &["current_replicas", "currentReplicas", "replicas"]);
+        }
+        if snap.ready.is_none() {
+            snap.ready = num(o, &["ready_replicas", "readyReplicas"]);
+        }
+    }
+    let mut details = Vec::new();
+    let mut want: Option<u32> = None;
+    for o in &objects {
+        let value = o.get("value").and_then(|x| x.as_f64());
+        let target = o.get("target").and_then(|x| x.as_f64());
+        if let (Some(value), Some(target)) = (value, target) {
+            let name = ["trigger", "metric_name", "metricName", "name"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(|x| x.as_str()))
+                .unwrap_or("metric");
+            details.push(format!("{name} {value:.3}/{target}"));
+            if target > 0.0 {
+                let w = (value / target).ceil().max(1.0) as u32;
+                want = Some(want.map_or(w, |x| x.max(w)));
+            }
+        }
+    }
+    if snap.desired.is_none() {
+        snap.desired = want;
+    }
+    if !details.is_empty() {
+        snap.detail = Some(details.join(", "));
+    }
+    if snap.desired.is_none() && snap.current.is_none() && snap.ready.is_none() {
+        return None;
+    }
+    Some(snap)
+}
+
+impl ReplicaSource for ExplainSource {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(self.observe_now())
+    }
+    fn name(&self) -> String {
+        format!("scaler {}", self.url)
+    }
+}
+
+/// Observes replicas with PromQL (kube-state-metrics series by default).
+#[derive(Debug, Clone)]
+pub struct PrometheusSource {
+    base: String,
+    pub desired_query: String,
+    pub current_query: String,
+    pub ready_query: String,
+    client: crate::client::SimpleClient,
+}
+
+impl PrometheusSource {
+    /// Queries kube-state-metrics for `deployment` in `namespace`.
+    pub fn new(base: &str, namespace: &str, deployment: &str) -> PrometheusSource {
+        let sel = format!("namespace=\"{namespace}\",deployment=\"{deployment}\"");
+        PrometheusSource {
+            base: base.trim_end_matches('/').to_string(),
+            desired_query: format!("max(kube_deployment_spec_replicas{{{sel}}})"),
+            current_query: format!("max(kube_deployment_status_replicas{{{sel}}})"),
+            ready_query: format!("max(kube_deployment_status_replicas_ready{{{sel}}})"),
+            client: crate::client::SimpleClient::new(Duration::from_secs(3)),
+        }
+    }
+
+    /// Scalar value of an instant query, `None` when the result is empty.
+    pub async fn query_scalar(&self, promql: &str) -> Result<Option<f64>, MonitorError> {
+        let err = |reason: String| MonitorError::Prometheus {
+            url: self.base.clone(),
+            reason,
+        };
+        let url = format!("{}/api/v1/query?query={}", self.base, url_encode(promql));
+        let (status, body) = self.client.get(&url).await.map_err(|e| err(e.to_string()))?;
+        if status != 200 {
+            return Err(err(format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| err(format!("not JSON: {e}")))?;
+        let first = v.pointer("/data/result/0/value/1").and_then(|x| x.as_str());
+        Ok(first.and_then(|s| s.parse::<f64>().ok()))
+    }
+
+    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
+        let as_u32 = |f: Option<f64>| f.map(|f| f.max(0.0).round() as u32);
+        let desired = as_u32(self.query_scalar(&self.desired_query).await?);
+        let current = as_u32(self.query_scalar(&self.current_query).await?);
+        let ready = as_u32(self.query_scalar(&self.ready_query).await?);
+        if desired.is_none() && current.is_none() && ready.is_none() {
+            return Err(MonitorError::Prometheus {
+                url: self.base.clone(),
+                reason: format!("no series for {}", self.current_query),
+            });
+        }
+        Ok(ReplicaSnapshot {
+            desired,
+            current,
+            ready,
+            detail: None,
+            source: "prometheus".into(),
+        })
+    }
+}
+
+impl ReplicaSource for PrometheusSource {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(self.observe_now())
+    }
+    fn name(&self) -> String {
+        format!("prometheus {}", self.base)
+    }
+}
+
+/// Percent-encode a query string value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Tries its sources in order and sticks with the first that answers; when it fails later, falls through again.
+pub struct FallbackSource {
+    sources: Vec<Arc<dyn ReplicaSource>>,
+    preferred: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for FallbackSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackSource")
+            .field("sources", &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl FallbackSource {
+    pub fn new(sources: Vec<Arc<dyn ReplicaSource>>) -> FallbackSource {
+        FallbackSource {
+            sources,
+            preferred: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
+        use std::sync::atomic::Ordering;
+        let start = self.preferred.load(Ordering::Relaxed);
+        let n = self.sources.len();
+        let mut failures = Vec::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            match self.sources[idx].observe().await {
+                Ok(s) => {
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(s);
+                }
+                Err(e) => failures.push(format!("{}: {e}", self.sources[idx].name())),
+            }
+        }
+        Err(MonitorError::NoSource(failures.join("; ")))
+    }
+}
+
+impl ReplicaSource for FallbackSource {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(self.observe_now())
+    }
+    fn name(&self) -> String {
+        self.sources
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn explain_with_replica_fields() {
+        let v = json!({"scaled_objects": [{"name": "default/consumer", "desired_replicas": 3, "current_replicas": 2,
+            "triggers": [{"trigger": "backlog", "value": 25.0, "target": 10.0}]}]});
+        let s = parse_explain(&v).unwrap();
+        assert_eq!((s.desired, s.current, s.ready), (Some(3), Some(2), None));
+        assert_eq!(s.detail.as_deref(), Some("backlog 25.000/10"));
+    }
+
+    #[test]
+    fn explain_with_only_triggers() {
+        let v = json!({"triggers": [{"metric_name": "backlog", "value": 25.0, "target": 10.0},
+                                    {"metric_name": "rps", "value": 5.0, "target": 10.0}]});
+        assert_eq!(parse_explain(&v).unwrap().desired, Some(3));
+        assert!(parse_explain(&json!({"hello": "world"})).is_none());
+    }
+
+    #[test]
+    fn encode() {
+        assert_eq!(url_encode("up{a=\"b\"}"), "up%7Ba%3D%22b%22%7D");
+    }
+}

@@ -1,0 +1,700 @@
+//! Load profiles: stages of arrival rate (ramp or hold) plus a weighted request mix, the built-in set, YAML I/O,
+//! and the arrival [`Schedule`] that turns stages into exact request start times.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a profile could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The YAML did not parse; serde_yaml's message names the field path, line and column.
+    #[error("profile YAML: {0}")]
+    Yaml(String),
+    /// The YAML parsed but a field's value is out of range.
+    #[error("profile field `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("unknown profile `{name}`; built-in profiles: {known}")]
+    Unknown { name: String, known: String },
+    #[error("cannot read profile file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A named load profile: stages of arrival rate and a weighted request mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Arrival rate (req/s) at t = 0, where the first ramp starts from.
+    #[serde(default)]
+    pub start_rate: f64,
+    pub stages: Vec<Stage>,
+    pub requests: Vec<RequestSpec>,
+    /// Recycle keep-alive connections so new replicas get traffic (see `RecyclePolicy`); profiles default to on.
+    #[serde(default = "default_true")]
+    pub recycle_connections: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One stage: over `duration`, the arrival rate either ramps linearly from the previous stage's end rate to `rate`
+/// (`ramp: true`) or holds at `rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(with = "duration_text")]
+    pub duration: Duration,
+    /// Target arrival rate in requests per second (at the end of the stage when ramping).
+    pub rate: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ramp: bool,
+}
+
+/// One entry of the request mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Name in the report (default: `METHOD path`, plus ` mode` when the body sets `mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_method() -> String {
+    "POST".to_string()
+}
+fn default_weight() -> u32 {
+    1
+}
+
+impl RequestSpec {
+    /// A request entry with weight 1.
+    pub fn new(method: &str, path: &str, body: Option<serde_json::Value>) -> RequestSpec {
+        RequestSpec {
+            name: None,
+            method: method.to_string(),
+            path: path.to_string(),
+            body,
+            weight: 1,
+        }
+    }
+
+    /// The name used in reports: the explicit name, else `METHOD path[ mode]`.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let mode = self
+            .body
+            .as_ref()
+            .and_then(|b| b.get("mode"))
+            .and_then(|m| m.as_str());
+        match mode {
+            Some(mode) => format!("{} {} {}", self.method, self.path, mode),
+            None => format!("{} {}", self.method, self.path),
+        }
+    }
+}
+
+/// Serde for durations written the humantime way (`30s`, `1m 30s`, `250ms`).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. 30s, 2m, 1m30s"
+            ))
+        })
+    }
+}
+
+const BUILTIN_NAMES: &[&str] = &[
+    "light",
+    "medium",
+    "heavy",
+    "burst",
+    "memory-stress",
+    "cpu-stress",
+    "sustained",
+    "demo",
+];
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn hold(seconds: u64, rate: f64, name: &str) -> Stage {
+    Stage {
+        name: Some(name.to_string()),
+        duration: secs(seconds),
+        rate,
+        ramp: false,
+    }
+}
+
+fn ramp(seconds: u64, rate: f64, name: &str) -> Stage {
+    Stage {
+        name: Some(name.to_string()),
+        duration: secs(seconds),
+        rate,
+        ramp: true,
+    }
+}
+
+fn req(path: &str, body: serde_json::Value, weight: u32) -> RequestSpec {
+    RequestSpec {
+        name: None,
+        method: "POST".into(),
+        path: path.into(),
+        body: Some(body),
+        weight,
+    }
+}
+
+impl Profile {
+    /// Names of the built-in profiles, in the order `generator profiles` lists them.
+    pub fn builtin_names() -> &'static [&'static str] {
+        BUILTIN_NAMES
+    }
+
+    /// A built-in profile by name (`cpu_stress` and `cpu-stress` both work, as the seed's Jobs write either).
+    pub fn builtin(name: &str) -> Option<Profile> {
+        use serde_json::json;
+        let name = name.trim().to_ascii_lowercase().replace('_', "-");
+        let p = |n: &str, d: &str, start: f64, stages: Vec<Stage>, requests: Vec<RequestSpec>| {
+            Some(Profile {
+                name: n.into(),
+                description: d.into(),
+                start_rate: start,
+                stages,
+                requests,
+                recycle_connections: true,
+            })
+        };
+        match name.as_str() {
+            "light" => p(
+                "light",
+                "Baseline: ~5 min at a few req/s of async work; should stay at the minimum replica count.",
+                0.0,
+                vec![
+                    ramp(30, 5.0, "warm-up"),
+                    hold(240, 5.0, "steady"),
+                    ramp(30, 0.0, "ramp-down"),
+                ],
+                vec![
+                    req("/load/io", json!({"delay_ms": 100, "mode": "async"}), 6),
+                    req("/load/cpu", json!({"duration_ms": 50, "mode": "async"}), 3),
+                    req("/load/memory", json!({"size_mb": 8, "duration_ms": 1000, "mode": "async"}), 1),
+                ],
+            ),
+            "medium" => p(
+                "medium",
+                "Realistic moderate load: ~8 min, ramps to 15 req/s; a small scale-up is expected.",
+                0.0,
+                vec![
+                    ramp(60, 15.0, "ramp-up"),
+                    hold(360, 15.0, "steady"),
+                    ramp(60, 0.0, "ramp-down"),
+                ],
+                vec![
+                    req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 6),
+                    req("/load/cpu", json!({"duration_ms": 100, "mode": "async"}), 3),
+                    req("/load/memory", json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}), 1),
+                ],
+            ),
+            "heavy" => p(
+                "heavy",
+                "Immediate scale-up: ~10 min, jumps straight to 40 req/s of async work, well past one replica.",
+                40.0,
+                vec![hold(540, 40.0, "peak"), ramp(60, 0.0, "ramp-down")],
+                vec![
+                    req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 6),
+                    req("/load/cpu", json!({"duration_ms": 200, "mode": "async"}), 3),
+                    req("/load/memory", json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}), 1),
+                ],
+            ),
+            "burst" => {
+                let mut stages = Vec::new();
+                for i in 0..5 {
+                    stages.push(hold(30, 5.0, &format!("calm-{}", i + 1)));
+                    stages.push(hold(30, 80.0, &format!("spike-{}", i + 1)));
+                }
+                p(
+                    "burst",
+                    "High-concurrency spikes: ~5 min alternating 30 s at 5 req/s and 30 s at 80 req/s.",
+                    5.0,
+                    stages,
+                    vec![
+                        req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 8),
+                        req("/load/cpu", json!({"duration_ms": 50, "mode": "async"}), 2),
+                    ],
+                )
+            }
+            "memory-stress" => p(
+                "memory-stress",
+                "Memory-based scaling: ~10 min of async 32 MiB allocations held 3 s at up to 4 req/s (~400 MiB held).",
+                0.0,
+                vec![
+                    ramp(60, 4.0, "ramp-up"),
+                    hold(480, 4.0, "steady"),
+                    ramp(60, 0.0, "ramp-down"),
+                ],
+                vec![req(
+                    "/load/memory",
+                    json!({"size_mb": 32, "duration_ms": 3000, "mode": "async"}),
+                    1,
+                )],
+            ),
+            "cpu-stress" => p(
+                "cpu-stress",
+                "CPU-intensive blocking requests: ~10 min of sync 200 ms CPU burns at up to 8 req/s (~1.6 cores).",
+                0.0,
+                vec![
+                    ramp(60, 8.0, "ramp-up"),
+                    hold(480, 8.0, "steady"),
+                    ramp(60, 0.0, "ramp-down"),
+                ],
+                vec![req(
+                    "/load/cpu",
+                    json!({"duration_ms": 200, "complexity": 5, "mode": "sync"}),
+                    1,
+                )],
+            ),
+            "sustained" => p(
+                "sustained",
+                "Scale-up/down cycle: ~30 min, two 10-minute peaks at 30 req/s separated by quiet phases, with \
+                 sustained background CPU jobs.",
+                2.0,
+                vec![
+                    hold(180, 2.0, "quiet-1"),
+                    ramp(60, 30.0, "ramp-up-1"),
+                    hold(420, 30.0, "peak-1"),
+                    ramp(60, 2.0, "ramp-down-1"),
+                    hold(300, 2.0, "quiet-2"),
+                    ramp(60, 30.0, "ramp-up-2"),
+                    hold(420, 30.0, "peak-2"),
+                    ramp(60, 2.0, "ramp-down-2"),
+                    hold(240, 2.0, "cool-down"),
+                ],
+                vec![
+                    req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 70),
+                    req("/load/cpu", json!({"duration_ms": 100, "mode": "async"}), 29),
+                    req(
+                        "/load/cpu/sustained",
+                        json!({"workers": 1, "duration_seconds": 30, "complexity": 5}),
+                        1,
+                    ),
+                ],
+            ),
+            "demo" => p(
+                "demo",
+                "The local lab's demo: ~90 s on 2 cores. Async 200 ms I/O jobs; 50 req/s saturates one 4-executor \
+                 replica (~20 jobs/s) 2.5x, then back to 5 req/s so backlog and latency fall as replicas are added.",
+                5.0,
+                vec![
+                    hold(10, 5.0, "baseline"),
+                    ramp(5, 50.0, "ramp-up"),
+                    hold(35, 50.0, "peak"),
+                    ramp(5, 5.0, "ramp-down"),
+                    hold(35, 5.0, "recovery"),
+                ],
+                vec![req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 1)],
+            ),
+            _ => None,
+        }
+    }
+
+    /// A built-in profile, or an error listing the known names.
+    pub fn builtin_or_err(name: &str) -> Result<Profile, ProfileError> {
+        Profile::builtin(name).ok_or_else(|| ProfileError::Unknown {
+            name: name.to_string(),
+            known: BUILTIN_NAMES.join(", "),
+        })
+    }
+
+    /// Parse and validate a profile from YAML (the format `generator profiles show` prints).
+    pub fn from_yaml(text: &str) -> Result<Profile, ProfileError> {
+        let profile: Profile =
+            serde_yaml::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    /// Read a profile file.
+    pub fn from_file(path: &std::path::Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Profile::from_yaml(&text)
+    }
+
+    /// Render as YAML; `from_yaml(to_yaml())` gives back the same profile.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a profile always serializes")
+    }
+
+    /// Check every field's range.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        let bad = |field: String, reason: &str| {
+            Err(ProfileError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        if self.name.trim().is_empty() {
+            return bad("name".into(), "must not be empty");
+        }
+        if !self.start_rate.is_finite() || self.start_rate < 0.0 {
+            return bad("start_rate".into(), "must be a finite number >= 0");
+        }
+        if self.stages.is_empty() {
+            return bad("stages".into(), "needs at least one stage");
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if s.duration.is_zero() {
+                return bad(format!("stages[{i}].duration"), "must be > 0");
+            }
+            if !s.rate.is_finite() || s.rate < 0.0 || s.rate > 1_000_000.0 {
+                return bad(format!("stages[{i}].rate"), "must be between 0 and 1000000 req/s");
+            }
+        }
+        if self.requests.is_empty() {
+            return bad("requests".into(), "needs at least one request entry");
+        }
+        for (i, r) in self.requests.iter().enumerate() {
+            if http::Method::from_bytes(r.method.as_bytes()).is_err() {
+                return bad(format!("requests[{i}].method"), "is not an HTTP method");
+            }
+            if !r.path.starts_with('/') || r.path.parse::<http::uri::PathAndQuery>().is_err() {
+                return bad(
+                    format!("requests[{i}].path"),
+                    "must be a path starting with `/`",
+                );
+            }
+            if r.weight == 0 {
+                return bad(format!("requests[{i}].weight"), "must be >= 1");
+            }
+        }
+        if self.stages.iter().all(|s| s.rate == 0.0) && self.start_rate == 0.0 {
+            return bad("stages".into(), "every rate is 0: the profile would send nothing");
+        }
+        Ok(())
+    }
+
+    /// Total duration of all stages.
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+
+    /// Highest arrival rate reached.
+    pub fn peak_rate(&self) -> f64 {
+        self.stages
+            .iter()
+            .map(|s| s.rate)
+            .fold(self.start_rate, f64::max)
+    }
+
+    /// Expected number of requests over the whole profile.
+    pub fn expected_requests(&self) -> f64 {
+        Schedule::new(self).total_count()
+    }
+
+    /// Every stage duration multiplied by `factor` (the lab's `--time-scale`; 0.1 = ten times faster). Rates stay.
+    pub fn scale_time(&self, factor: f64) -> Profile {
+        let mut p = self.clone();
+        for s in &mut p.stages {
+            s.duration = s.duration.mul_f64(factor.max(0.0)).max(Duration::from_millis(1));
+        }
+        p
+    }
+
+    /// Every rate multiplied by `factor` (`--rate-scale`).
+    pub fn scale_rate(&self, factor: f64) -> Profile {
+        let mut p = self.clone();
+        p.start_rate *= factor;
+        for s in &mut p.stages {
+            s.rate *= factor;
+        }
+        p
+    }
+
+    /// A profile cut (or extended, by stretching the last stage) to exactly `total` (`--duration`).
+    pub fn with_duration(&self, total: Duration) -> Profile {
+        let mut p = self.clone();
+        let mut kept = Vec::new();
+        let mut used = Duration::ZERO;
+        for s in &p.stages {
+            if used >= total {
+                break;
+            }
+            let mut s = s.clone();
+            if used + s.duration > total {
+                s.duration = total - used;
+            }
+            used += s.duration;
+            kept.push(s);
+        }
+        if used < total
+            && let Some(last) = kept.last_mut()
+        {
+            last.duration += total - used;
+        }
+        p.stages = kept;
+        p
+    }
+
+    /// A one-stage constant-rate profile for ad-hoc runs (`--rate R --duration D`).
+    pub fn constant(rate: f64, duration: Duration, request: RequestSpec) -> Profile {
+        Profile {
+            name: "ad-hoc".into(),
+            description: format!("constant {rate} req/s"),
+            start_rate: rate,
+            stages: vec![Stage {
+                name: Some("constant".into()),
+                duration,
+                rate,
+                ramp: false,
+            }],
+            requests: vec![request],
+            recycle_connections: false,
+        }
+    }
+
+    /// One line describing the request mix, for `generator profiles`.
+    pub fn mix_summary(&self) -> String {
+        let total: u32 = self.requests.iter().map(|r| r.weight).sum();
+        self.requests
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.0}% {}",
+                    100.0 * r.weight as f64 / total as f64,
+                    r.display_name()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One piece of the piecewise-linear arrival rate.
+#[derive(Debug, Clone)]
+struct Segment {
+    stage: usize,
+    start: f64,
+    duration: f64,
+    rate_from: f64,
+    rate_to: f64,
+    count_before: f64,
+}
+
+impl Segment {
+    fn count(&self) -> f64 {
+        (self.rate_from + self.rate_to) / 2.0 * self.duration
+    }
+}
+
+/// The arrival schedule of a profile: rate r(t) is piecewise linear, and request k starts at the time t_k where the
+/// cumulative count N(t) = ∫r reaches k. Start times are exact, so no drift accumulates over a long run.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    segments: Vec<Segment>,
+    total: f64,
+    duration: f64,
+}
+
+impl Schedule {
+    pub fn new(profile: &Profile) -> Schedule {
+        let mut segments = Vec::new();
+        let mut rate = profile.start_rate;
+        let mut t = 0.0;
+        let mut count = 0.0;
+        for (i, s) in profile.stages.iter().enumerate() {
+            let d = s.duration.as_secs_f64();
+            let from = if s.ramp { rate } else { s.rate };
+            let seg = Segment {
+                stage: i,
+                start: t,
+                duration: d,
+                rate_from: from,
+                rate_to: s.rate,
+                count_before: count,
+            };
+            count += seg.count();
+            t += d;
+            rate = s.rate;
+            segments.push(seg);
+        }
+        Schedule {
+            segments,
+            total: count,
+            duration: t,
+        }
+    }
+
+    /// Expected requests over the whole schedule.
+    pub fn total_count(&self) -> f64 {
+        self.total
+    }
+
+    /// Length of the schedule in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.duration
+    }
+
+    fn segment_at(&self, t: f64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|s| t >= s.start && t < s.start + s.duration)
+    }
+
+    /// Arrival rate at `t` seconds.
+    pub fn rate_at(&self, t: f64) -> f64 {
+        match self.segment_at(t) {
+            Some(s) => s.rate_from + (s.rate_to - s.rate_from) * (t - s.start) / s.duration,
+            None => 0.0,
+        }
+    }
+
+    /// Index of the stage running at `t` seconds.
+    pub fn stage_at(&self, t: f64) -> Option<usize> {
+        self.segment_at(t).map(|s| s.stage)
+    }
+
+    /// N(t): requests due in [0, t).
+    pub fn cumulative(&self, t: f64) -> f64 {
+        if t <= 0.0 {
+            return 0.0;
+        }
+        if t >= self.duration {
+            return self.total;
+        }
+        let s = self.segment_at(t).expect("t is inside the schedule");
+        let x = t - s.start;
+        let slope = (s.rate_to - s.rate_from) / s.duration;
+        s.count_before + s.rate_from * x + slope * x * x / 2.0
+    }
+
+    /// Start time in seconds of request `k` (0-based): the t where N(t) = k. `None` past the end.
+    pub fn time_of(&self, k: f64) -> Option<f64> {
+        if k >= self.total {
+            return None;
+        }
+        // Segments are few (a profile has tens of stages), so a linear scan is fine.
+        let s = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.count_before <= k && s.count() > 0.0)?;
+        let m = k - s.count_before;
+        let a = (s.rate_to - s.rate_from) / s.duration / 2.0;
+        let b = s.rate_from;
+        let x = if a.abs() < 1e-12 {
+            m / b
+        } else {
+            let disc = (b * b + 4.0 * a * m).max(0.0);
+            (-b + disc.sqrt()) / (2.0 * a)
+        };
+        Some(s.start + x.clamp(0.0, s.duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_exists_and_validates() {
+        for name in Profile::builtin_names() {
+            let p = Profile::builtin(name).unwrap();
+            p.validate().unwrap();
+            assert_eq!(&p.name, name);
+        }
+        assert_eq!(Profile::builtin("cpu_stress").unwrap().name, "cpu-stress");
+        assert!(Profile::builtin("nope").is_none());
+    }
+
+    #[test]
+    fn seed_durations() {
+        let minutes = |n: &str| Profile::builtin(n).unwrap().duration().as_secs_f64() / 60.0;
+        assert_eq!(minutes("light"), 5.0);
+        assert_eq!(minutes("medium"), 8.0);
+        assert_eq!(minutes("heavy"), 10.0);
+        assert_eq!(minutes("burst"), 5.0);
+        assert_eq!(minutes("memory-stress"), 10.0);
+        assert_eq!(minutes("cpu-stress"), 10.0);
+        assert_eq!(minutes("sustained"), 30.0);
+        assert_eq!(minutes("demo"), 1.5);
+    }
+
+    #[test]
+    fn schedule_constant_rate() {
+        let p = Profile::constant(100.0, Duration::from_secs(2), RequestSpec::new("GET", "/", None));
+        let s = Schedule::new(&p);
+        assert_eq!(s.total_count(), 200.0);
+        assert!((s.time_of(50.0).unwrap() - 0.5).abs() < 1e-9);
+        assert!(s.time_of(200.0).is_none());
+    }
+
+    #[test]
+    fn schedule_ramp_inverts_cumulative() {
+        let p = Profile::builtin("demo").unwrap();
+        let s = Schedule::new(&p);
+        for k in [0.0, 10.0, 49.0, 50.0, 51.0, 200.0, 1000.0, 1500.0, s.total_count() - 1.0] {
+            let t = s.time_of(k).unwrap();
+            assert!((s.cumulative(t) - k).abs() < 1e-6, "k={k} t={t}");
+        }
+        // ramp from 5 to 50 over 5 s gives 137.5 requests
+        assert!((s.cumulative(15.0) - s.cumulative(10.0) - 137.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn yaml_round_trip_and_errors() {
+        let p = Profile::builtin("sustained").unwrap();
+        assert_eq!(Profile::from_yaml(&p.to_yaml()).unwrap(), p);
+        let err = Profile::from_yaml("name: x\nstages:\n  - duration: 10s\n    rate: fast\nrequests: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stages[0].rate") && err.contains("line 4"), "{err}");
+        let err = Profile::from_yaml(
+            "name: x\nstages:\n  - duration: 10s\n    rate: -1\nrequests:\n  - path: /\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("stages[0].rate"), "{err}");
+    }
+
+    #[test]
+    fn scaling() {
+        let p = Profile::builtin("demo").unwrap();
+        assert_eq!(p.scale_time(0.1).duration(), Duration::from_secs(9));
+        assert_eq!(p.scale_rate(2.0).peak_rate(), 100.0);
+        let cut = p.with_duration(Duration::from_secs(12));
+        assert_eq!(cut.duration(), Duration::from_secs(12));
+        assert_eq!(cut.stages.len(), 2);
+    }
+}
