@@ -273,6 +273,16 @@ def drive_consumer(url):
     return statuses
 
 
+def drain_stream(call):
+    import grpc
+
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass  # cancelled at teardown
+
+
 def test_every_lab_panel_query_returns_data_live(spawn, prometheus, tmp_path):
     import grpc
 
@@ -286,7 +296,8 @@ def test_every_lab_panel_query_returns_data_live(spawn, prometheus, tmp_path):
     statuses = drive_consumer(consumer.url())
     assert 429 in statuses and 404 in statuses, f"the drive must produce throttling and a 404: {sorted(set(statuses))}"
 
-    # Replay KEDA: the ScaledObject's triggers, with the scaler and the consumer on this machine.
+    # Replay KEDA: the ScaledObject's triggers, with the scaler and the consumer on this machine. KEDA sends the
+    # trigger's whole metadata (scalerAddress included) as scalerMetadata.
     so = yaml.safe_load((ROOT / "manifests" / "components" / "keda" / "scaledobject.yaml").read_text())
     channel = grpc.insecure_channel(scaler.addr("grpc"))
     stub = pb2_grpc.ExternalScalerStub(channel)
@@ -294,13 +305,16 @@ def test_every_lab_panel_query_returns_data_live(spawn, prometheus, tmp_path):
     for trigger in so["spec"]["triggers"]:
         metadata = dict(trigger["metadata"], scalerAddress=scaler.addr("grpc"), targets=consumer.url())
         ref = pb2.ScaledObjectRef(name="consumer", namespace="autoscaling-lab", scalerMetadata=metadata)
-        spec = stub.GetMetricSpec(ref, timeout=10)
+        try:
+            spec = stub.GetMetricSpec(ref, timeout=10)
+        except grpc.RpcError as err:
+            pytest.fail(f"the scaler refuses trigger {trigger['name']} as KEDA sends it: {err.code()} {err.details()}")
         assert spec.metricSpecs, f"no metric spec for {trigger['name']}"
         stub.GetMetrics(pb2.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricSpecs[0].metricName), timeout=10)
         stub.IsActive(ref, timeout=10)
         call = stub.StreamIsActive(ref)  # held open like KEDA's external-push, so scaler_streams_open is non-zero
         stream_calls.append(call)
-        threading.Thread(target=lambda c=call: [None for _ in c], daemon=True).start()
+        threading.Thread(target=drain_stream, args=(call,), daemon=True).start()
 
     def keep_polling(stop):
         # KEDA polls every pollingInterval; keep the values fresh while the queries run.
