@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod load;
 pub mod metrics;
 pub mod openapi;
+pub mod process;
 pub mod server;
 pub mod state;
 pub mod sys;

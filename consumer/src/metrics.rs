@@ -142,7 +142,7 @@ impl Metrics {
             Box::new(metrics.allocated_bytes_total.clone()),
             Box::new(metrics.heap_bytes.clone()),
             Box::new(build_info),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            Box::new(crate::process::ProcessCollector::new()),
         ];
         for collector in collectors {
             metrics

@@ -77,3 +77,10 @@ pub fn host_memory_bytes() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc` CPU times.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf with a valid name has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
