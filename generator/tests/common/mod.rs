@@ -1,0 +1,35 @@
+//! Shared helpers of the generator's integration tests: a real consumer served in-process on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A consumer running in this test's runtime. Dropping it asks it to shut down.
+pub struct Consumer {
+    pub url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Start the real consumer (the `consumer` crate's `serve`) on an ephemeral port, named `pod` in `x-served-by`, and wait
+/// until `/ready` answers.
+pub async fn start_consumer(pod: &str, extra: &[&str]) -> Consumer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut args = vec!["consumer", "--host", "127.0.0.1", "--port", "0", "--pod-name", pod, "--shutdown-grace", "1s"];
+    args.extend_from_slice(extra);
+    let config = consumer::Config::from_args(args).expect("consumer config");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = consumer::serve(listener, config, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let url = format!("http://{addr}");
+    testkit::wait_http_ok(&format!("{url}/ready"), Duration::from_secs(10))
+        .await
+        .expect("consumer ready");
+    Consumer { url, _stop: tx }
+}
