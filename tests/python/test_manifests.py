@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CRDS, ROOT
+from conftest import CRDS, ROOT, bin_path
 
 MANIFESTS = ROOT / "manifests"
 LOAD_GENERATOR = MANIFESTS / "components" / "load-generator"
@@ -417,6 +417,26 @@ def test_helm_values_and_pins():
     assert tempo["tempo"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
     assert kps["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
     assert kps["fullnameOverride"] == "kube-prometheus-stack"  # the scaler's PROMETHEUS_URL relies on it
+
+
+# Environment read outside clap: the tracing filter and the OpenTelemetry SDK's standard variables.
+NON_FLAG_ENV = re.compile(r"^(RUST_LOG|OTEL_[A-Z_]+)$")
+SETTINGS_READERS = {"consumer-settings": ["consumer"], "scaler-settings": ["scaler"],
+                    "load-generator-settings": ["generator", "run"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_is_an_environment_variable_the_binary_reads(overlay):
+    """A misspelt key in a settings ConfigMap would be silently ignored; each must be a flag's env fallback."""
+    docs = rendered(overlay)
+    for name, argv in SETTINGS_READERS.items():
+        help_text = subprocess.run([str(bin_path(argv[0])), *argv[1:], "--help"], capture_output=True, text=True,
+                                   timeout=30).stdout
+        known = set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text))
+        assert known, f"{argv[0]} --help lists no environment variables"
+        data = by_kind(docs, "ConfigMap", name)[0]["data"]
+        unknown = [k for k in data if k not in known and not NON_FLAG_ENV.match(k)]
+        assert not unknown, f"{overlay}: {name} sets {unknown}, which `{' '.join(argv)}` does not read; it reads {sorted(known)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
