@@ -404,6 +404,52 @@ def test_prometheus_rules_parse_with_promtool(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_alerts_fire_on_the_conditions_they_describe(tmp_path):
+    """promtool's rule unit tests: the SLO alerts fire on synthetic series that break the SLO, and stay quiet otherwise."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is required: run scripts/setup.sh (Debian package prometheus)")
+    rule = by_kind(rendered("development"), "PrometheusRule", "autoscaling-lab-slo")[0]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    ns = 'namespace="autoscaling-lab"'
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # 10 req/s, 5 % of them 500s: above the 1 % error SLO.
+                    {"series": f'http_requests_total{{{ns}, route="/load/io", status="200", method="POST"}}', "values": "0+570x20"},
+                    {"series": f'http_requests_total{{{ns}, route="/load/io", status="500", method="POST"}}', "values": "0+30x20"},
+                    # probes are excluded: a flood of failing probes must not count
+                    {"series": f'http_requests_total{{{ns}, route="/ready", status="503", method="GET"}}', "values": "0+6000x20"},
+                    {"series": f'scaler_metric_age_seconds{{{ns}, scaled_object="autoscaling-lab/consumer", trigger="backlog-x"}}',
+                     "values": "1 1 1 90 150 210 270 330 390 450 510 570 630"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "ConsumerErrorRateHigh",
+                     "exp_alerts": [{"exp_labels": {"severity": "critical", "namespace": "autoscaling-lab"},
+                                     "exp_annotations": {"summary": "consumer 5xx ratio above 1 %",
+                                                         "description": "5% of requests in autoscaling-lab fail with 5xx (SLO: 1 %)."}}]},
+                    {"eval_time": "2m", "alertname": "ScalerSourceStale", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "ScalerSourceStale",
+                     "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "autoscaling-lab",
+                                                    "scaled_object": "autoscaling-lab/consumer", "trigger": "backlog-x"},
+                                     "exp_annotations": {
+                                         "summary": "scaler value for backlog-x is stale",
+                                         "description": "The scaler's cached value for autoscaling-lab/consumer/backlog-x is 8m 30s "
+                                                        "old: KEDA is scaling on old data (or on fallback)."}}]},
+                    {"eval_time": "10m", "alertname": "ConsumerThrottling", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_helm_values_and_pins():
     pins = dict(re.findall(r"^(\w+_CHART_VERSION) \?= (\S+)$", (MANIFESTS / "helm" / "versions.mk").read_text(), re.M))
     assert set(pins) == {"KEDA_CHART_VERSION", "KUBE_PROMETHEUS_STACK_CHART_VERSION", "TEMPO_CHART_VERSION",
