@@ -152,7 +152,7 @@ impl Controller {
                         target,
                         value: None,
                         active: false,
-                        status: self.error_status(message, failures, metric_type, current),
+                        status: self.error_status(message, failures, metric_type, target, current),
                         proposal: None,
                         formula: String::new(),
                     });
@@ -434,11 +434,15 @@ impl Controller {
         message: String,
         failures: u32,
         metric_type: MetricType,
+        target: f64,
         current: u32,
     ) -> MetricStatus {
         match self.config.fallback {
+            // The fallback value is `target x replicas`: without a known positive target there is none.
             Some(fallback)
                 if metric_type == MetricType::AverageValue
+                    && target.is_finite()
+                    && target > 0.0
                     && failures > fallback.failure_threshold
                     && fallback.behavior != FallbackBehavior::ScalingModifiers =>
             {

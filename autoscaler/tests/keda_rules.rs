@@ -355,3 +355,24 @@ fn bad_observations_are_errors_not_panics() {
     let d = step_avg(&mut c, 50.0, 2, 20.0, 10.0);
     assert_eq!(d.at, at(100.0));
 }
+
+#[test]
+fn fallback_needs_a_known_target() {
+    // KEDA's fallback value is `target x fallback.replicas`; with no positive target there is nothing to
+    // report, so the trigger stays a plain error.
+    let mut c = controller(
+        "minReplicaCount: 1\nfallback:\n  failureThreshold: 0\n  replicas: 5",
+        ONE_AVERAGE,
+    );
+    let d = step(
+        &mut c,
+        0.0,
+        2,
+        vec![failed("m", MetricType::AverageValue, 0.0)],
+    );
+    assert_eq!(d.desired, 2, "{d}");
+    assert!(
+        matches!(d.metrics[0].status, MetricStatus::Error { .. }),
+        "{d}"
+    );
+}
