@@ -44,7 +44,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: errors travel in `Result`s on hot paths, keep them small.
+    pub body: Box<ErrorBody>,
     pub retry_after_seconds: Option<u64>,
 }
 
@@ -52,14 +53,14 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 error: code.to_owned(),
                 message: message.into(),
                 field: None,
                 value: None,
                 allowed: None,
                 details: Map::new(),
-            },
+            }),
             retry_after_seconds: None,
         }
     }
@@ -105,7 +106,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        let mut response = (self.status, Json(*self.body)).into_response();
         if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()

@@ -110,7 +110,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "error");
     }
@@ -441,13 +441,25 @@ async fn submit(
                     .jobs
                     .create(kind, Mode::Async, JobState::Queued, request, cancel.clone());
             let job_span = if telemetry::exporting() {
-                let span = tracing::info_span!(parent: None, "job", otel.name = %format!("job {kind}"), job.id = %id, job.kind = kind);
+                let span = tracing::info_span!(
+                    parent: None,
+                    "job",
+                    otel.name = %format!("job {kind}"),
+                    job.id = %id,
+                    job.kind = kind,
+                    trace_id = tracing::field::Empty,
+                );
+                // A job outlives its request: it gets its own trace, linked to the request that queued it.
                 span.add_link(
                     tracing::Span::current()
                         .context()
                         .span()
                         .span_context()
                         .clone(),
+                );
+                span.record(
+                    "trace_id",
+                    tracing::field::display(span.context().span().span_context().trace_id()),
                 );
                 span
             } else {
@@ -474,6 +486,7 @@ async fn submit(
                     let outcome = perform(&state, work, &cancel).instrument(child_span("work", kind)).await;
                     drop(slot);
                     let job_state = record_outcome(&state, kind, Mode::Async, started.elapsed(), &outcome);
+                    tracing::info!(job_id = %id, kind, state = job_state.outcome(), "job finished");
                     match outcome {
                         Ok((result, _)) => state.jobs.finish(id, job_state, Some(result), None),
                         Err(reason) => state.jobs.finish(id, job_state, None, Some(reason)),

@@ -40,10 +40,10 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// Flushes and stops the exporter (if any). Call once, before the process exits.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(error) = provider.shutdown() {
-                tracing::warn!(%error, "span exporter shutdown failed");
-            }
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "span exporter shutdown failed");
         }
     }
 }
