@@ -195,6 +195,7 @@ struct Ctx {
     opts: RunOptions,
     start: Instant,
     latest_replicas: Mutex<Option<ReplicaSnapshot>>,
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -404,6 +405,7 @@ pub async fn run_load(
         opts: opts.clone(),
         start,
         latest_replicas: Mutex::new(None),
+        interrupted: std::sync::atomic::AtomicBool::new(false),
     });
     let cpu_at_start = process_cpu_seconds();
 
@@ -475,7 +477,8 @@ pub async fn run_load(
                 let sc = std::mem::replace(&mut *ctx.sched.lock().expect("sched lock"), SchedCounters::new());
                 let overall = shard.overall();
                 let width = (end_s - start_s).max(1e-9);
-                let load_on = load_active_for_task.load(Ordering::Relaxed);
+                // After an interruption nothing is asked for any more; otherwise the schedule says (0 past its end).
+                let load_on = load_active_for_task.load(Ordering::Relaxed) || !ctx.interrupted.load(Ordering::Relaxed);
                 let target_rate = if load_on && matches!(ctx.opts.mode, ArrivalMode::Open) {
                     (schedule.cumulative(end_s) - schedule.cumulative(start_s))
                         / width
@@ -516,7 +519,7 @@ pub async fn run_load(
                     index,
                     start_s,
                     end_s,
-                    stage: if load_on { stage } else { Some("watching".into()) },
+                    stage: if start_s >= schedule.duration_secs() { Some("watching".into()) } else { stage },
                     target_rate,
                     scheduled: sc.scheduled,
                     sent: sc.sent,
@@ -681,6 +684,7 @@ pub async fn run_load(
         }
     }
     let load_elapsed = start.elapsed();
+    ctx.interrupted.store(interrupted, Ordering::Relaxed);
     load_active.store(false, Ordering::Relaxed);
     if let Some(m) = &opts.metrics {
         m.set_target_rate(0.0);

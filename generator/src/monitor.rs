@@ -286,8 +286,13 @@ pub fn parse_explain(v: &serde_json::Value) -> Option<ReplicaSnapshot> {
                 .find_map(|k| o.get(*k).and_then(|x| x.as_str()))
                 .unwrap_or("metric");
             details.push(format!("{name} {value:.3}/{target}"));
-            if target > 0.0 {
-                let w = (value / target).ceil().max(1.0) as u32;
+            // The scaler's own HPA arithmetic when it gives it, else ceil(value / target).
+            let w = match num(o, &["replicas_for_value"]) {
+                Some(w) => Some(w.max(1)),
+                None if target > 0.0 => Some((value / target).ceil().max(1.0) as u32),
+                None => None,
+            };
+            if let Some(w) = w {
                 want = Some(want.map_or(w, |x| x.max(w)));
             }
         }
@@ -466,6 +471,17 @@ mod tests {
         let s = parse_explain(&v).unwrap();
         assert_eq!((s.desired, s.current, s.ready), (Some(3), Some(2), None));
         assert_eq!(s.detail.as_deref(), Some("backlog 25.000/10"));
+    }
+
+    #[test]
+    fn explain_in_the_scaler_schema() {
+        let v = json!({"generated_at": "x", "scaled_objects": [{"scaled_object": "lab/consumer", "active": true,
+            "triggers": [{"trigger": "backlog", "value": 30.0, "target": 10.0, "current_replicas": 2,
+                          "replicas_for_value": 6},
+                         {"trigger": "request_rate", "value": 5.0, "target": 10.0, "current_replicas": 2,
+                          "replicas_for_value": 1}]}], "sources": []});
+        let s = parse_explain(&v).unwrap();
+        assert_eq!((s.desired, s.current), (Some(6), Some(2)));
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! The generator's /metrics, scraped by a real Prometheus: the contract's series arrive with their labels, and
+//! `promtool check metrics` accepts the exposition.
+
+mod common;
+
+use std::time::Duration;
+
+use generator::metrics::GeneratorMetrics;
+use generator::profile::RequestSpec;
+use generator::{run_load, Profile, RunOptions, TargetSet};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_generator_series() {
+    let consumer = common::start_consumer("metrics-pod", &[]).await;
+    let metrics = GeneratorMetrics::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        let m = metrics.clone();
+        tokio::spawn(async move { generator::metrics::serve(listener, m, async move { stop.cancelled().await }).await })
+    };
+    let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500)).await.unwrap();
+
+    let mut profile = Profile::constant(100.0, Duration::from_secs(3), RequestSpec::new("GET", "/health", None));
+    profile.requests.push(RequestSpec::new("GET", "/nope", None));
+    let opts = RunOptions { metrics: Some(metrics.clone()), interval: Duration::from_millis(500), ..RunOptions::default() };
+    let report = run_load(profile, TargetSet::single(&consumer.url).unwrap(), opts, None, None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.requests, 300);
+
+    let ok = prometheus
+        .wait_for(
+            "sum(generator_requests_total{endpoint=\"/health\",outcome=\"ok\"})",
+            Duration::from_secs(15),
+            |r| r[0]["value"][1].as_str() == Some("150"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.as_array().unwrap().len(), 1);
+    prometheus
+        .wait_for("sum(generator_requests_total{endpoint=\"/nope\",outcome=\"http_error\"})", Duration::from_secs(10), |r| {
+            r[0]["value"][1].as_str() == Some("150")
+        })
+        .await
+        .unwrap();
+    prometheus
+        .wait_for("sum(generator_request_duration_seconds_count{endpoint=\"/health\"})", Duration::from_secs(10), |r| {
+            r[0]["value"][1].as_str() == Some("150")
+        })
+        .await
+        .unwrap();
+    let q = prometheus.query("generator_dropped_total").await.unwrap();
+    assert_eq!(q[0]["value"][1], "0");
+    let q = prometheus.query("generator_target_rate").await.unwrap();
+    assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
+
+    // promtool lints the exposition.
+    let text = metrics.render();
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, installed by scripts/setup.sh)");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
