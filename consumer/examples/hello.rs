@@ -15,7 +15,10 @@ async fn health() -> Json<Value> {
 }
 
 async fn load_cpu(Json(body): Json<Value>) -> Json<Value> {
-    let duration_ms = body.get("duration_ms").and_then(Value::as_u64).unwrap_or(100);
+    let duration_ms = body
+        .get("duration_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(100);
     let target = Duration::from_millis(duration_ms);
     let report = tokio::task::spawn_blocking(move || {
         consumer::load::cpu::burn(target, 5, target * 10, &CancellationToken::new(), &|_| {})
@@ -27,9 +30,14 @@ async fn load_cpu(Json(body): Json<Value>) -> Json<Value> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args().nth(1).and_then(|arg| arg.parse().ok()).unwrap_or(8090);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(8090);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening {}", listener.local_addr()?);
-    let app = Router::new().route("/health", get(health)).route("/load/cpu", post(load_cpu));
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/load/cpu", post(load_cpu));
     axum::serve(listener, app).await
 }
