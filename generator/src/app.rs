@@ -9,12 +9,16 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, OutputFormat, ProfilesArgs, ProfilesCommand, RateArg, RunArgs, WaitArgs};
+use crate::cli::{
+    Cli, Command, OutputFormat, ProfilesArgs, ProfilesCommand, RateArg, RunArgs, WaitArgs,
+};
 use crate::client::{RecyclePolicy, SimpleClient};
-use crate::engine::{run_load, ArrivalMode, RunOptions, Split};
+use crate::engine::{ArrivalMode, RunOptions, Split, run_load};
 use crate::exit;
 use crate::metrics::GeneratorMetrics;
-use crate::monitor::{ExplainSource, FallbackSource, KubeSource, KubeTarget, PrometheusSource, ReplicaSource};
+use crate::monitor::{
+    ExplainSource, FallbackSource, KubeSource, KubeTarget, PrometheusSource, ReplicaSource,
+};
 use crate::profile::{Profile, RequestSpec};
 use crate::report::Report;
 use crate::targets::TargetSet;
@@ -41,7 +45,11 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> i32 {
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     #[error("{url} was not ready within {timeout:?}; last answer: {last}")]
-    Timeout { url: String, timeout: Duration, last: String },
+    Timeout {
+        url: String,
+        timeout: Duration,
+        last: String,
+    },
     #[error("interrupted while waiting for {url}")]
     Interrupted { url: String },
 }
@@ -62,7 +70,10 @@ pub async fn wait_ready(
         match client.get(url).await {
             Ok((200, _)) => return Ok(()),
             Ok((status, body)) => {
-                last = format!("status {status} {}", String::from_utf8_lossy(&body[..body.len().min(200)]))
+                last = format!(
+                    "status {status} {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )
             }
             Err(e) => last = e.to_string(),
         }
@@ -90,7 +101,10 @@ async fn wait_command(args: WaitArgs, shutdown: CancellationToken) -> i32 {
         }
     };
     let url = format!("{base}{}", args.ready_path);
-    eprintln!("waiting up to {} for {url} to answer 200", humantime::format_duration(args.timeout));
+    eprintln!(
+        "waiting up to {} for {url} to answer 200",
+        humantime::format_duration(args.timeout)
+    );
     match wait_ready(&url, args.timeout, args.interval, &shutdown).await {
         Ok(()) => {
             eprintln!("{url} is ready");
@@ -178,16 +192,24 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (k, v) = h
         .split_once(':')
         .ok_or_else(|| format!("header {h:?} must be `Name: value`"))?;
-    let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("bad header name {k:?}"))?;
-    let value = HeaderValue::from_str(v.trim()).map_err(|_| format!("bad header value for {k:?}"))?;
+    let name = HeaderName::from_bytes(k.trim().as_bytes())
+        .map_err(|_| format!("bad header name {k:?}"))?;
+    let value =
+        HeaderValue::from_str(v.trim()).map_err(|_| format!("bad header value for {k:?}"))?;
     Ok((name, value))
 }
 
 /// The profile a `run` asks for, with scaling applied, and the arrival mode.
 pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
     let (mut profile, mode) = match (&args.test, &args.profile_file, args.rate) {
-        (Some(name), None, None) => (Profile::builtin_or_err(name).map_err(|e| e.to_string())?, ArrivalMode::Open),
-        (None, Some(path), None) => (Profile::from_file(path).map_err(|e| e.to_string())?, ArrivalMode::Open),
+        (Some(name), None, None) => (
+            Profile::builtin_or_err(name).map_err(|e| e.to_string())?,
+            ArrivalMode::Open,
+        ),
+        (None, Some(path), None) => (
+            Profile::from_file(path).map_err(|e| e.to_string())?,
+            ArrivalMode::Open,
+        ),
         (None, None, Some(rate)) => {
             let duration = args
                 .duration
@@ -205,7 +227,13 @@ pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
             let method = args
                 .method
                 .clone()
-                .unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() })
+                .unwrap_or_else(|| {
+                    if body.is_some() {
+                        "POST".into()
+                    } else {
+                        "GET".into()
+                    }
+                })
                 .to_ascii_uppercase();
             let request = RequestSpec {
                 name: None,
@@ -215,7 +243,9 @@ pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
                 weight: 1,
             };
             match rate {
-                RateArg::PerSecond(r) => (Profile::constant(r, duration, request), ArrivalMode::Open),
+                RateArg::PerSecond(r) => {
+                    (Profile::constant(r, duration, request), ArrivalMode::Open)
+                }
                 RateArg::Max => (
                     Profile::constant(1.0, duration, request),
                     ArrivalMode::ClosedLoop {
@@ -260,11 +290,18 @@ fn namespace_default() -> String {
 pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, String> {
     let m = &args.monitor_opts;
     let namespace = m.namespace.clone().unwrap_or_else(namespace_default);
-    let scaled_object = m.scaled_object.clone().unwrap_or_else(|| m.deployment.clone());
+    let scaled_object = m
+        .scaled_object
+        .clone()
+        .unwrap_or_else(|| m.deployment.clone());
     let kube_target = KubeTarget {
         namespace: namespace.clone(),
         deployment: m.deployment.clone(),
-        hpa: Some(m.hpa.clone().unwrap_or_else(|| format!("keda-hpa-{scaled_object}"))),
+        hpa: Some(
+            m.hpa
+                .clone()
+                .unwrap_or_else(|| format!("keda-hpa-{scaled_object}")),
+        ),
         scaled_object: Some(scaled_object),
     };
     let mut sources: Vec<Arc<dyn ReplicaSource>> = Vec::new();
@@ -289,7 +326,11 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
         sources.push(Arc::new(ExplainSource::new(url)));
     }
     if let Some(url) = &m.prometheus_url {
-        sources.push(Arc::new(PrometheusSource::new(url, &namespace, &m.deployment)));
+        sources.push(Arc::new(PrometheusSource::new(
+            url,
+            &namespace,
+            &m.deployment,
+        )));
     }
     if sources.is_empty() {
         return Err(format!(
@@ -312,18 +353,20 @@ pub struct CleanupSummary {
 }
 
 fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == name).then(|| v.parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.parse().ok()).flatten()
+    })
 }
 
 /// Stop sustained jobs on every target and wait until held memory and sustained workers are back to zero. Behind a
 /// Service each call may reach a different pod, so stop calls go out on fresh connections several times, and the
 /// check needs three clean answers in a row. Idempotent: stopping nothing is fine.
-pub async fn cleanup(targets: &TargetSet, headers: &[(HeaderName, HeaderValue)], timeout: Duration) -> CleanupSummary {
+pub async fn cleanup(
+    targets: &TargetSet,
+    headers: &[(HeaderName, HeaderValue)],
+    timeout: Duration,
+) -> CleanupSummary {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stop_calls = 0;
     let mut problems = Vec::new();
@@ -341,7 +384,10 @@ pub async fn cleanup(targets: &TargetSet, headers: &[(HeaderName, HeaderValue)],
             {
                 Ok((s, _)) if s < 300 => stop_calls += 1,
                 Ok((s, body)) => {
-                    problems.push(format!("{base}: stop answered {s} {}", String::from_utf8_lossy(&body)));
+                    problems.push(format!(
+                        "{base}: stop answered {s} {}",
+                        String::from_utf8_lossy(&body)
+                    ));
                     break;
                 }
                 Err(e) => {
@@ -391,7 +437,11 @@ pub async fn cleanup(targets: &TargetSet, headers: &[(HeaderName, HeaderValue)],
         format!(
             "cleanup: not released within {}: {last}{}",
             humantime::format_duration(timeout),
-            if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", problems.join("; "))
+            }
         )
     };
     CleanupSummary {
@@ -404,7 +454,10 @@ pub async fn cleanup(targets: &TargetSet, headers: &[(HeaderName, HeaderValue)],
 /// Write the verdict to the termination log when that file exists (Kubernetes creates it in the container).
 pub fn write_termination_log(path: &Path, verdict: &str) {
     if path.exists()
-        && let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(path)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
     {
         let _ = writeln!(f, "{verdict}");
     }
@@ -442,7 +495,10 @@ pub fn judge(report: &mut Report, thresholds: &[Threshold]) {
     report.verdict = match code {
         exit::OK => format!("PASS {summary}"),
         exit::INTERRUPTED => format!("INTERRUPTED (partial report) {summary}"),
-        exit::GENERATOR_SATURATED => format!("GENERATOR SATURATED {summary}: {}", report.self_check.message),
+        exit::GENERATOR_SATURATED => format!(
+            "GENERATOR SATURATED {summary}: {}",
+            report.self_check.message
+        ),
         _ => format!("FAIL thresholds breached: {}; {summary}", failed.join(", ")),
     };
     report.exit_code = code;
@@ -453,7 +509,13 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    let thresholds: Vec<Threshold> = match args.thresholds.iter().filter(|t| !t.trim().is_empty()).map(|t| Threshold::parse(t)).collect() {
+    let thresholds: Vec<Threshold> = match args
+        .thresholds
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Threshold::parse(t))
+        .collect()
+    {
         Ok(t) => t,
         Err(e) => return usage(e),
     };
@@ -462,7 +524,10 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
         Err(e) => return usage(e),
     };
     if args.pods == 0 || args.pod_index >= args.pods {
-        return usage(format!("--pod-index {} must be below --pods {}", args.pod_index, args.pods));
+        return usage(format!(
+            "--pod-index {} must be below --pods {}",
+            args.pod_index, args.pods
+        ));
     }
     let mut headers = Vec::new();
     for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
@@ -486,7 +551,10 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
         None => None,
     };
     let recycle = RecyclePolicy {
-        max_age: pick(args.conn_max_age, RecyclePolicy::profile_default().max_age.expect("set")),
+        max_age: pick(
+            args.conn_max_age,
+            RecyclePolicy::profile_default().max_age.expect("set"),
+        ),
         max_requests: match args.conn_max_requests {
             Some(0) => None,
             Some(n) => Some(n),
@@ -504,14 +572,19 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
     }
 
     // Readiness.
-    let wait_for = args
-        .wait_ready
-        .unwrap_or(if is_profile { Duration::from_secs(60) } else { Duration::ZERO });
+    let wait_for = args.wait_ready.unwrap_or(if is_profile {
+        Duration::from_secs(60)
+    } else {
+        Duration::ZERO
+    });
     if !wait_for.is_zero() {
         for base in targets.urls() {
             let url = format!("{base}{}", args.ready_path);
             if !args.quiet {
-                eprintln!("waiting up to {} for {url}", humantime::format_duration(wait_for));
+                eprintln!(
+                    "waiting up to {} for {url}",
+                    humantime::format_duration(wait_for)
+                );
             }
             match wait_ready(&url, wait_for, Duration::from_millis(500), &shutdown).await {
                 Ok(()) => {}
@@ -541,11 +614,15 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
                 let stop = metrics_stop.clone();
                 let m = metrics.clone();
                 Some(tokio::spawn(async move {
-                    let _ = crate::metrics::serve(listener, m, async move { stop.cancelled().await }).await;
+                    let _ =
+                        crate::metrics::serve(listener, m, async move { stop.cancelled().await })
+                            .await;
                 }))
             }
             Err(e) => {
-                eprintln!("generator run: cannot listen on {addr} for /metrics: {e} (use --metrics-port 0 or --no-metrics)");
+                eprintln!(
+                    "generator run: cannot listen on {addr} for /metrics: {e} (use --metrics-port 0 or --no-metrics)"
+                );
                 return exit::RUNTIME_ERROR;
             }
         }
@@ -567,7 +644,10 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
         }
     } else {
         if args.monitor && !args.quiet {
-            eprintln!("pod {} of {}: pod 0 monitors replicas", args.pod_index, args.pods);
+            eprintln!(
+                "pod {} of {}: pod 0 monitors replicas",
+                args.pod_index, args.pods
+            );
         }
         None
     };
@@ -621,12 +701,25 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
             targets.urls().join(", "),
             match mode {
                 ArrivalMode::Open => "open".to_string(),
-                ArrivalMode::ClosedLoop { connections } => format!("closed-loop, {connections} connections"),
+                ArrivalMode::ClosedLoop { connections } =>
+                    format!("closed-loop, {connections} connections"),
             },
-            if args.pods > 1 { format!(", pod {} of {}", args.pod_index, args.pods) } else { String::new() }
+            if args.pods > 1 {
+                format!(", pod {} of {}", args.pod_index, args.pods)
+            } else {
+                String::new()
+            }
         );
     }
-    let result = run_load(profile, targets.clone(), opts, monitor, Some(tx), shutdown.clone()).await;
+    let result = run_load(
+        profile,
+        targets.clone(),
+        opts,
+        monitor,
+        Some(tx),
+        shutdown.clone(),
+    )
+    .await;
     let _ = printer.await;
     let mut report = match result {
         Ok(r) => r,
@@ -657,7 +750,10 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
         match report.write_files(path) {
             Ok(svg) => eprintln!("report written to {} and {}", path.display(), svg.display()),
             Err(e) => {
-                eprintln!("generator run: cannot write the report to {}: {e}", path.display());
+                eprintln!(
+                    "generator run: cannot write the report to {}: {e}",
+                    path.display()
+                );
                 if code == exit::OK {
                     code = exit::RUNTIME_ERROR;
                 }
@@ -691,19 +787,61 @@ mod tests {
 
     #[test]
     fn profile_building() {
-        let (p, mode) = build_profile(&run_args(&["--test", "demo", "--time-scale", "0.1", "--rate-scale", "2"])).unwrap();
+        let (p, mode) = build_profile(&run_args(&[
+            "--test",
+            "demo",
+            "--time-scale",
+            "0.1",
+            "--rate-scale",
+            "2",
+        ]))
+        .unwrap();
         assert_eq!(mode, ArrivalMode::Open);
         assert_eq!(p.duration(), Duration::from_secs(9));
         assert_eq!(p.peak_rate(), 100.0);
-        let (p, mode) = build_profile(&run_args(&["--rate", "max", "--duration", "2s", "-c", "4"])).unwrap();
+        let (p, mode) =
+            build_profile(&run_args(&["--rate", "max", "--duration", "2s", "-c", "4"])).unwrap();
         assert_eq!(mode, ArrivalMode::ClosedLoop { connections: 4 });
         assert_eq!(p.requests[0].method, "GET");
-        let (p, _) = build_profile(&run_args(&["--rate", "10", "--duration", "2s", "--body", "{\"a\":1}", "--path", "/load/io"])).unwrap();
+        let (p, _) = build_profile(&run_args(&[
+            "--rate",
+            "10",
+            "--duration",
+            "2s",
+            "--body",
+            "{\"a\":1}",
+            "--path",
+            "/load/io",
+        ]))
+        .unwrap();
         assert_eq!(p.requests[0].method, "POST");
-        assert!(build_profile(&run_args(&["--rate", "10"])).unwrap_err().contains("--duration"));
-        assert!(build_profile(&run_args(&["--rate", "10", "--duration", "1s", "--body", "{"])).unwrap_err().contains("JSON"));
-        assert!(build_profile(&run_args(&[])).unwrap_err().contains("--test"));
-        assert!(build_profile(&run_args(&["--test", "nope"])).unwrap_err().contains("unknown profile"));
+        assert!(
+            build_profile(&run_args(&["--rate", "10"]))
+                .unwrap_err()
+                .contains("--duration")
+        );
+        assert!(
+            build_profile(&run_args(&[
+                "--rate",
+                "10",
+                "--duration",
+                "1s",
+                "--body",
+                "{"
+            ]))
+            .unwrap_err()
+            .contains("JSON")
+        );
+        assert!(
+            build_profile(&run_args(&[]))
+                .unwrap_err()
+                .contains("--test")
+        );
+        assert!(
+            build_profile(&run_args(&["--test", "nope"]))
+                .unwrap_err()
+                .contains("unknown profile")
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("{v} must be a finite number > 0"));
     }
@@ -19,7 +22,10 @@ fn positive_f64(s: &str) -> Result<f64, String> {
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
     if !(0.0..=1.0).contains(&v) {
         return Err(format!("{v} must be between 0 and 1"));
     }
@@ -37,7 +43,9 @@ fn rate(s: &str) -> Result<RateArg, String> {
     if s.trim().eq_ignore_ascii_case("max") {
         return Ok(RateArg::Max);
     }
-    positive_f64(s).map(RateArg::PerSecond).map_err(|e| format!("{e}, or `max`"))
+    positive_f64(s)
+        .map(RateArg::PerSecond)
+        .map_err(|e| format!("{e}, or `max`"))
 }
 
 /// Progress output format.
@@ -124,7 +132,12 @@ pub struct RunArgs {
     pub body: Option<String>,
 
     /// Extra header on every request, `Name: value` (repeatable).
-    #[arg(long = "header", short = 'H', env = "REQUEST_HEADERS", value_delimiter = '\n')]
+    #[arg(
+        long = "header",
+        short = 'H',
+        env = "REQUEST_HEADERS",
+        value_delimiter = '\n'
+    )]
     pub headers: Vec<String>,
 
     /// Closed loop (--rate max): number of connections. Open model: same as --max-in-flight.
@@ -323,7 +336,9 @@ mod tests {
             "--cleanup",
         ])
         .unwrap();
-        let Command::Run(r) = cli.into_command() else { panic!("not run") };
+        let Command::Run(r) = cli.into_command() else {
+            panic!("not run")
+        };
         assert_eq!(r.url, ["http://consumer:8080"]);
         assert_eq!(r.test.as_deref(), Some("heavy"));
         assert!(r.monitor && r.cleanup);
@@ -331,16 +346,37 @@ mod tests {
 
     #[test]
     fn subcommands() {
-        let cli = Cli::try_parse_from(["generator", "wait", "--url", "http://c:8080", "--timeout", "300s"]).unwrap();
-        let Command::Wait(w) = cli.into_command() else { panic!() };
+        let cli = Cli::try_parse_from([
+            "generator",
+            "wait",
+            "--url",
+            "http://c:8080",
+            "--timeout",
+            "300s",
+        ])
+        .unwrap();
+        let Command::Wait(w) = cli.into_command() else {
+            panic!()
+        };
         assert_eq!(w.timeout, Duration::from_secs(300));
         let cli = Cli::try_parse_from(["generator", "profiles", "show", "demo"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Profiles(_)));
         let cli = Cli::try_parse_from([
-            "generator", "run", "--url", "http://x", "--rate", "max", "--duration", "5s", "-c", "8",
+            "generator",
+            "run",
+            "--url",
+            "http://x",
+            "--rate",
+            "max",
+            "--duration",
+            "5s",
+            "-c",
+            "8",
         ])
         .unwrap();
-        let Command::Run(r) = cli.into_command() else { panic!() };
+        let Command::Run(r) = cli.into_command() else {
+            panic!()
+        };
         assert_eq!(r.rate, Some(RateArg::Max));
         assert_eq!(r.connections, Some(8));
     }
@@ -348,11 +384,45 @@ mod tests {
     #[test]
     fn bad_values_are_usage_errors() {
         for args in [
-            vec!["generator", "run", "--url", "http://x", "--rate", "-5", "--duration", "1s"],
-            vec!["generator", "run", "--url", "http://x", "--rate", "5", "--duration", "soon"],
-            vec!["generator", "run", "--url", "http://x", "--test", "heavy", "--rate", "5"],
+            vec![
+                "generator",
+                "run",
+                "--url",
+                "http://x",
+                "--rate",
+                "-5",
+                "--duration",
+                "1s",
+            ],
+            vec![
+                "generator",
+                "run",
+                "--url",
+                "http://x",
+                "--rate",
+                "5",
+                "--duration",
+                "soon",
+            ],
+            vec![
+                "generator",
+                "run",
+                "--url",
+                "http://x",
+                "--test",
+                "heavy",
+                "--rate",
+                "5",
+            ],
             vec!["generator", "run", "--test", "heavy"],
-            vec!["generator", "run", "--url", "http://x", "--trace-sample", "2"],
+            vec![
+                "generator",
+                "run",
+                "--url",
+                "http://x",
+                "--trace-sample",
+                "2",
+            ],
         ] {
             assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
         }

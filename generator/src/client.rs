@@ -79,7 +79,10 @@ impl PreparedRequest {
             .method(self.method.clone())
             .uri(uri)
             .header(HOST, target.authority.as_str())
-            .header(USER_AGENT, concat!("autoscaling-lab-generator/", env!("CARGO_PKG_VERSION")));
+            .header(
+                USER_AGENT,
+                concat!("autoscaling-lab-generator/", env!("CARGO_PKG_VERSION")),
+            );
         if !self.body.is_empty() {
             b = b.header(CONTENT_TYPE, "application/json");
         }
@@ -304,11 +307,10 @@ impl std::fmt::Debug for SimpleClient {
 
 impl SimpleClient {
     pub fn new(timeout: Duration) -> SimpleClient {
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .pool_idle_timeout(Duration::from_secs(10))
-        .build_http();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(10))
+                .build_http();
         SimpleClient { client, timeout }
     }
 

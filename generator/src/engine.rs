@@ -21,7 +21,7 @@ use crate::monitor::{ReplicaSnapshot, ReplicaSource};
 use crate::profile::{Profile, Schedule};
 use crate::report::{Report, RunData, TimelinePoint};
 use crate::stats::{
-    new_histogram, IntervalStats, LatencySummary, Outcome, Recorder, SelfCheck, Shard,
+    IntervalStats, LatencySummary, Outcome, Recorder, SelfCheck, Shard, new_histogram,
 };
 use crate::targets::TargetSet;
 use crate::trace::Tracing;
@@ -38,7 +38,10 @@ pub enum EngineError {
         reason: String,
     },
     #[error("invalid option {option}: {reason}")]
-    Option { option: &'static str, reason: String },
+    Option {
+        option: &'static str,
+        reason: String,
+    },
 }
 
 /// How arrivals are generated.
@@ -204,8 +207,14 @@ impl Ctx {
         cache.sync_with(&self.targets);
         let Some(target) = self.targets.next() else {
             // No target: nothing to connect to (the lab may have none ready yet).
-            self.recorder
-                .record(shard, job.endpoint, Outcome::ConnectError, Duration::ZERO, None, None);
+            self.recorder.record(
+                shard,
+                job.endpoint,
+                Outcome::ConnectError,
+                Duration::ZERO,
+                None,
+                None,
+            );
             return;
         };
         let span = self
@@ -225,10 +234,7 @@ impl Ctx {
         if let (Some(t), Some(span)) = (self.opts.tracing.as_ref(), span) {
             t.finish(span, &executed);
         }
-        let served_by = executed
-            .served_by
-            .as_ref()
-            .and_then(|v| v.to_str().ok());
+        let served_by = executed.served_by.as_ref().and_then(|v| v.to_str().ok());
         self.recorder.record(
             shard,
             job.endpoint,
@@ -286,7 +292,10 @@ impl Pool {
     }
 }
 
-fn prepare_endpoints(profile: &Profile, headers: &[(HeaderName, HeaderValue)]) -> Result<Vec<Endpoint>, EngineError> {
+fn prepare_endpoints(
+    profile: &Profile,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<Vec<Endpoint>, EngineError> {
     profile
         .requests
         .iter()
@@ -434,7 +443,10 @@ pub async fn run_load(
                 match observed {
                     Ok(snap) => {
                         *ctx.latest_replicas.lock().expect("replica lock") = Some(snap.clone());
-                        timeline.push(TimelinePoint { t_s: t, snapshot: snap });
+                        timeline.push(TimelinePoint {
+                            t_s: t,
+                            snapshot: snap,
+                        });
                     }
                     Err(e) => {
                         errors += 1;
@@ -474,11 +486,15 @@ pub async fn run_load(
                 let start_s = last_end;
                 last_end = end_s;
                 let shard = ctx.recorder.drain();
-                let sc = std::mem::replace(&mut *ctx.sched.lock().expect("sched lock"), SchedCounters::new());
+                let sc = std::mem::replace(
+                    &mut *ctx.sched.lock().expect("sched lock"),
+                    SchedCounters::new(),
+                );
                 let overall = shard.overall();
                 let width = (end_s - start_s).max(1e-9);
                 // After an interruption nothing is asked for any more; otherwise the schedule says (0 past its end).
-                let load_on = load_active_for_task.load(Ordering::Relaxed) || !ctx.interrupted.load(Ordering::Relaxed);
+                let load_on = load_active_for_task.load(Ordering::Relaxed)
+                    || !ctx.interrupted.load(Ordering::Relaxed);
                 let target_rate = if load_on && matches!(ctx.opts.mode, ArrivalMode::Open) {
                     (schedule.cumulative(end_s) - schedule.cumulative(start_s))
                         / width
@@ -506,9 +522,12 @@ pub async fn run_load(
                     && sc.scheduled > 0;
                 let saturated = width >= ctx.opts.interval.as_secs_f64() * 0.5
                     && (lag_p99_ms > 50.0 || (cpu_cores >= 0.9 * cores && short));
-                let stage = schedule
-                    .stage_at(start_s + width / 2.0)
-                    .map(|i| profile.stages[i].name.clone().unwrap_or_else(|| format!("stage-{}", i + 1)));
+                let stage = schedule.stage_at(start_s + width / 2.0).map(|i| {
+                    profile.stages[i]
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("stage-{}", i + 1))
+                });
                 let mut errors_by_class = BTreeMap::new();
                 for o in Outcome::ALL {
                     if o != Outcome::Ok && overall.count(o) > 0 {
@@ -519,7 +538,11 @@ pub async fn run_load(
                     index,
                     start_s,
                     end_s,
-                    stage: if start_s >= schedule.duration_secs() { Some("watching".into()) } else { stage },
+                    stage: if start_s >= schedule.duration_secs() {
+                        Some("watching".into())
+                    } else {
+                        stage
+                    },
                     target_rate,
                     scheduled: sc.scheduled,
                     sent: sc.sent,
@@ -531,7 +554,11 @@ pub async fn run_load(
                     dropped: overall.dropped,
                     in_flight: ctx.in_flight.load(Ordering::Relaxed),
                     latency: LatencySummary::from_histogram(&overall.latency),
-                    served_by: shard.served_by.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    served_by: shard
+                        .served_by
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
                     replicas: ctx.latest_replicas.lock().expect("replica lock").clone(),
                     self_check: SelfCheck {
                         schedule_lag_p99_ms: lag_p99_ms,
@@ -545,7 +572,10 @@ pub async fn run_load(
                 }
                 totals.merge(&shard);
                 // A sliver of an interval at the very end carries no information of its own; fold it into totals only.
-                if !stopping || width >= ctx.opts.interval.as_secs_f64() * 0.2 || intervals.is_empty() {
+                if !stopping
+                    || width >= ctx.opts.interval.as_secs_f64() * 0.2
+                    || intervals.is_empty()
+                {
                     if let Some(p) = &progress {
                         let _ = p.try_send(stats.clone());
                     }
@@ -600,7 +630,9 @@ pub async fn run_load(
                         let mut sc = ctx.sched.lock().expect("sched lock");
                         sc.scheduled += 1;
                         sc.sent += 1;
-                        sc.lag.saturating_record(lag.as_micros().clamp(1, u128::from(u64::MAX)) as u64);
+                        sc.lag.saturating_record(
+                            lag.as_micros().clamp(1, u128::from(u64::MAX)) as u64
+                        );
                     }
                     Err(_) => {
                         ctx.sched.lock().expect("sched lock").scheduled += 1;

@@ -17,7 +17,7 @@ pub mod threshold;
 pub mod trace;
 
 pub use cli::Cli;
-pub use engine::{run_load, ArrivalMode, EngineError, RunOptions, Split};
+pub use engine::{ArrivalMode, EngineError, RunOptions, Split, run_load};
 pub use monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
 pub use profile::{Profile, RequestSpec, Stage};
 pub use report::Report;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 
 use clap::Parser as _;
-use generator::{app, exit, Cli};
+use generator::{Cli, app, exit};
 use tokio_util::sync::CancellationToken;
 
 fn init_logging() {
@@ -25,12 +25,17 @@ async fn main() -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            eprintln!("signal received: stopping the load, finishing in-flight requests, writing the partial report");
+            eprintln!(
+                "signal received: stopping the load, finishing in-flight requests, writing the partial report"
+            );
             shutdown.cancel();
             // A second signal means: stop now.
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }

@@ -105,8 +105,16 @@ impl GeneratorMetrics {
                 "generator_request_duration_seconds_bucket{{endpoint=\"{ep}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(s, "generator_request_duration_seconds_sum{{endpoint=\"{ep}\"}} {}", h.sum);
-            let _ = writeln!(s, "generator_request_duration_seconds_count{{endpoint=\"{ep}\"}} {}", h.count);
+            let _ = writeln!(
+                s,
+                "generator_request_duration_seconds_sum{{endpoint=\"{ep}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                s,
+                "generator_request_duration_seconds_count{{endpoint=\"{ep}\"}} {}",
+                h.count
+            );
         }
         s.push_str("# HELP generator_target_rate Arrival rate this generator is asked for now, in requests per second.\n");
         s.push_str("# TYPE generator_target_rate gauge\n");
@@ -119,7 +127,9 @@ impl GeneratorMetrics {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 async fn metrics_handler(State(m): State<Arc<GeneratorMetrics>>) -> impl IntoResponse {
@@ -158,14 +168,32 @@ mod tests {
         let m = GeneratorMetrics::default();
         let r = Recorder::new(1, 1);
         r.record(0, 0, Outcome::Ok, Duration::from_millis(3), Some(200), None);
-        r.record(0, 0, Outcome::Throttled, Duration::from_millis(300), Some(429), None);
+        r.record(
+            0,
+            0,
+            Outcome::Throttled,
+            Duration::from_millis(300),
+            Some(429),
+            None,
+        );
         r.record_dropped(0, 0, 2);
         m.observe_interval(&["/load/io".into()], &r.drain(), 12.5);
         let text = m.render();
-        assert!(text.contains("generator_requests_total{endpoint=\"/load/io\",outcome=\"ok\"} 1"), "{text}");
-        assert!(text.contains("generator_requests_total{endpoint=\"/load/io\",outcome=\"throttled\"} 1"));
-        assert!(text.contains("generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.005\"} 1"));
-        assert!(text.contains("generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.5\"} 2"));
+        assert!(
+            text.contains("generator_requests_total{endpoint=\"/load/io\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "generator_requests_total{endpoint=\"/load/io\",outcome=\"throttled\"} 1"
+            )
+        );
+        assert!(text.contains(
+            "generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.5\"} 2"
+        ));
         assert!(text.contains("generator_target_rate 12.5"));
         assert!(text.contains("generator_dropped_total 2"));
     }

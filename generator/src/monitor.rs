@@ -86,7 +86,8 @@ impl KubeSource {
         config.default_namespace = target.namespace.clone();
         config.read_timeout = Some(Duration::from_secs(5));
         config.connect_timeout = Some(Duration::from_secs(3));
-        let client = kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource { client, target })
     }
 
@@ -97,11 +98,15 @@ impl KubeSource {
     ) -> Result<KubeSource, MonitorError> {
         let mut config = match kubeconfig {
             Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| MonitorError::Kube(format!("kubeconfig {}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| MonitorError::Kube(e.to_string()))?
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    MonitorError::Kube(format!("kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(
+                    kc,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| MonitorError::Kube(e.to_string()))?
             }
             None => kube::Config::infer()
                 .await
@@ -109,7 +114,8 @@ impl KubeSource {
         };
         config.read_timeout = Some(Duration::from_secs(5));
         config.connect_timeout = Some(Duration::from_secs(3));
-        let client = kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource { client, target })
     }
 
@@ -119,7 +125,9 @@ impl KubeSource {
         let d = deployments
             .get(&self.target.deployment)
             .await
-            .map_err(|e| MonitorError::Kube(format!("deployment {ns}/{}: {e}", self.target.deployment)))?;
+            .map_err(|e| {
+                MonitorError::Kube(format!("deployment {ns}/{}: {e}", self.target.deployment))
+            })?;
         let spec_replicas = d.spec.replicas.map(to_u32);
         let status = d.status.unwrap_or_default();
         let mut snap = ReplicaSnapshot {
@@ -141,10 +149,8 @@ impl KubeSource {
                                 details.push(format!("HPA {}={}", c.type_, c.status));
                             }
                             if c.type_ == "ScalingLimited" && c.status == "True" {
-                                details.push(format!(
-                                    "HPA limited: {}",
-                                    c.reason.unwrap_or_default()
-                                ));
+                                details
+                                    .push(format!("HPA limited: {}", c.reason.unwrap_or_default()));
                             }
                         }
                     }
@@ -348,7 +354,11 @@ impl PrometheusSource {
             reason,
         };
         let url = format!("{}/api/v1/query?query={}", self.base, url_encode(promql));
-        let (status, body) = self.client.get(&url).await.map_err(|e| err(e.to_string()))?;
+        let (status, body) = self
+            .client
+            .get(&url)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         if status != 200 {
             return Err(err(format!(
                 "status {status}: {}",
@@ -414,7 +424,10 @@ pub struct FallbackSource {
 impl std::fmt::Debug for FallbackSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FallbackSource")
-            .field("sources", &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -207,7 +207,11 @@ impl Profile {
                 vec![
                     req("/load/io", json!({"delay_ms": 100, "mode": "async"}), 6),
                     req("/load/cpu", json!({"duration_ms": 50, "mode": "async"}), 3),
-                    req("/load/memory", json!({"size_mb": 8, "duration_ms": 1000, "mode": "async"}), 1),
+                    req(
+                        "/load/memory",
+                        json!({"size_mb": 8, "duration_ms": 1000, "mode": "async"}),
+                        1,
+                    ),
                 ],
             ),
             "medium" => p(
@@ -222,7 +226,11 @@ impl Profile {
                 vec![
                     req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 6),
                     req("/load/cpu", json!({"duration_ms": 100, "mode": "async"}), 3),
-                    req("/load/memory", json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}), 1),
+                    req(
+                        "/load/memory",
+                        json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}),
+                        1,
+                    ),
                 ],
             ),
             "heavy" => p(
@@ -233,7 +241,11 @@ impl Profile {
                 vec![
                     req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 6),
                     req("/load/cpu", json!({"duration_ms": 200, "mode": "async"}), 3),
-                    req("/load/memory", json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}), 1),
+                    req(
+                        "/load/memory",
+                        json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}),
+                        1,
+                    ),
                 ],
             ),
             "burst" => {
@@ -301,7 +313,11 @@ impl Profile {
                 ],
                 vec![
                     req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 70),
-                    req("/load/cpu", json!({"duration_ms": 100, "mode": "async"}), 29),
+                    req(
+                        "/load/cpu",
+                        json!({"duration_ms": 100, "mode": "async"}),
+                        29,
+                    ),
                     req(
                         "/load/cpu/sustained",
                         json!({"workers": 1, "duration_seconds": 30, "complexity": 5}),
@@ -321,7 +337,11 @@ impl Profile {
                     ramp(5, 5.0, "ramp-down"),
                     hold(35, 5.0, "recovery"),
                 ],
-                vec![req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 1)],
+                vec![req(
+                    "/load/io",
+                    json!({"delay_ms": 200, "mode": "async"}),
+                    1,
+                )],
             ),
             _ => None,
         }
@@ -379,7 +399,10 @@ impl Profile {
                 return bad(format!("stages[{i}].duration"), "must be > 0");
             }
             if !s.rate.is_finite() || s.rate < 0.0 || s.rate > 1_000_000.0 {
-                return bad(format!("stages[{i}].rate"), "must be between 0 and 1000000 req/s");
+                return bad(
+                    format!("stages[{i}].rate"),
+                    "must be between 0 and 1000000 req/s",
+                );
             }
         }
         if self.requests.is_empty() {
@@ -400,7 +423,10 @@ impl Profile {
             }
         }
         if self.stages.iter().all(|s| s.rate == 0.0) && self.start_rate == 0.0 {
-            return bad("stages".into(), "every rate is 0: the profile would send nothing");
+            return bad(
+                "stages".into(),
+                "every rate is 0: the profile would send nothing",
+            );
         }
         Ok(())
     }
@@ -427,7 +453,10 @@ impl Profile {
     pub fn scale_time(&self, factor: f64) -> Profile {
         let mut p = self.clone();
         for s in &mut p.stages {
-            s.duration = s.duration.mul_f64(factor.max(0.0)).max(Duration::from_millis(1));
+            s.duration = s
+                .duration
+                .mul_f64(factor.max(0.0))
+                .max(Duration::from_millis(1));
         }
         p
     }
@@ -653,7 +682,11 @@ mod tests {
 
     #[test]
     fn schedule_constant_rate() {
-        let p = Profile::constant(100.0, Duration::from_secs(2), RequestSpec::new("GET", "/", None));
+        let p = Profile::constant(
+            100.0,
+            Duration::from_secs(2),
+            RequestSpec::new("GET", "/", None),
+        );
         let s = Schedule::new(&p);
         assert_eq!(s.total_count(), 200.0);
         assert!((s.time_of(50.0).unwrap() - 0.5).abs() < 1e-9);
@@ -664,7 +697,17 @@ mod tests {
     fn schedule_ramp_inverts_cumulative() {
         let p = Profile::builtin("demo").unwrap();
         let s = Schedule::new(&p);
-        for k in [0.0, 10.0, 49.0, 50.0, 51.0, 200.0, 1000.0, 1500.0, s.total_count() - 1.0] {
+        for k in [
+            0.0,
+            10.0,
+            49.0,
+            50.0,
+            51.0,
+            200.0,
+            1000.0,
+            1500.0,
+            s.total_count() - 1.0,
+        ] {
             let t = s.time_of(k).unwrap();
             assert!((s.cumulative(t) - k).abs() < 1e-6, "k={k} t={t}");
         }
@@ -676,10 +719,15 @@ mod tests {
     fn yaml_round_trip_and_errors() {
         let p = Profile::builtin("sustained").unwrap();
         assert_eq!(Profile::from_yaml(&p.to_yaml()).unwrap(), p);
-        let err = Profile::from_yaml("name: x\nstages:\n  - duration: 10s\n    rate: fast\nrequests: []\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("stages[0].rate") && err.contains("line 4"), "{err}");
+        let err = Profile::from_yaml(
+            "name: x\nstages:\n  - duration: 10s\n    rate: fast\nrequests: []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("stages[0].rate") && err.contains("line 4"),
+            "{err}"
+        );
         let err = Profile::from_yaml(
             "name: x\nstages:\n  - duration: 10s\n    rate: -1\nrequests:\n  - path: /\n",
         )

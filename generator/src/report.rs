@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{ArrivalMode, Split};
 use crate::monitor::ReplicaSnapshot;
 use crate::profile::Profile;
-use crate::stats::{
-    fmt_ms, EndpointSummary, ErrorSummary, IntervalStats, LatencySummary, Shard,
-};
+use crate::stats::{EndpointSummary, ErrorSummary, IntervalStats, LatencySummary, Shard, fmt_ms};
+
+/// One line of an SVG panel: name, colour, dashed, points (seconds, value).
+type Series<'a> = (&'a str, &'a str, bool, Vec<(f64, f64)>);
 
 /// Version tag of the JSON report; bumped on incompatible changes.
 pub const REPORT_SCHEMA: &str = "autoscaling-lab/generator-report/v1";
@@ -266,7 +267,11 @@ impl Report {
             requests,
             expected_requests: d.expected_requests,
             ok: overall.count(crate::stats::Outcome::Ok),
-            achieved_rate: if load_s > 0.0 { requests as f64 / load_s } else { 0.0 },
+            achieved_rate: if load_s > 0.0 {
+                requests as f64 / load_s
+            } else {
+                0.0
+            },
             target_rate,
             errors: ErrorSummary::from_counters(&overall),
             error_rate: ratio(overall.errors(), requests),
@@ -318,7 +323,11 @@ impl Report {
             "\n== {} ({} model){}: {:.1}s, targets {}",
             self.profile,
             self.mode,
-            if self.interrupted { ", INTERRUPTED" } else { "" },
+            if self.interrupted {
+                ", INTERRUPTED"
+            } else {
+                ""
+            },
             self.duration_s,
             self.targets.join(", ")
         );
@@ -332,7 +341,18 @@ impl Report {
         let _ = writeln!(
             s,
             "{:<30} {:>9} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "endpoint", "requests", "errors", "dropped", "rate/s", "p50", "p90", "p95", "p99", "p99.9", "max", ""
+            "endpoint",
+            "requests",
+            "errors",
+            "dropped",
+            "rate/s",
+            "p50",
+            "p90",
+            "p95",
+            "p99",
+            "p99.9",
+            "max",
+            ""
         );
         let row = |s: &mut String, name: &str, e: &EndpointSummary| {
             let _ = writeln!(
@@ -388,7 +408,11 @@ impl Report {
                 self.errors.timeout,
                 self.errors.connect_error,
                 self.errors.other_error,
-                if codes.is_empty() { String::new() } else { format!(" [{}]", codes.join(", ")) }
+                if codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", codes.join(", "))
+                }
             );
         }
         if self.dropped > 0 {
@@ -484,7 +508,9 @@ impl Report {
                     self.intervals[bucket(c)]
                         .iter()
                         .filter_map(f)
-                        .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))))
+                        .fold(None, |acc: Option<f64>, v| {
+                            Some(acc.map_or(v, |a| a.max(v)))
+                        })
                 })
                 .collect()
         };
@@ -505,13 +531,26 @@ impl Report {
             self.intervals.first().map_or(0.0, |i| i.end_s - i.start_s),
             n.div_ceil(cols)
         );
-        let _ = writeln!(s, "target rate  {} max {rate_max:.1}/s", sparkline(&target, rate_max));
+        let _ = writeln!(
+            s,
+            "target rate  {} max {rate_max:.1}/s",
+            sparkline(&target, rate_max)
+        );
         let _ = writeln!(s, "achieved     {} ", sparkline(&achieved, rate_max));
         let p95_max = p95.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
-        let _ = writeln!(s, "p95 latency  {} max {}", sparkline(&p95, p95_max), fmt_ms(p95_max));
+        let _ = writeln!(
+            s,
+            "p95 latency  {} max {}",
+            sparkline(&p95, p95_max),
+            fmt_ms(p95_max)
+        );
         if replicas.iter().any(Option::is_some) {
             let r_max = replicas.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
-            let _ = writeln!(s, "replicas     {} max {r_max:.0}", sparkline(&replicas, r_max));
+            let _ = writeln!(
+                s,
+                "replicas     {} max {r_max:.0}",
+                sparkline(&replicas, r_max)
+            );
         }
         s
     }
@@ -542,13 +581,17 @@ impl Report {
             self.requests,
             self.achieved_rate,
             fmt_ms(self.latency.p95_ms),
-            if self.interrupted { " (interrupted)" } else { "" }
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
         );
         let panel = |s: &mut String,
-                         idx: usize,
-                         title: &str,
-                         unit: &str,
-                         lines: Vec<(&str, &str, bool, Vec<(f64, f64)>)>| {
+                     idx: usize,
+                     title: &str,
+                     unit: &str,
+                     lines: Vec<Series<'_>>| {
             let y0 = top + idx as f64 * (panel_h + gap);
             let y_max = lines
                 .iter()
@@ -590,7 +633,11 @@ impl Report {
                 let _ = writeln!(
                     s,
                     r#"<polyline fill="none" stroke="{color}" stroke-width="2"{} points="{}"/>"#,
-                    if *dashed { r#" stroke-dasharray="6,4""# } else { "" },
+                    if *dashed {
+                        r#" stroke-dasharray="6,4""#
+                    } else {
+                        ""
+                    },
                     path.join(" ")
                 );
                 let _ = writeln!(
@@ -603,8 +650,16 @@ impl Report {
             }
         };
         let mid = |i: &IntervalStats| (i.start_s + i.end_s) / 2.0;
-        let target: Vec<(f64, f64)> = self.intervals.iter().map(|i| (mid(i), i.target_rate)).collect();
-        let achieved: Vec<(f64, f64)> = self.intervals.iter().map(|i| (mid(i), i.achieved_rate)).collect();
+        let target: Vec<(f64, f64)> = self
+            .intervals
+            .iter()
+            .map(|i| (mid(i), i.target_rate))
+            .collect();
+        let achieved: Vec<(f64, f64)> = self
+            .intervals
+            .iter()
+            .map(|i| (mid(i), i.achieved_rate))
+            .collect();
         let dropped: Vec<(f64, f64)> = self
             .intervals
             .iter()
@@ -643,7 +698,12 @@ impl Report {
             let rep = |f: fn(&ReplicaSnapshot) -> Option<u32>| -> Vec<(f64, f64)> {
                 self.intervals
                     .iter()
-                    .filter_map(|i| i.replicas.as_ref().and_then(f).map(|v| (i.end_s, f64::from(v))))
+                    .filter_map(|i| {
+                        i.replicas
+                            .as_ref()
+                            .and_then(f)
+                            .map(|v| (i.end_s, f64::from(v)))
+                    })
                     .collect()
             };
             panel(
@@ -717,7 +777,12 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
     let initial_ready = first.and_then(|s| s.ready).or(initial);
     let time_to_scale_s = initial_desired.and_then(|base| {
         tl.iter()
-            .find(|p| p.snapshot.desired.or(replicas_of(&p.snapshot)).is_some_and(|v| v > base))
+            .find(|p| {
+                p.snapshot
+                    .desired
+                    .or(replicas_of(&p.snapshot))
+                    .is_some_and(|v| v > base)
+            })
             .map(|p| p.t_s)
     });
     let time_to_first_new_ready_s = initial_ready.and_then(|base| {
@@ -742,7 +807,11 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
             .map(|p| p.t_s - d.load_end_s),
         _ => None,
     };
-    let observed: Vec<&IntervalStats> = d.intervals.iter().filter(|i| i.replicas.is_some()).collect();
+    let observed: Vec<&IntervalStats> = d
+        .intervals
+        .iter()
+        .filter(|i| i.replicas.is_some())
+        .collect();
     let (scaling, steady): (Vec<&IntervalStats>, Vec<&IntervalStats>) =
         observed.iter().partition(|i| {
             let r = i.replicas.as_ref().expect("filtered");
@@ -751,11 +820,19 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
     // Ready replicas x seconds, integrating the step function of observations.
     let mut replica_seconds = 0.0;
     for w in tl.windows(2) {
-        let r = w[0].snapshot.ready.or(replicas_of(&w[0].snapshot)).unwrap_or(0);
+        let r = w[0]
+            .snapshot
+            .ready
+            .or(replicas_of(&w[0].snapshot))
+            .unwrap_or(0);
         replica_seconds += f64::from(r) * (w[1].t_s - w[0].t_s);
     }
     if let Some(last) = tl.last() {
-        let r = last.snapshot.ready.or(replicas_of(&last.snapshot)).unwrap_or(0);
+        let r = last
+            .snapshot
+            .ready
+            .or(replicas_of(&last.snapshot))
+            .unwrap_or(0);
         replica_seconds += f64::from(r) * (d.elapsed.as_secs_f64() - last.t_s).max(0.0);
     }
     ScalingReport {
@@ -786,6 +863,9 @@ mod tests {
 
     #[test]
     fn sparkline_scales() {
-        assert_eq!(sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0), "▁▅█ ");
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0),
+            "▁▅█ "
+        );
     }
 }

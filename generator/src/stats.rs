@@ -135,7 +135,9 @@ pub struct Shard {
 impl Shard {
     pub fn new(endpoints: usize) -> Shard {
         Shard {
-            endpoints: (0..endpoints).map(|_| EndpointCounters::default()).collect(),
+            endpoints: (0..endpoints)
+                .map(|_| EndpointCounters::default())
+                .collect(),
             served_by: HashMap::new(),
         }
     }
@@ -315,11 +317,7 @@ impl ErrorSummary {
             timeout: c.count(Outcome::Timeout),
             connect_error: c.count(Outcome::ConnectError),
             other_error: c.count(Outcome::OtherError),
-            status_codes: c
-                .status
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            status_codes: c.status.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
     }
 }
@@ -455,9 +453,30 @@ mod tests {
     #[test]
     fn recorder_drains_and_resets() {
         let r = Recorder::new(2, 4);
-        r.record(0, 0, Outcome::Ok, Duration::from_millis(10), Some(200), Some("pod-a"));
-        r.record(1, 0, Outcome::Throttled, Duration::from_millis(20), Some(429), Some("pod-b"));
-        r.record(5, 1, Outcome::ConnectError, Duration::from_millis(1), None, None);
+        r.record(
+            0,
+            0,
+            Outcome::Ok,
+            Duration::from_millis(10),
+            Some(200),
+            Some("pod-a"),
+        );
+        r.record(
+            1,
+            0,
+            Outcome::Throttled,
+            Duration::from_millis(20),
+            Some(429),
+            Some("pod-b"),
+        );
+        r.record(
+            5,
+            1,
+            Outcome::ConnectError,
+            Duration::from_millis(1),
+            None,
+            None,
+        );
         r.record_dropped(2, 1, 3);
         let s = r.drain();
         let all = s.overall();

@@ -32,7 +32,11 @@ impl Target {
         let uri: http::Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(bad("https is not supported; use the plain-http Service URL")),
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported; use the plain-http Service URL",
+                ));
+            }
             Some(_) => return Err(bad("scheme must be http")),
             None => return Err(bad("needs a scheme, e.g. http://consumer:8080")),
         }
@@ -166,9 +170,15 @@ mod tests {
     #[test]
     fn parse_forms() {
         let t = Target::parse("http://consumer:8080/").unwrap();
-        assert_eq!((t.authority.as_str(), t.prefix.as_str()), ("consumer:8080", ""));
+        assert_eq!(
+            (t.authority.as_str(), t.prefix.as_str()),
+            ("consumer:8080", "")
+        );
         let t = Target::parse("http://127.0.0.1/api/").unwrap();
-        assert_eq!((t.authority.as_str(), t.prefix.as_str()), ("127.0.0.1:80", "/api"));
+        assert_eq!(
+            (t.authority.as_str(), t.prefix.as_str()),
+            ("127.0.0.1:80", "/api")
+        );
         assert!(Target::parse("https://x").is_err());
         assert!(Target::parse("consumer:8080").is_err());
         assert!(Target::parse("http://x/?a=b").is_err());

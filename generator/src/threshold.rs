@@ -5,7 +5,9 @@ use crate::report::{Report, ThresholdResult};
 
 /// Why a threshold expression did not parse.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("threshold {expr:?}: {reason}; examples: p95<500ms, errors<1%, dropped<0.1%, rate>=100, time_to_scale<60s")]
+#[error(
+    "threshold {expr:?}: {reason}; examples: p95<500ms, errors<1%, dropped<0.1%, rate>=100, time_to_scale<60s"
+)]
 pub struct ThresholdError {
     pub expr: String,
     pub reason: String,
@@ -44,9 +46,13 @@ pub enum Metric {
     /// A latency percentile name (`p50`, `p95`, `p99.9`, `max`, `mean`); value in ms.
     Latency(String),
     /// Error share (with `%`) or count.
-    Errors { percent: bool },
+    Errors {
+        percent: bool,
+    },
     /// Dropped share (of scheduled) or count.
-    Dropped { percent: bool },
+    Dropped {
+        percent: bool,
+    },
     /// Achieved rate, req/s.
     Rate,
     /// Finished requests.
@@ -97,13 +103,18 @@ impl Threshold {
         let lhs = e[..pos].trim();
         let rhs = e[pos + len..].trim();
         let (name, endpoint) = match lhs.find('[') {
-            Some(i) if lhs.ends_with(']') => (lhs[..i].trim(), Some(lhs[i + 1..lhs.len() - 1].trim().to_string())),
+            Some(i) if lhs.ends_with(']') => (
+                lhs[..i].trim(),
+                Some(lhs[i + 1..lhs.len() - 1].trim().to_string()),
+            ),
             Some(_) => return Err(bad("endpoint scope must be written metric[endpoint name]")),
             None => (lhs, None),
         };
         let name = name.to_ascii_lowercase();
         let (num, unit) = split_number_unit(rhs);
-        let n: f64 = num.parse().map_err(|_| bad("the right-hand side must be a number"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| bad("the right-hand side must be a number"))?;
         if !n.is_finite() || n < 0.0 {
             return Err(bad("the value must be a finite number >= 0"));
         }
@@ -116,7 +127,8 @@ impl Threshold {
             })
         };
         let (metric, value) = match name.as_str() {
-            "p50" | "median" | "p90" | "p95" | "p99" | "p99.9" | "p999" | "max" | "mean" | "avg" => {
+            "p50" | "median" | "p90" | "p95" | "p99" | "p99.9" | "p999" | "max" | "mean"
+            | "avg" => {
                 let ms = match unit {
                     "" | "ms" => n,
                     "s" => n * 1000.0,
@@ -159,10 +171,16 @@ impl Threshold {
         if endpoint.is_some()
             && !matches!(
                 metric,
-                Metric::Latency(_) | Metric::Errors { .. } | Metric::Dropped { .. } | Metric::Rate | Metric::Requests
+                Metric::Latency(_)
+                    | Metric::Errors { .. }
+                    | Metric::Dropped { .. }
+                    | Metric::Rate
+                    | Metric::Requests
             )
         {
-            return Err(bad("only latency, errors, dropped, rate and requests can be scoped to an endpoint"));
+            return Err(bad(
+                "only latency, errors, dropped, rate and requests can be scoped to an endpoint",
+            ));
         }
         Ok(Threshold {
             expr: e.to_string(),
@@ -191,13 +209,26 @@ impl Threshold {
             (_, None) => (None, ""),
             (Metric::Latency(p), Some(s)) => (s.latency.get(p), "ms"),
             (Metric::Errors { percent: true }, Some(s)) => (
-                Some(if s.requests == 0 { 0.0 } else { s.errors.total as f64 / s.requests as f64 }),
+                Some(if s.requests == 0 {
+                    0.0
+                } else {
+                    s.errors.total as f64 / s.requests as f64
+                }),
                 "fraction",
             ),
-            (Metric::Errors { percent: false }, Some(s)) => (Some(s.errors.total as f64), "requests"),
+            (Metric::Errors { percent: false }, Some(s)) => {
+                (Some(s.errors.total as f64), "requests")
+            }
             (Metric::Dropped { percent: true }, Some(s)) => {
                 let all = s.requests + s.dropped;
-                (Some(if all == 0 { 0.0 } else { s.dropped as f64 / all as f64 }), "fraction")
+                (
+                    Some(if all == 0 {
+                        0.0
+                    } else {
+                        s.dropped as f64 / all as f64
+                    }),
+                    "fraction",
+                )
             }
             (Metric::Dropped { percent: false }, Some(s)) => (Some(s.dropped as f64), "requests"),
             (Metric::Rate, Some(s)) => (Some(s.achieved_rate), "req/s"),
@@ -205,7 +236,10 @@ impl Threshold {
             (Metric::TimeToScale, _) => (scaling.and_then(|s| s.time_to_scale_s), "s"),
             (Metric::TimeToReady, _) => (scaling.and_then(|s| s.time_to_first_new_ready_s), "s"),
             (Metric::TimeToScaleDown, _) => (scaling.and_then(|s| s.time_to_scale_down_s), "s"),
-            (Metric::PeakReplicas, _) => (scaling.and_then(|s| s.peak_replicas).map(f64::from), "replicas"),
+            (Metric::PeakReplicas, _) => (
+                scaling.and_then(|s| s.peak_replicas).map(f64::from),
+                "replicas",
+            ),
         };
         let shown = |v: f64| match unit {
             "ms" => crate::stats::fmt_ms(v),
@@ -254,16 +288,29 @@ mod tests {
     #[test]
     fn parse_forms() {
         let t = Threshold::parse("p95<500ms").unwrap();
-        assert_eq!((t.metric.clone(), t.op, t.value), (Metric::Latency("p95".into()), Op::Lt, 500.0));
+        assert_eq!(
+            (t.metric.clone(), t.op, t.value),
+            (Metric::Latency("p95".into()), Op::Lt, 500.0)
+        );
         assert_eq!(Threshold::parse("p99 <= 2s").unwrap().value, 2000.0);
         let t = Threshold::parse("errors<1%").unwrap();
-        assert_eq!((t.metric, t.value), (Metric::Errors { percent: true }, 0.01));
+        assert_eq!(
+            (t.metric, t.value),
+            (Metric::Errors { percent: true }, 0.01)
+        );
         assert_eq!(Threshold::parse("dropped<0.1%").unwrap().value, 0.001);
         assert_eq!(Threshold::parse("time_to_scale<1m").unwrap().value, 60.0);
         assert_eq!(Threshold::parse("rate>=1900").unwrap().op, Op::Ge);
         let t = Threshold::parse("p99[POST /load/io async]<2s").unwrap();
         assert_eq!(t.endpoint.as_deref(), Some("POST /load/io async"));
-        for bad in ["p95", "p95<fast", "p42<1ms", "errors<1kg", "time_to_scale[x]<1s", "p95<-1ms"] {
+        for bad in [
+            "p95",
+            "p95<fast",
+            "p42<1ms",
+            "errors<1kg",
+            "time_to_scale[x]<1s",
+            "p95<-1ms",
+        ] {
             assert!(Threshold::parse(bad).is_err(), "{bad}");
         }
     }

@@ -52,7 +52,8 @@ impl ClientSpan {
 }
 
 fn traceparent(trace_id: u128, span_id: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("00-{trace_id:032x}-{span_id:016x}-01")).expect("hex is a valid header")
+    HeaderValue::from_str(&format!("00-{trace_id:032x}-{span_id:016x}-01"))
+        .expect("hex is a valid header")
 }
 
 impl Tracing {
@@ -61,7 +62,10 @@ impl Tracing {
         if !(0.0..=1.0).contains(&sample) || sample.is_nan() {
             return Err(TraceError::Sample(sample));
         }
-        Ok(Tracing { sample, exporter: None })
+        Ok(Tracing {
+            sample,
+            exporter: None,
+        })
     }
 
     /// Like [`Tracing::propagate_only`], plus an OTLP/gRPC exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the
@@ -157,7 +161,9 @@ fn build_exporter(endpoint: Option<&str>) -> Result<(SdkTracerProvider, SdkTrace
     if let Some(e) = endpoint {
         builder = builder.with_endpoint(e.to_string());
     }
-    let exporter = builder.build().map_err(|e| TraceError::Exporter(e.to_string()))?;
+    let exporter = builder
+        .build()
+        .map_err(|e| TraceError::Exporter(e.to_string()))?;
     let service = std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|s| !s.trim().is_empty())
@@ -188,7 +194,10 @@ mod tests {
     #[test]
     fn traceparent_format() {
         let h = traceparent(0xabc, 0x12);
-        assert_eq!(h.to_str().unwrap(), "00-00000000000000000000000000000abc-0000000000000012-01");
+        assert_eq!(
+            h.to_str().unwrap(),
+            "00-00000000000000000000000000000abc-0000000000000012-01"
+        );
     }
 
     #[tokio::test]

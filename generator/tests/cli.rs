@@ -36,17 +36,47 @@ async fn thresholds_that_hold_exit_0_and_write_the_report() {
     let termination = dir.path().join("termination-log");
     std::fs::write(&termination, "").unwrap();
     let (code, stdout, stderr) = run(&[
-        "run", "--url", &c.url, "--rate", "50", "--duration", "2s", "--path", "/health", "--no-metrics",
-        "--threshold", "p95<5s", "--threshold", "errors<1%,dropped<0.1%", "--threshold", "rate>=45",
-        "--report", report.to_str().unwrap(), "--termination-log", termination.to_str().unwrap(),
+        "run",
+        "--url",
+        &c.url,
+        "--rate",
+        "50",
+        "--duration",
+        "2s",
+        "--path",
+        "/health",
+        "--no-metrics",
+        "--threshold",
+        "p95<5s",
+        "--threshold",
+        "errors<1%,dropped<0.1%",
+        "--threshold",
+        "rate>=45",
+        "--report",
+        report.to_str().unwrap(),
+        "--termination-log",
+        termination.to_str().unwrap(),
     ])
     .await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("verdict: PASS"), "{stdout}");
     assert!(stdout.contains("GET /health"), "{stdout}");
-    assert!(stderr.contains("rate"), "progress lines on stderr: {stderr}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for key in ["requests", "achieved_rate", "errors", "dropped", "latency", "endpoints", "intervals", "served_by"] {
+    assert!(
+        stderr.contains("rate"),
+        "progress lines on stderr: {stderr}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in [
+        "requests",
+        "achieved_rate",
+        "errors",
+        "dropped",
+        "latency",
+        "endpoints",
+        "intervals",
+        "served_by",
+    ] {
         assert!(json.get(key).is_some(), "report lacks {key}");
     }
     assert_eq!(json["requests"], 100);
@@ -63,12 +93,28 @@ async fn thresholds_that_hold_exit_0_and_write_the_report() {
 async fn a_breached_threshold_exits_1_and_names_it() {
     let c = common::start_consumer("cli-pod", &[]).await;
     let (code, stdout, _) = run(&[
-        "run", "--url", &c.url, "--rate", "20", "--duration", "1s", "--path", "/health", "--no-metrics", "--quiet",
-        "--threshold", "p50<1us", "--threshold", "errors<1%",
+        "run",
+        "--url",
+        &c.url,
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--path",
+        "/health",
+        "--no-metrics",
+        "--quiet",
+        "--threshold",
+        "p50<1us",
+        "--threshold",
+        "errors<1%",
     ])
     .await;
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL thresholds breached: p50<1us"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL thresholds breached: p50<1us"),
+        "{stdout}"
+    );
     assert!(stdout.contains("threshold ok   errors<1%"), "{stdout}");
 }
 
@@ -76,8 +122,20 @@ async fn a_breached_threshold_exits_1_and_names_it() {
 async fn json_output_gives_interval_lines_and_a_report_line() {
     let c = common::start_consumer("cli-pod", &[]).await;
     let (code, stdout, _) = run(&[
-        "run", "--url", &c.url, "--rate", "40", "--duration", "2s", "--path", "/health", "--no-metrics",
-        "--output", "json", "--interval", "500ms",
+        "run",
+        "--url",
+        &c.url,
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+        "--path",
+        "/health",
+        "--no-metrics",
+        "--output",
+        "json",
+        "--interval",
+        "500ms",
     ])
     .await;
     assert_eq!(code, 0, "{stdout}");
@@ -88,7 +146,10 @@ async fn json_output_gives_interval_lines_and_a_report_line() {
         .collect();
     let intervals = lines.iter().filter(|v| v["type"] == "interval").count();
     assert!((3..=5).contains(&intervals), "{intervals} interval lines");
-    let report = lines.iter().find(|v| v["type"] == "report").expect("report line");
+    let report = lines
+        .iter()
+        .find(|v| v["type"] == "report")
+        .expect("report line");
     assert_eq!(report["report"]["requests"], 80);
 }
 
@@ -99,8 +160,20 @@ async fn sigterm_writes_a_partial_report_and_exits_5() {
     let report = dir.path().join("partial.json");
     let mut child = Command::new(BIN)
         .args([
-            "run", "--url", &c.url, "--rate", "50", "--duration", "60s", "--path", "/health", "--no-metrics",
-            "--interval", "200ms", "--report", report.to_str().unwrap(),
+            "run",
+            "--url",
+            &c.url,
+            "--rate",
+            "50",
+            "--duration",
+            "60s",
+            "--path",
+            "/health",
+            "--no-metrics",
+            "--interval",
+            "200ms",
+            "--report",
+            report.to_str().unwrap(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -128,13 +201,17 @@ async fn sigterm_writes_a_partial_report_and_exits_5() {
         .status()
         .unwrap();
     assert!(status.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exit after SIGTERM").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exit after SIGTERM")
+        .unwrap();
     assert_eq!(status.code(), Some(5));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["interrupted"], true);
     assert_eq!(json["exit_code"], 5);
     let requests = json["requests"].as_u64().unwrap();
-    assert!(requests >= 10 && requests < 3000, "{requests}");
+    assert!((10..3000).contains(&requests), "{requests}");
     assert!(json["verdict"].as_str().unwrap().starts_with("INTERRUPTED"));
 }
 
@@ -149,8 +226,16 @@ async fn wait_succeeds_on_a_ready_target_and_times_out_on_a_dead_one() {
         l.local_addr().unwrap()
     };
     let started = std::time::Instant::now();
-    let (code, _, stderr) =
-        run(&["wait", "--url", &format!("http://{dead}"), "--timeout", "1s", "--interval", "200ms"]).await;
+    let (code, _, stderr) = run(&[
+        "wait",
+        "--url",
+        &format!("http://{dead}"),
+        "--timeout",
+        "1s",
+        "--interval",
+        "200ms",
+    ])
+    .await;
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("was not ready within"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -164,7 +249,11 @@ async fn profiles_show_parses_back_to_the_same_profile() {
         assert!(list.contains(name), "{list}");
         let (code, yaml, stderr) = run(&["profiles", "show", name]).await;
         assert_eq!(code, 0, "{stderr}");
-        assert_eq!(Profile::from_yaml(&yaml).unwrap(), Profile::builtin(name).unwrap(), "{name}");
+        assert_eq!(
+            Profile::from_yaml(&yaml).unwrap(),
+            Profile::builtin(name).unwrap(),
+            "{name}"
+        );
     }
     let (code, _, stderr) = run(&["profiles", "show", "nope"]).await;
     assert_eq!(code, 2);
@@ -175,13 +264,74 @@ async fn profiles_show_parses_back_to_the_same_profile() {
 async fn bad_input_is_a_usage_error_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad_profile = dir.path().join("p.yaml");
-    std::fs::write(&bad_profile, "name: x\nstages:\n  - duration: 10s\n    rate: fast\nrequests: []\n").unwrap();
+    std::fs::write(
+        &bad_profile,
+        "name: x\nstages:\n  - duration: 10s\n    rate: fast\nrequests: []\n",
+    )
+    .unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", "--url", "http://127.0.0.1:1", "--test", "nope", "--no-metrics"], "unknown profile"),
-        (vec!["run", "--url", "ftp://x", "--rate", "5", "--duration", "1s", "--no-metrics"], "scheme"),
-        (vec!["run", "--url", "http://127.0.0.1:1", "--rate", "5", "--duration", "1s", "--threshold", "p95<fast", "--no-metrics"], "threshold"),
-        (vec!["run", "--url", "http://127.0.0.1:1", "--profile-file", bad_profile.to_str().unwrap(), "--no-metrics"], "line 4"),
-        (vec!["run", "--url", "http://127.0.0.1:1", "--rate", "0", "--duration", "1s"], "must be"),
+        (
+            vec![
+                "run",
+                "--url",
+                "http://127.0.0.1:1",
+                "--test",
+                "nope",
+                "--no-metrics",
+            ],
+            "unknown profile",
+        ),
+        (
+            vec![
+                "run",
+                "--url",
+                "ftp://x",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--no-metrics",
+            ],
+            "scheme",
+        ),
+        (
+            vec![
+                "run",
+                "--url",
+                "http://127.0.0.1:1",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--threshold",
+                "p95<fast",
+                "--no-metrics",
+            ],
+            "threshold",
+        ),
+        (
+            vec![
+                "run",
+                "--url",
+                "http://127.0.0.1:1",
+                "--profile-file",
+                bad_profile.to_str().unwrap(),
+                "--no-metrics",
+            ],
+            "line 4",
+        ),
+        (
+            vec![
+                "run",
+                "--url",
+                "http://127.0.0.1:1",
+                "--rate",
+                "0",
+                "--duration",
+                "1s",
+            ],
+            "must be",
+        ),
     ];
     for (args, needle) in cases {
         let (code, _, stderr) = run(&args).await;
@@ -197,7 +347,14 @@ async fn a_target_that_never_gets_ready_exits_3() {
         l.local_addr().unwrap()
     };
     let (code, _, stderr) = run(&[
-        "run", "--url", &format!("http://{dead}"), "--test", "demo", "--wait-ready", "1s", "--no-metrics",
+        "run",
+        "--url",
+        &format!("http://{dead}"),
+        "--test",
+        "demo",
+        "--wait-ready",
+        "1s",
+        "--no-metrics",
     ])
     .await;
     assert_eq!(code, 3, "{stderr}");

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use generator::profile::RequestSpec;
-use generator::{run_load, ArrivalMode, Profile, RunOptions, TargetSet};
+use generator::{ArrivalMode, Profile, RunOptions, TargetSet, run_load};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,9 @@ async fn stall_server() -> (String, Arc<Mutex<Option<Instant>>>) {
         }
         "ok"
     }
-    let app = Router::new().route("/", get(handler)).with_state(stall_until.clone());
+    let app = Router::new()
+        .route("/", get(handler))
+        .with_state(stall_until.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -42,11 +44,18 @@ fn schedule_stall(s: Arc<Mutex<Option<Instant>>>, after: Duration, length: Durat
 async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1500), Duration::from_secs(1));
-    let profile = Profile::constant(500.0, Duration::from_secs(4), RequestSpec::new("GET", "/", None));
+    let profile = Profile::constant(
+        500.0,
+        Duration::from_secs(4),
+        RequestSpec::new("GET", "/", None),
+    );
     let report = run_load(
         profile,
         TargetSet::single(&url).unwrap(),
-        RunOptions { max_in_flight: 100, ..RunOptions::default() },
+        RunOptions {
+            max_in_flight: 100,
+            ..RunOptions::default()
+        },
         None,
         None,
         CancellationToken::new(),
@@ -54,19 +63,43 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
     .await
     .unwrap();
     // During the stall 500 requests fall due, 100 can be outstanding: about 400 are dropped, none sent late.
-    assert!((300..=450).contains(&report.dropped), "dropped {}", report.dropped);
-    assert_eq!(report.requests + report.dropped, 2000, "every scheduled request is either sent or dropped");
+    assert!(
+        (300..=450).contains(&report.dropped),
+        "dropped {}",
+        report.dropped
+    );
+    assert_eq!(
+        report.requests + report.dropped,
+        2000,
+        "every scheduled request is either sent or dropped"
+    );
     // The ~100 requests caught in the stall waited 0.8-1 s from their scheduled start: more than 1 % of the requests.
-    assert!(report.latency.p99_ms > 700.0, "p99 {} ms hides the stall", report.latency.p99_ms);
-    assert!(report.latency.max_ms > 900.0, "max {} ms", report.latency.max_ms);
-    assert!(report.latency.p50_ms < 50.0, "p50 {} ms", report.latency.p50_ms);
+    assert!(
+        report.latency.p99_ms > 700.0,
+        "p99 {} ms hides the stall",
+        report.latency.p99_ms
+    );
+    assert!(
+        report.latency.max_ms > 900.0,
+        "max {} ms",
+        report.latency.max_ms
+    );
+    assert!(
+        report.latency.p50_ms < 50.0,
+        "p50 {} ms",
+        report.latency.p50_ms
+    );
     // The interval series places the stall.
     let worst = report
         .intervals
         .iter()
         .max_by(|a, b| a.latency.p99_ms.total_cmp(&b.latency.p99_ms))
         .unwrap();
-    assert!((1.0..=3.0).contains(&worst.start_s), "worst interval at {}", worst.start_s);
+    assert!(
+        (1.0..=3.0).contains(&worst.start_s),
+        "worst interval at {}",
+        worst.start_s
+    );
     assert!(report.intervals.iter().any(|i| i.dropped > 0));
 }
 
@@ -74,11 +107,18 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
 async fn a_closed_loop_measurement_hides_the_same_stall() {
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1000), Duration::from_secs(1));
-    let profile = Profile::constant(1.0, Duration::from_secs(3), RequestSpec::new("GET", "/", None));
+    let profile = Profile::constant(
+        1.0,
+        Duration::from_secs(3),
+        RequestSpec::new("GET", "/", None),
+    );
     let report = run_load(
         profile,
         TargetSet::single(&url).unwrap(),
-        RunOptions { mode: ArrivalMode::ClosedLoop { connections: 4 }, ..RunOptions::default() },
+        RunOptions {
+            mode: ArrivalMode::ClosedLoop { connections: 4 },
+            ..RunOptions::default()
+        },
         None,
         None,
         CancellationToken::new(),
@@ -87,6 +127,14 @@ async fn a_closed_loop_measurement_hides_the_same_stall() {
     .unwrap();
     // Four connections each wait once through the stall: 4 slow samples among thousands.
     assert!(report.requests > 2000, "{} requests", report.requests);
-    assert!(report.latency.max_ms > 900.0, "max {}", report.latency.max_ms);
-    assert!(report.latency.p99_ms < 100.0, "closed loop p99 {} ms", report.latency.p99_ms);
+    assert!(
+        report.latency.max_ms > 900.0,
+        "max {}",
+        report.latency.max_ms
+    );
+    assert!(
+        report.latency.p99_ms < 100.0,
+        "closed loop p99 {} ms",
+        report.latency.p99_ms
+    );
 }

@@ -11,19 +11,28 @@ use std::time::Duration;
 
 use generator::client::{RecyclePolicy, SimpleClient};
 use generator::profile::RequestSpec;
-use generator::{run_load, Profile, RunOptions, Split, TargetSet};
+use generator::{Profile, RunOptions, Split, TargetSet, run_load};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_generators_together_hit_the_total_rate() {
     let consumer = common::start_consumer("split-pod", &[]).await;
-    let profile = Profile::constant(900.0, Duration::from_secs(3), RequestSpec::new("GET", "/health", None));
+    let profile = Profile::constant(
+        900.0,
+        Duration::from_secs(3),
+        RequestSpec::new("GET", "/health", None),
+    );
     let runs = (0..3).map(|index| {
         let profile = profile.clone();
         let targets = TargetSet::single(&consumer.url).unwrap();
         tokio::spawn(async move {
-            let opts = RunOptions { split: Split { index, count: 3 }, ..RunOptions::default() };
-            run_load(profile, targets, opts, None, None, CancellationToken::new()).await.unwrap()
+            let opts = RunOptions {
+                split: Split { index, count: 3 },
+                ..RunOptions::default()
+            };
+            run_load(profile, targets, opts, None, None, CancellationToken::new())
+                .await
+                .unwrap()
         })
     });
     let mut total = 0;
@@ -32,12 +41,24 @@ async fn three_generators_together_hit_the_total_rate() {
         assert_eq!(r.expected_requests, 900.0);
         assert_eq!(r.errors.total, 0);
         assert_eq!(r.split_count, 3);
-        assert!((r.achieved_rate - 300.0).abs() < 300.0 * 0.02, "pod {} achieved {}", r.split_index, r.achieved_rate);
+        assert!(
+            (r.achieved_rate - 300.0).abs() < 300.0 * 0.02,
+            "pod {} achieved {}",
+            r.split_index,
+            r.achieved_rate
+        );
         // Each interval's target rate is this pod's share.
-        assert!((r.intervals[1].target_rate - 300.0).abs() < 1.0, "{}", r.intervals[1].target_rate);
+        assert!(
+            (r.intervals[1].target_rate - 300.0).abs() < 1.0,
+            "{}",
+            r.intervals[1].target_rate
+        );
         total += r.requests;
     }
-    assert_eq!(total, 2700, "the three shares add up to the profile's total");
+    assert_eq!(
+        total, 2700,
+        "the three shares add up to the profile's total"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +75,21 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(handle.remove(&a_url));
     });
-    let profile = Profile::constant(200.0, Duration::from_secs(3), RequestSpec::new("GET", "/health", None));
-    let report = run_load(profile, targets, RunOptions::default(), None, None, CancellationToken::new()).await.unwrap();
+    let profile = Profile::constant(
+        200.0,
+        Duration::from_secs(3),
+        RequestSpec::new("GET", "/health", None),
+    );
+    let report = run_load(
+        profile,
+        targets,
+        RunOptions::default(),
+        None,
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.errors.total, 0);
     let a_count = report.served_by["pod-a"];
     let b_count = report.served_by["pod-b"];
@@ -65,7 +99,10 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
     assert!(!report.intervals[0].served_by.contains_key("pod-b"));
     // A request in flight when a was removed may still finish in the last interval.
     let last = report.intervals.last().unwrap();
-    assert!(last.served_by.get("pod-a").copied().unwrap_or(0) <= 2, "{last:?}");
+    assert!(
+        last.served_by.get("pod-a").copied().unwrap_or(0) <= 2,
+        "{last:?}"
+    );
     assert!(last.served_by["pod-b"] >= 150, "{last:?}");
     assert_eq!(last.stage.as_deref(), Some("constant"));
     assert!((last.target_rate - 200.0).abs() < 5.0, "{last:?}");
@@ -105,27 +142,54 @@ async fn recycled_connections_reach_a_backend_that_joins_a_service_mid_run() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         backends.lock().unwrap().push(b_addr);
     });
-    let profile = Profile::constant(200.0, Duration::from_secs(3), RequestSpec::new("GET", "/health", None));
+    let profile = Profile::constant(
+        200.0,
+        Duration::from_secs(3),
+        RequestSpec::new("GET", "/health", None),
+    );
     let opts = RunOptions {
-        recycle: RecyclePolicy { max_age: Some(Duration::from_millis(200)), max_requests: Some(50) },
+        recycle: RecyclePolicy {
+            max_age: Some(Duration::from_millis(200)),
+            max_requests: Some(50),
+        },
         ..RunOptions::default()
     };
-    let report = run_load(profile, TargetSet::single(&service).unwrap(), opts, None, None, CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_load(
+        profile,
+        TargetSet::single(&service).unwrap(),
+        opts,
+        None,
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.errors.total, 0, "{:?}", report.errors);
     let b_count = report.served_by.get("svc-b").copied().unwrap_or(0);
     // After b joins (2 s of 3), fresh connections alternate between a and b: b gets about 200 of 600.
-    assert!(b_count >= 120, "svc-b served {b_count}: {:?}", report.served_by);
+    assert!(
+        b_count >= 120,
+        "svc-b served {b_count}: {:?}",
+        report.served_by
+    );
     let last = report.intervals.last().unwrap();
-    assert!(last.served_by.get("svc-b").copied().unwrap_or(0) > 0, "{last:?}");
+    assert!(
+        last.served_by.get("svc-b").copied().unwrap_or(0) > 0,
+        "{last:?}"
+    );
 }
 
 async fn consumer_gauge(url: &str, name: &str) -> f64 {
-    let (_, body) = SimpleClient::new(Duration::from_secs(5)).get(&format!("{url}/metrics")).await.unwrap();
+    let (_, body) = SimpleClient::new(Duration::from_secs(5))
+        .get(&format!("{url}/metrics"))
+        .await
+        .unwrap();
     String::from_utf8_lossy(&body)
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("{name} not in the consumer's metrics"))
 }
 
@@ -134,33 +198,56 @@ async fn cleanup_stops_sustained_work_and_waits_for_memory_and_is_idempotent() {
     let c = common::start_consumer("clean-pod", &["--memory-budget", "256MiB"]).await;
     let client = SimpleClient::new(Duration::from_secs(5));
     let (status, body) = client
-        .request(http::Method::POST, &format!("{}/load/cpu/sustained", c.url),
-                 Some(&serde_json::json!({"workers": 1, "duration_seconds": 60, "complexity": 1})), &[])
+        .request(
+            http::Method::POST,
+            &format!("{}/load/cpu/sustained", c.url),
+            Some(&serde_json::json!({"workers": 1, "duration_seconds": 60, "complexity": 1})),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     let (status, body) = client
-        .request(http::Method::POST, &format!("{}/load/memory", c.url),
-                 Some(&serde_json::json!({"size_mb": 16, "duration_ms": 1500, "mode": "async"})), &[])
+        .request(
+            http::Method::POST,
+            &format!("{}/load/memory", c.url),
+            Some(&serde_json::json!({"size_mb": 16, "duration_ms": 1500, "mode": "async"})),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     // Wait until both are visibly running.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while consumer_gauge(&c.url, "consumer_memory_held_bytes").await == 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "memory job never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "memory job never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(consumer_gauge(&c.url, "consumer_sustained_workers").await, 1.0);
+    assert_eq!(
+        consumer_gauge(&c.url, "consumer_sustained_workers").await,
+        1.0
+    );
 
     let targets = TargetSet::single(&c.url).unwrap();
     let started = std::time::Instant::now();
     let summary = generator::app::cleanup(&targets, &[], Duration::from_secs(20)).await;
     assert!(summary.released, "{}", summary.message);
     assert_eq!(summary.stop_calls, 3);
-    assert!(started.elapsed() >= Duration::from_millis(500), "returned before the memory job ended");
-    assert_eq!(consumer_gauge(&c.url, "consumer_sustained_workers").await, 0.0);
-    assert_eq!(consumer_gauge(&c.url, "consumer_memory_held_bytes").await, 0.0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "returned before the memory job ended"
+    );
+    assert_eq!(
+        consumer_gauge(&c.url, "consumer_sustained_workers").await,
+        0.0
+    );
+    assert_eq!(
+        consumer_gauge(&c.url, "consumer_memory_held_bytes").await,
+        0.0
+    );
     let again = generator::app::cleanup(&targets, &[], Duration::from_secs(5)).await;
     assert!(again.released, "{}", again.message);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use generator::metrics::GeneratorMetrics;
 use generator::profile::RequestSpec;
-use generator::{run_load, Profile, RunOptions, TargetSet};
+use generator::{Profile, RunOptions, TargetSet, run_load};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,16 +20,37 @@ async fn prometheus_scrapes_the_generator_series() {
     let server = {
         let stop = stop.clone();
         let m = metrics.clone();
-        tokio::spawn(async move { generator::metrics::serve(listener, m, async move { stop.cancelled().await }).await })
+        tokio::spawn(async move {
+            generator::metrics::serve(listener, m, async move { stop.cancelled().await }).await
+        })
     };
-    let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500)).await.unwrap();
-
-    let mut profile = Profile::constant(100.0, Duration::from_secs(3), RequestSpec::new("GET", "/health", None));
-    profile.requests.push(RequestSpec::new("GET", "/nope", None));
-    let opts = RunOptions { metrics: Some(metrics.clone()), interval: Duration::from_millis(500), ..RunOptions::default() };
-    let report = run_load(profile, TargetSet::single(&consumer.url).unwrap(), opts, None, None, CancellationToken::new())
+    let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500))
         .await
         .unwrap();
+
+    let mut profile = Profile::constant(
+        100.0,
+        Duration::from_secs(3),
+        RequestSpec::new("GET", "/health", None),
+    );
+    profile
+        .requests
+        .push(RequestSpec::new("GET", "/nope", None));
+    let opts = RunOptions {
+        metrics: Some(metrics.clone()),
+        interval: Duration::from_millis(500),
+        ..RunOptions::default()
+    };
+    let report = run_load(
+        profile,
+        TargetSet::single(&consumer.url).unwrap(),
+        opts,
+        None,
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.requests, 300);
 
     let ok = prometheus
@@ -42,15 +63,19 @@ async fn prometheus_scrapes_the_generator_series() {
         .unwrap();
     assert_eq!(ok.as_array().unwrap().len(), 1);
     prometheus
-        .wait_for("sum(generator_requests_total{endpoint=\"/nope\",outcome=\"http_error\"})", Duration::from_secs(10), |r| {
-            r[0]["value"][1].as_str() == Some("150")
-        })
+        .wait_for(
+            "sum(generator_requests_total{endpoint=\"/nope\",outcome=\"http_error\"})",
+            Duration::from_secs(10),
+            |r| r[0]["value"][1].as_str() == Some("150"),
+        )
         .await
         .unwrap();
     prometheus
-        .wait_for("sum(generator_request_duration_seconds_count{endpoint=\"/health\"})", Duration::from_secs(10), |r| {
-            r[0]["value"][1].as_str() == Some("150")
-        })
+        .wait_for(
+            "sum(generator_request_duration_seconds_count{endpoint=\"/health\"})",
+            Duration::from_secs(10),
+            |r| r[0]["value"][1].as_str() == Some("150"),
+        )
         .await
         .unwrap();
     let q = prometheus.query("generator_dropped_total").await.unwrap();
@@ -68,7 +93,12 @@ async fn prometheus_scrapes_the_generator_series() {
         .spawn()
         .expect("promtool (Debian package prometheus, installed by scripts/setup.sh)");
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use generator::monitor::{FallbackSource, KubeSource, KubeTarget, ReplicaSource};
 use generator::profile::{RequestSpec, Stage};
-use generator::{run_load, Profile, RunOptions, TargetSet};
+use generator::{Profile, RunOptions, TargetSet, run_load};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,10 @@ fn script(t: f64) -> (i32, i32, i32) {
 
 async fn stand_in() -> (String, Arc<Instant>) {
     let start = Arc::new(Instant::now());
-    async fn deployment(State(s): State<Arc<Instant>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    async fn deployment(
+        State(s): State<Arc<Instant>>,
+        Path((ns, name)): Path<(String, String)>,
+    ) -> Response {
         if ns != "lab" || name != "consumer" {
             return (StatusCode::NOT_FOUND, Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                 "reason": "NotFound", "code": 404, "message": format!("deployments.apps \"{name}\" not found")}))).into_response();
@@ -52,7 +55,10 @@ async fn stand_in() -> (String, Arc<Instant>) {
         }))
         .into_response()
     }
-    async fn hpa(State(s): State<Arc<Instant>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    async fn hpa(
+        State(s): State<Arc<Instant>>,
+        Path((ns, name)): Path<(String, String)>,
+    ) -> Response {
         let (desired, current, _) = script(s.elapsed().as_secs_f64());
         Json(json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -64,7 +70,10 @@ async fn stand_in() -> (String, Arc<Instant>) {
         }))
         .into_response()
     }
-    async fn scaled_object(State(s): State<Arc<Instant>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    async fn scaled_object(
+        State(s): State<Arc<Instant>>,
+        Path((ns, name)): Path<(String, String)>,
+    ) -> Response {
         let (desired, _, _) = script(s.elapsed().as_secs_f64());
         Json(json!({
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
@@ -78,9 +87,18 @@ async fn stand_in() -> (String, Arc<Instant>) {
         .into_response()
     }
     let app = Router::new()
-        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(deployment))
-        .route("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}", get(hpa))
-        .route("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}", get(scaled_object))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(deployment),
+        )
+        .route(
+            "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
+            get(hpa),
+        )
+        .route(
+            "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}",
+            get(scaled_object),
+        )
         .with_state(start.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -98,8 +116,17 @@ fn kube_target() -> KubeTarget {
 }
 
 fn two_phase_profile() -> Profile {
-    let mut p = Profile::constant(100.0, Duration::from_secs(4), RequestSpec::new("GET", "/health", None));
-    p.stages.push(Stage { name: Some("low".into()), duration: Duration::from_secs(2), rate: 5.0, ramp: false });
+    let mut p = Profile::constant(
+        100.0,
+        Duration::from_secs(4),
+        RequestSpec::new("GET", "/health", None),
+    );
+    p.stages.push(Stage {
+        name: Some("low".into()),
+        duration: Duration::from_secs(2),
+        rate: 5.0,
+        ramp: false,
+    });
     p
 }
 
@@ -107,11 +134,15 @@ fn two_phase_profile() -> Profile {
 async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
     let consumer = common::start_consumer("mon-pod", &[]).await;
     let (api, _start) = stand_in().await;
-    let source: Arc<dyn ReplicaSource> = Arc::new(KubeSource::for_url(&api, kube_target()).unwrap());
+    let source: Arc<dyn ReplicaSource> =
+        Arc::new(KubeSource::for_url(&api, kube_target()).unwrap());
     let report = run_load(
         two_phase_profile(),
         TargetSet::single(&consumer.url).unwrap(),
-        RunOptions { monitor_interval: Duration::from_millis(100), ..RunOptions::default() },
+        RunOptions {
+            monitor_interval: Duration::from_millis(100),
+            ..RunOptions::default()
+        },
         Some(source),
         None,
         CancellationToken::new(),
@@ -123,17 +154,50 @@ async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
     assert_eq!(s.initial_replicas, Some(1));
     assert_eq!(s.peak_replicas, Some(3));
     assert!(near(s.peak_at_s, 1.0), "peak at {:?}", s.peak_at_s);
-    assert!(near(s.time_to_scale_s, 1.0), "time to scale {:?}", s.time_to_scale_s);
-    assert!(near(s.time_to_first_new_ready_s, 2.0), "first ready {:?}", s.time_to_first_new_ready_s);
-    assert!((s.load_end_s - 4.0).abs() < 0.15, "load end {}", s.load_end_s);
-    assert!(near(s.time_to_scale_down_s, 0.5), "scale down {:?}", s.time_to_scale_down_s);
+    assert!(
+        near(s.time_to_scale_s, 1.0),
+        "time to scale {:?}",
+        s.time_to_scale_s
+    );
+    assert!(
+        near(s.time_to_first_new_ready_s, 2.0),
+        "first ready {:?}",
+        s.time_to_first_new_ready_s
+    );
+    assert!(
+        (s.load_end_s - 4.0).abs() < 0.15,
+        "load end {}",
+        s.load_end_s
+    );
+    assert!(
+        near(s.time_to_scale_down_s, 0.5),
+        "scale down {:?}",
+        s.time_to_scale_down_s
+    );
     assert!(s.observations >= 40, "{} observations", s.observations);
     assert_eq!(s.observation_errors, 0, "{:?}", s.last_error);
-    assert!(s.during_scale_up.intervals >= 1 && s.steady.intervals >= 3, "{s:?}");
-    assert!(s.replica_seconds > 6.0 && s.replica_seconds < 15.0, "{}", s.replica_seconds);
-    let details: Vec<String> = s.timeline.iter().filter_map(|p| p.snapshot.detail.clone()).collect();
-    assert!(details.first().is_some_and(|d| d.contains("Active=False")), "{details:?}");
-    assert!(details.iter().any(|d| d.contains("Active=True")), "{details:?}");
+    assert!(
+        s.during_scale_up.intervals >= 1 && s.steady.intervals >= 3,
+        "{s:?}"
+    );
+    assert!(
+        s.replica_seconds > 6.0 && s.replica_seconds < 15.0,
+        "{}",
+        s.replica_seconds
+    );
+    let details: Vec<String> = s
+        .timeline
+        .iter()
+        .filter_map(|p| p.snapshot.detail.clone())
+        .collect();
+    assert!(
+        details.first().is_some_and(|d| d.contains("Active=False")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("Active=True")),
+        "{details:?}"
+    );
     // Intervals carry the replicas, and the terminal chart has a replicas row.
     assert!(report.intervals.iter().all(|i| i.replicas.is_some()));
     assert!(report.render_timeline(60).contains("replicas"));
@@ -167,6 +231,10 @@ async fn an_unreachable_api_falls_through_to_the_next_source() {
     assert_eq!(snap.current, Some(1));
     let mut wrong = kube_target();
     wrong.deployment = "missing".into();
-    let err = KubeSource::for_url(&api, wrong).unwrap().observe().await.unwrap_err();
+    let err = KubeSource::for_url(&api, wrong)
+        .unwrap()
+        .observe()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }

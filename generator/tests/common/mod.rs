@@ -17,7 +17,17 @@ pub struct Consumer {
 pub async fn start_consumer(pod: &str, extra: &[&str]) -> Consumer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut args = vec!["consumer", "--host", "127.0.0.1", "--port", "0", "--pod-name", pod, "--shutdown-grace", "1s"];
+    let mut args = vec![
+        "consumer",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--pod-name",
+        pod,
+        "--shutdown-grace",
+        "1s",
+    ];
     args.extend_from_slice(extra);
     let config = consumer::Config::from_args(args).expect("consumer config");
     let (tx, rx) = oneshot::channel::<()>();
