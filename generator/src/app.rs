@@ -762,7 +762,8 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
     }
     write_termination_log(&args.termination_log, &report.verdict);
     if let Some(t) = tracing_ {
-        t.shutdown();
+        // Flushing blocks until the exporter answers; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     metrics_stop.cancel();
     if let Some(t) = metrics_task {
