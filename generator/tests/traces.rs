@@ -20,9 +20,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio_util::sync::CancellationToken;
 
+/// A received span and the `service.name` of its resource.
+type Received = (Span, Option<String>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    spans: Arc<Mutex<Vec<(Span, Option<String>)>>>,
+    spans: Arc<Mutex<Vec<Received>>>,
 }
 
 #[tonic::async_trait]
