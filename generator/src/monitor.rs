@@ -286,6 +286,12 @@ pub fn parse_explain(v: &serde_json::Value) -> Option<ReplicaSnapshot> {
     for o in &objects {
         let value = o.get("value").and_then(|x| x.as_f64());
         let target = o.get("target").and_then(|x| x.as_f64());
+        if let (None, Some(target), Some(name)) =
+            (value, target, o.get("trigger").and_then(|x| x.as_str()))
+        {
+            // A trigger the scaler knows but has not read yet.
+            details.push(format!("{name} -/{target} (no value yet)"));
+        }
         if let (Some(value), Some(target)) = (value, target) {
             let name = ["trigger", "metric_name", "metricName", "name"]
                 .iter()
@@ -309,7 +315,11 @@ pub fn parse_explain(v: &serde_json::Value) -> Option<ReplicaSnapshot> {
     if !details.is_empty() {
         snap.detail = Some(details.join(", "));
     }
-    if snap.desired.is_none() && snap.current.is_none() && snap.ready.is_none() {
+    if snap.desired.is_none()
+        && snap.current.is_none()
+        && snap.ready.is_none()
+        && snap.detail.is_none()
+    {
         return None;
     }
     Some(snap)
