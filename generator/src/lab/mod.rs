@@ -378,6 +378,9 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
     let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
     let epoch = Instant::now();
     let stop_control = CancellationToken::new();
+    // The load engine stops at Ctrl-C, or once the scale-down after the load is complete (cancelling
+    // after the load phase only shortens the watch; it does not mark the run interrupted).
+    let load_shutdown = shutdown.child_token();
 
     // --- push watchers (external-push: StreamIsActive) --------------------------------------------------
     let wake = Arc::new(Notify::new());
@@ -412,6 +415,8 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         let wake = wake.clone();
         let scaler_addr = scaler_addr.clone();
         let log_path = args.out.join("decisions.jsonl");
+        let load_duration = profile.duration() + Duration::from_millis(500);
+        let settle_done = load_shutdown.clone();
         tokio::spawn(async move {
             let mut controller = Controller::new(config.clone());
             let mut log = std::fs::File::create(&log_path).ok();
@@ -457,7 +462,7 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
                     );
                 }
                 if decision.desired != decision.current {
-                    tracing::info!(
+                    tracing::debug!(
                         t_s = record.t_s,
                         current = decision.current,
                         desired = decision.desired,
@@ -475,7 +480,24 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
                         shared.lock().expect("shared").simulated_replicas = Some(decision.desired)
                     }
                 }
+                // After the load, stop watching once the target is back at its resting count (KEDA's
+                // idle/zero count or the HPA minimum) with nothing left to drain: the cycle is complete.
+                let resting =
+                    config
+                        .idle_replica_count
+                        .unwrap_or(if config.min_replica_count == 0 {
+                            0
+                        } else {
+                            config.hpa_min_replicas()
+                        });
+                let settled = epoch.elapsed() >= load_duration
+                    && decision.desired == decision.current
+                    && decision.current <= resting
+                    && snapshot.as_ref().is_none_or(|s| s.draining == 0);
                 shared.lock().expect("shared").last_decision = Some(decision);
+                if settled {
+                    settle_done.cancel();
+                }
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(config.polling_interval) => {}
@@ -503,7 +525,7 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         opts,
         Some(monitor),
         Some(progress_tx),
-        shutdown.clone(),
+        load_shutdown.clone(),
     ));
     while let Some(stats) = progress_rx.recv().await {
         let pool_snapshot = pool.as_ref().map(|p| p.snapshot());
