@@ -78,7 +78,7 @@ impl PreparedRequest {
         let mut b = Request::builder()
             .method(self.method.clone())
             .uri(uri)
-            .header(HOST, target.authority.as_str())
+            .header(HOST, target.host_header.clone())
             .header(
                 USER_AGENT,
                 concat!("autoscaling-lab-generator/", env!("CARGO_PKG_VERSION")),

@@ -12,7 +12,7 @@ pub enum TargetError {
 }
 
 /// One target: a base URL `http://host:port` (a path prefix is allowed and prepended to every request path).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The URL as given, without a trailing slash.
     pub url: String,
@@ -20,6 +20,8 @@ pub struct Target {
     pub authority: String,
     /// Path prefix (empty or starting with `/`, no trailing slash).
     pub prefix: String,
+    /// `authority` as a ready `Host` header value (built once, not per request).
+    pub host_header: http::HeaderValue,
 }
 
 impl Target {
@@ -51,17 +53,20 @@ impl Target {
             format!("{host}:{port}")
         };
         let prefix = uri.path().trim_end_matches('/').to_string();
+        let host_header = http::HeaderValue::from_str(&authority)
+            .map_err(|_| bad("host is not a valid header value"))?;
         Ok(Target {
             url: format!("http://{authority}{prefix}"),
             authority,
             prefix,
+            host_header,
         })
     }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    targets: RwLock<Arc<Vec<Target>>>,
+    targets: RwLock<Arc<Vec<Arc<Target>>>>,
     next: AtomicUsize,
     generation: AtomicU64,
 }
@@ -85,7 +90,7 @@ impl TargetSet {
         TargetSet::new(&[url])
     }
 
-    fn store(&self, targets: Vec<Target>) {
+    fn store(&self, targets: Vec<Arc<Target>>) {
         *self.inner.targets.write().expect("target lock") = Arc::new(targets);
         self.inner.generation.fetch_add(1, Ordering::Release);
     }
@@ -94,7 +99,7 @@ impl TargetSet {
     pub fn replace<S: AsRef<str>>(&self, urls: &[S]) -> Result<(), TargetError> {
         let mut targets = Vec::new();
         for u in urls {
-            let t = Target::parse(u.as_ref())?;
+            let t = Arc::new(Target::parse(u.as_ref())?);
             if !targets.contains(&t) {
                 targets.push(t);
             }
@@ -105,7 +110,7 @@ impl TargetSet {
 
     /// Add a target (no-op when already present).
     pub fn add(&self, url: &str) -> Result<(), TargetError> {
-        let t = Target::parse(url)?;
+        let t = Arc::new(Target::parse(url)?);
         let mut v = self.snapshot().as_ref().clone();
         if !v.contains(&t) {
             v.push(t);
@@ -121,7 +126,7 @@ impl TargetSet {
         };
         let mut v = self.snapshot().as_ref().clone();
         let before = v.len();
-        v.retain(|x| x != &t);
+        v.retain(|x| **x != t);
         let removed = v.len() != before;
         if removed {
             self.store(v);
@@ -130,7 +135,7 @@ impl TargetSet {
     }
 
     /// The current targets.
-    pub fn snapshot(&self) -> Arc<Vec<Target>> {
+    pub fn snapshot(&self) -> Arc<Vec<Arc<Target>>> {
         self.inner.targets.read().expect("target lock").clone()
     }
 
@@ -153,7 +158,7 @@ impl TargetSet {
     }
 
     /// The next target, round-robin over the current set.
-    pub fn next(&self) -> Option<Target> {
+    pub fn next(&self) -> Option<Arc<Target>> {
         let v = self.snapshot();
         if v.is_empty() {
             return None;
