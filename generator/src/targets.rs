@@ -193,7 +193,9 @@ mod tests {
     fn round_robin_and_changes() {
         let set = TargetSet::new(&["http://a:1", "http://b:1"]).unwrap();
         let clone = set.clone();
-        let picks: Vec<_> = (0..4).map(|_| set.next().unwrap().authority).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| set.next().unwrap().authority.clone())
+            .collect();
         assert_eq!(picks, ["a:1", "b:1", "a:1", "b:1"]);
         let g = set.generation();
         clone.add("http://c:1").unwrap();

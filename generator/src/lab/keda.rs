@@ -62,6 +62,9 @@ pub struct ScalerLink {
     name: String,
     namespace: String,
     timeout: Duration,
+    /// The last target GetMetricSpec gave per trigger: KEDA writes it into the HPA's metric spec once, so
+    /// it is still known (for fallback) while the scaler fails.
+    known_targets: Arc<Mutex<HashMap<String, f64>>>,
 }
 
 /// Normalise `host:port` or `http://host:port` into a URI tonic accepts.
@@ -88,6 +91,7 @@ impl ScalerLink {
             name: name.to_string(),
             namespace: namespace.to_string(),
             timeout,
+            known_targets: Arc::default(),
         })
     }
 
@@ -108,11 +112,29 @@ impl ScalerLink {
     ) -> Observation {
         let result =
             tokio::time::timeout(self.timeout * 3, self.ask(metadata, pushed_active)).await;
+        let known = || {
+            let cached = self
+                .known_targets
+                .lock()
+                .expect("targets lock")
+                .get(&trigger.name)
+                .copied();
+            // Before the first successful GetMetricSpec, the target written in the ScaledObject.
+            cached
+                .or_else(|| trigger.metadata.get("target").and_then(|t| t.parse().ok()))
+                .unwrap_or(0.0)
+        };
         let (target, reading) = match result {
-            Ok(Ok((target, value, active))) => (target, Ok(Reading { value, active })),
-            Ok(Err(e)) => (0.0, Err(e)),
+            Ok(Ok((target, value, active))) => {
+                self.known_targets
+                    .lock()
+                    .expect("targets lock")
+                    .insert(trigger.name.clone(), target);
+                (target, Ok(Reading { value, active }))
+            }
+            Ok(Err(e)) => (known(), Err(e)),
             Err(_) => (
-                0.0,
+                known(),
                 Err(format!(
                     "scaler did not answer within {:?}",
                     self.timeout * 3
