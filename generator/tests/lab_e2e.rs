@@ -1,0 +1,270 @@
+//! End to end: `generator lab` with the project's ScaledObject and the demo profile at time scale 0.25
+//! starts the real scaler and consumer processes, scales 1 -> at least 2 replicas under load and back to 1
+//! after it, leaves no child process behind, and its report's timeline agrees with the controller's log.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use generator::lab::view::DecisionRecord;
+use generator::lab::{LabArgs, run_with};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    lab: LabArgs,
+}
+
+fn binary(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testkit::bin_path(name))
+}
+
+/// Is `pid` still a process (running or an unreaped zombie)?
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_scales_up_under_load_and_back_to_one() {
+    let consumer = binary("LAB_CONSUMER_BIN", "consumer");
+    let scaler = binary("LAB_SCALER_BIN", "scaler");
+    assert!(
+        consumer.is_file() && scaler.is_file(),
+        "build the binaries first: cargo build -p consumer -p scaler ({} / {})",
+        consumer.display(),
+        scaler.display()
+    );
+    let out = tempfile::tempdir().expect("temp dir");
+    let scaledobject =
+        testkit::workspace_root().join("manifests/components/keda/scaledobject.yaml");
+    let args = Wrapper::try_parse_from([
+        "lab",
+        "--test",
+        "demo",
+        "--scaledobject",
+        scaledobject.to_str().unwrap(),
+        "--time-scale",
+        "0.25",
+        "--consumer-bin",
+        consumer.to_str().unwrap(),
+        "--scaler-bin",
+        scaler.to_str().unwrap(),
+        "--settle",
+        "40s",
+        "--live",
+        "plain",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .expect("lab arguments parse")
+    .lab;
+
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(85),
+        run_with(args, CancellationToken::new()),
+    )
+    .await
+    .expect("the lab finished within 85 s")
+    .expect("the lab ran");
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.exit_code, 0, "verdict: {}", outcome.report.verdict);
+
+    // Scaled up under load and back to 1 after it, by the controller's own account.
+    let decisions = &outcome.decisions;
+    assert!(!decisions.is_empty());
+    let peak = decisions.iter().map(|d| d.desired).max().unwrap();
+    assert!(peak >= 2, "never scaled up: {decisions:#?}");
+    let last = decisions.last().unwrap();
+    assert_eq!(
+        (last.current, last.desired),
+        (1, 1),
+        "did not return to 1: {}",
+        last.reason
+    );
+    let first_up = decisions
+        .iter()
+        .find(|d| d.desired > d.current)
+        .expect("a scale-up");
+    assert!(
+        first_up.reason.contains("scale 1 -> "),
+        "{}",
+        first_up.reason
+    );
+    let first_down = decisions
+        .iter()
+        .find(|d| d.desired < d.current)
+        .expect("a scale-down");
+    assert!(first_down.t_s > first_up.t_s);
+
+    // Every child the lab started is gone (exited and reaped).
+    assert!(
+        outcome.pids.len() >= 3,
+        "scaler + at least 2 replicas: {:?}",
+        outcome.pids
+    );
+    for pid in &outcome.pids {
+        assert!(!process_exists(*pid), "child {pid} is still there");
+    }
+
+    // The report's timeline agrees with the controller's log: every observation names the decision it
+    // saw, that decision is in the log with the same desired count, and the replica counts the timeline
+    // shows are counts the controller asked for.
+    let scaling = outcome
+        .report
+        .scaling
+        .as_ref()
+        .expect("the report has a scaling section");
+    assert!(
+        scaling.timeline.len() > 10,
+        "{} observations",
+        scaling.timeline.len()
+    );
+    let mut matched = 0;
+    for point in &scaling.timeline {
+        let snapshot = &point.snapshot;
+        assert_eq!(snapshot.source, "lab");
+        let Some(detail) = &snapshot.detail else {
+            continue;
+        };
+        let at: f64 = detail
+            .strip_prefix("decision at ")
+            .and_then(|rest| rest.split_once("s:"))
+            .and_then(|(t, _)| t.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected detail {detail:?}"));
+        let record: &DecisionRecord = decisions
+            .iter()
+            .find(|d| (d.t_s - at).abs() < 0.002)
+            .unwrap_or_else(|| panic!("timeline cites a decision at {at}s that the log lacks"));
+        assert_eq!(snapshot.desired, Some(record.desired), "at t={}", point.t_s);
+        assert!(
+            record.t_s <= point.t_s + 0.5,
+            "decision from the future at t={}",
+            point.t_s
+        );
+        matched += 1;
+    }
+    assert!(
+        matched > 10,
+        "only {matched} timeline points cite a decision"
+    );
+    let asked: std::collections::BTreeSet<u32> =
+        decisions.iter().map(|d| d.desired).chain([1]).collect();
+    for point in &scaling.timeline {
+        if let Some(current) = point.snapshot.current {
+            assert!(
+                asked.contains(&current),
+                "timeline shows {current} replicas, never asked for"
+            );
+        }
+    }
+    let timeline_peak = scaling
+        .timeline
+        .iter()
+        .filter_map(|p| p.snapshot.current)
+        .max()
+        .unwrap();
+    assert!(timeline_peak >= 2, "timeline never shows the scale-up");
+    assert_eq!(scaling.timeline.last().unwrap().snapshot.current, Some(1));
+
+    // The files a user gets: the JSON log matches what was returned, the chart and summary exist.
+    let log = std::fs::read_to_string(out.path().join("decisions.jsonl")).expect("decisions.jsonl");
+    let logged: Vec<DecisionRecord> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON decision"))
+        .collect();
+    // (serde_json's float parsing is not bit-exact, so compare what a reader of the log relies on.)
+    let key = |d: &DecisionRecord| (d.current, d.ready, d.desired, d.active, d.reason.clone());
+    assert_eq!(logged.len(), decisions.len());
+    for (a, b) in logged.iter().zip(decisions) {
+        assert_eq!(key(a), key(b));
+        assert!((a.t_s - b.t_s).abs() < 1e-9);
+    }
+    let svg = std::fs::read_to_string(out.path().join("report.svg")).expect("report.svg");
+    assert!(
+        svg.starts_with("<svg") || svg.contains("<svg"),
+        "not an SVG"
+    );
+    let summary = std::fs::read_to_string(out.path().join("summary.txt")).expect("summary.txt");
+    assert!(summary.contains("time scale x0.25"), "{summary}");
+    assert!(
+        summary.contains("scaling decisions (controller log)"),
+        "{summary}"
+    );
+    assert!(elapsed < Duration::from_secs(85), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let parse = |extra: &[&str]| {
+        let mut argv = vec![
+            "lab",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--live",
+            "off",
+        ];
+        argv.extend_from_slice(extra);
+        Wrapper::try_parse_from(argv).map(|w| w.lab)
+    };
+    // A ScaledObject with a non-external trigger cannot run in the lab.
+    let file = out.path().join("cpu.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: x\nspec:\n  scaleTargetRef:\n    name: c\n  triggers:\n    - type: cpu\n      metricType: Utilization\n      metadata:\n        value: \"50\"\n",
+    )
+    .unwrap();
+    let err = run_with(
+        parse(&["--scaledobject", file.to_str().unwrap()]).unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("external"), "{err}");
+    // An invalid ScaledObject names the field.
+    std::fs::write(
+        &file,
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: x\nspec:\n  scaleTargetRef:\n    name: c\n  minReplicaCount: 9\n  maxReplicaCount: 2\n  triggers:\n    - type: external\n      metadata:\n        scalerAddress: a:1\n",
+    )
+    .unwrap();
+    let err = run_with(
+        parse(&["--scaledobject", file.to_str().unwrap()]).unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("spec.minReplicaCount"), "{err}");
+    // Unknown profile, bad time scale, missing binaries.
+    let err = run_with(
+        parse(&["--test", "no-such-profile"]).unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no-such-profile"), "{err}");
+    let err = run_with(
+        parse(&["--time-scale", "0"]).unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("time-scale"), "{err}");
+    let err = run_with(
+        parse(&["--scaler-bin", "/nonexistent/scaler"]).unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/scaler"), "{err}");
+    // --no-spawn needs both addresses.
+    assert!(parse(&["--no-spawn"]).is_err());
+}
