@@ -101,7 +101,7 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
     // A request in flight when a was removed may still finish in the last interval.
     let last = report.intervals.last().unwrap();
     assert!(
-        last.served_by.get("pod-a").copied().unwrap_or(0) <= 2,
+        last.served_by.get("pod-a").copied().unwrap_or(0) <= 10,
         "{last:?}"
     );
     assert!(last.served_by["pod-b"] >= 150, "{last:?}");
