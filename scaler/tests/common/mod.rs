@@ -126,7 +126,7 @@ pub async fn consumer(port: u16) -> testkit::Spawned {
     let port = port.to_string();
     testkit::Spawned::start(
         testkit::bin_path("consumer"),
-        &["--host", "127.0.0.1", "--port", &port, "--executors", "2"],
+        &["--host", "127.0.0.1", "--port", &port, "--executors", "8"],
         &[],
         &["http"],
     )
@@ -142,6 +142,11 @@ pub struct Load {
 
 impl Load {
     pub fn start(url: String, body: serde_json::Value, workers: usize) -> Load {
+        Load::paced(url, body, workers, Duration::ZERO)
+    }
+
+    /// Like `start`, each worker pausing `pause` after every request.
+    pub fn paced(url: String, body: serde_json::Value, workers: usize, pause: Duration) -> Load {
         let token = CancellationToken::new();
         let client = reqwest::Client::new();
         let tasks = (0..workers)
@@ -163,6 +168,12 @@ impl Load {
                                     tokio::time::sleep(Duration::from_millis(20)).await;
                                 }
                                 sent += 1;
+                                if !pause.is_zero() {
+                                    tokio::select! {
+                                        _ = token.cancelled() => break,
+                                        _ = tokio::time::sleep(pause) => {}
+                                    }
+                                }
                             }
                         }
                     }
