@@ -116,9 +116,12 @@ pub fn metric_replicas(
     }
 }
 
-/// A number for people: integers without decimals, others with up to 3.
+/// A number for people: integers and values of 1000 or more without decimals, others with up to 3.
 pub fn num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
+    if x.abs() >= 1000.0 && x.abs() < 1e15 {
+        // Large values (bytes per second, ...) read better without decimals.
+        format!("{}", x.round() as i64)
+    } else if x.fract() == 0.0 {
         format!("{}", x as i64)
     } else {
         let s = format!("{x:.3}");

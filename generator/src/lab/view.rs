@@ -183,7 +183,7 @@ impl LabView {
         match self.mode {
             LiveMode::Off => {}
             LiveMode::Plain => {
-                println!("{}", status_line(stats, decision, pool));
+                println!("{}", status_line(stats, decision, pool, true));
                 if let Some(d) = decision {
                     let key = (d.at.as_secs_f64(), d.current, d.desired);
                     if d.desired != d.current && self.last_printed_decision != Some(key) {
@@ -203,7 +203,7 @@ impl LabView {
                     screen.push('\n');
                 }
                 screen.push('\n');
-                screen.push_str(&status_line(stats, decision, pool));
+                screen.push_str(&status_line(stats, decision, pool, false));
                 screen.push('\n');
                 if let Some(d) = decision {
                     screen.push_str(&trigger_table(d));
@@ -301,7 +301,7 @@ fn status_line(
         )),
         None => line.push_str(&format!(" | replicas desired {desired} (simulated)")),
     }
-    if let Some(d) = decision {
+    if let Some(d) = decision.filter(|_| triggers) {
         let triggers: Vec<String> = d
             .metrics
             .iter()
