@@ -275,10 +275,13 @@ impl LabView {
     }
 }
 
+/// One line of rates, latency and replicas; with `triggers`, each trigger's value/target too (the plain
+/// view has no table).
 fn status_line(
     stats: &IntervalStats,
     decision: Option<&Decision>,
     pool: Option<&PoolSnapshot>,
+    triggers: bool,
 ) -> String {
     let mut line = format!(
         "[{:>6.1}s] {:<10} offered {:>6.1}/s served {:>6.1}/s p50 {:>7} p95 {:>7} p99 {:>7} err {:>4}",
