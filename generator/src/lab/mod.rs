@@ -494,14 +494,27 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
                     && decision.desired == decision.current
                     && decision.current <= resting
                     && snapshot.as_ref().is_none_or(|s| s.draining == 0);
+                let at_idle = decision.desired <= resting && resting == 0;
                 shared.lock().expect("shared").last_decision = Some(decision);
                 if settled {
                     settle_done.cancel();
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(config.polling_interval) => {}
-                    _ = wake.notified() => {}
+                // Next poll after pollingInterval. A StreamIsActive push wakes the loop early only while the
+                // target is idle (at zero): KEDA uses pushes for activation; the HPA keeps its own pace.
+                let next_poll = tokio::time::Instant::now() + config.polling_interval;
+                let stopped = loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break true,
+                        _ = tokio::time::sleep_until(next_poll) => break false,
+                        _ = wake.notified() => {
+                            if at_idle {
+                                break false;
+                            }
+                        }
+                    }
+                };
+                if stopped {
+                    break;
                 }
             }
         })
