@@ -253,6 +253,8 @@ impl TriggerSpec {
     /// Parses a trigger's metadata. A missing source (no `serverAddress`, no `targets`) yields
     /// [`SourceSpec::DefaultPrometheus`]; the server resolves it to `--prometheus-url` or refuses it.
     pub fn from_metadata(metadata: &HashMap<String, String>) -> Result<TriggerSpec, TriggerError> {
+        let normalized = normalize_keda_metadata(metadata)?;
+        let metadata = &normalized;
         let kind_name = match metadata.get("trigger") {
             Some(kind) => kind.trim(),
             None => {
@@ -278,7 +280,11 @@ impl TriggerSpec {
                 return Err(TriggerError::UnknownKey {
                     key: key.clone(),
                     trigger: kind_name.to_string(),
-                    allowed: allowed.join(", "),
+                    allowed: format!(
+                        "{} (plus KEDA's {}, and <key>FromEnv for any of them)",
+                        allowed.join(", "),
+                        KEDA_CONNECTION_KEYS.join(", ")
+                    ),
                 });
             }
         }
@@ -589,6 +595,38 @@ impl TriggerSpec {
             _ => self.promql(),
         }
     }
+}
+
+/// KEDA's own keys of an external trigger; KEDA passes them along in `scalerMetadata` and the scaler ignores them.
+pub const KEDA_CONNECTION_KEYS: [&str; 3] = ["scalerAddress", "enableTLS", "unsafeSsl"];
+
+/// Drops KEDA's connection keys and maps `<key>FromEnv` (KEDA resolves it from the target's environment and passes
+/// it under the suffixed name) to `<key>`.
+fn normalize_keda_metadata(
+    metadata: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, TriggerError> {
+    let mut normalized = HashMap::with_capacity(metadata.len());
+    let mut keys: Vec<&String> = metadata.keys().collect();
+    keys.sort();
+    for key in keys {
+        if KEDA_CONNECTION_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let name = key
+            .strip_suffix("FromEnv")
+            .filter(|base| !base.is_empty())
+            .unwrap_or(key);
+        if normalized.contains_key(name) {
+            return Err(TriggerError::invalid(
+                key,
+                &metadata[key],
+                &format!("`{name}` is given twice (directly and through {name}FromEnv)"),
+                "one of the two",
+            ));
+        }
+        normalized.insert(name.to_string(), metadata[key].clone());
+    }
+    Ok(normalized)
 }
 
 fn format_quantile(quantile: f64) -> String {
@@ -1094,6 +1132,26 @@ mod tests {
             unknown.contains("`qeury`") && unknown.contains("activationTarget"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn keda_connection_keys_are_ignored_and_from_env_keys_resolved() {
+        let spec = TriggerSpec::from_metadata(&meta(&[
+            ("scalerAddress", "scaler.lab.svc:6000"),
+            ("enableTLS", "false"),
+            ("trigger", "backlog"),
+            ("targetFromEnv", "7"),
+            ("targets", "consumer-headless:8080"),
+        ]))
+        .unwrap();
+        assert_eq!(spec.target, 7.0);
+        let twice = TriggerSpec::from_metadata(&meta(&[
+            ("trigger", "backlog"),
+            ("target", "1"),
+            ("targetFromEnv", "7"),
+        ]))
+        .unwrap_err();
+        assert_eq!(twice.key(), "targetFromEnv");
     }
 
     #[test]
