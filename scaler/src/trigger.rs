@@ -620,7 +620,7 @@ fn normalize_keda_metadata(
             return Err(TriggerError::invalid(
                 key,
                 &metadata[key],
-                &format!("`{name}` is given twice (directly and through {name}FromEnv)"),
+                format!("`{name}` is given twice (directly and through {name}FromEnv)"),
                 "one of the two",
             ));
         }
