@@ -112,11 +112,11 @@ pub struct RunArgs {
     pub profile_file: Option<PathBuf>,
 
     /// Ad-hoc run at a constant arrival rate (req/s), or `max` for closed-loop as fast as --connections allow.
-    #[arg(long, env = "RATE", value_parser = rate)]
+    #[arg(long, env = "LOAD_RATE", value_parser = rate)]
     pub rate: Option<RateArg>,
 
     /// Run length: required with --rate; with a profile, cuts or stretches it.
-    #[arg(long, env = "DURATION", value_parser = duration)]
+    #[arg(long, env = "LOAD_DURATION", value_parser = duration)]
     pub duration: Option<Duration>,
 
     /// Ad-hoc request path.
@@ -141,15 +141,15 @@ pub struct RunArgs {
     pub headers: Vec<String>,
 
     /// Closed loop (--rate max): number of connections. Open model: same as --max-in-flight.
-    #[arg(long, short = 'c', env = "CONNECTIONS")]
+    #[arg(long, short = 'c', env = "LOAD_CONNECTIONS")]
     pub connections: Option<usize>,
 
     /// Cap on outstanding requests; requests due beyond it are dropped and counted, never sent late.
-    #[arg(long, env = "MAX_IN_FLIGHT")]
+    #[arg(long, env = "LOAD_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 
     /// Per-request timeout, connect included.
-    #[arg(long, env = "REQUEST_TIMEOUT", value_parser = duration, default_value = "30s")]
+    #[arg(long, env = "LOAD_REQUEST_TIMEOUT", value_parser = duration, default_value = "30s")]
     pub timeout: Duration,
 
     /// Multiply every stage's rate (e.g. 0.5 on a small cluster).
@@ -157,40 +157,40 @@ pub struct RunArgs {
     pub rate_scale: f64,
 
     /// Multiply every stage's duration (e.g. 0.1 for a ten times shorter run).
-    #[arg(long, env = "TIME_SCALE", value_parser = positive_f64, default_value_t = 1.0)]
+    #[arg(long, env = "LOAD_TIME_SCALE", value_parser = positive_f64, default_value_t = 1.0)]
     pub time_scale: f64,
 
     /// Follow the target's replicas (Kubernetes API, else the scaler's /explain, else Prometheus) and add the
     /// scaling report.
-    #[arg(long, env = "MONITOR")]
+    #[arg(long, env = "LOAD_MONITOR")]
     pub monitor: bool,
 
     /// After the run: stop sustained CPU jobs on the consumer and wait until held memory is released.
-    #[arg(long, env = "CLEANUP")]
+    #[arg(long, env = "LOAD_CLEANUP")]
     pub cleanup: bool,
 
     /// Write the JSON report here (and the SVG chart next to it, `.svg`).
-    #[arg(long, env = "REPORT_FILE")]
+    #[arg(long, env = "LOAD_REPORT_FILE")]
     pub report: Option<PathBuf>,
 
     /// Pass/fail rule, e.g. `p95<500ms`, `errors<1%`, `dropped<0.1%`, `time_to_scale<60s` (repeatable).
-    #[arg(long = "threshold", env = "THRESHOLDS", value_delimiter = ',')]
+    #[arg(long = "threshold", env = "LOAD_THRESHOLDS", value_delimiter = ',')]
     pub thresholds: Vec<String>,
 
     /// Progress format.
-    #[arg(long, env = "OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, env = "LOAD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
     /// No progress lines (the summary and verdict still print).
-    #[arg(long, short = 'q', env = "QUIET")]
+    #[arg(long, short = 'q', env = "LOAD_QUIET")]
     pub quiet: bool,
 
     /// Progress interval.
-    #[arg(long, env = "PROGRESS_INTERVAL", value_parser = duration, default_value = "1s")]
+    #[arg(long, env = "LOAD_PROGRESS_INTERVAL", value_parser = duration, default_value = "1s")]
     pub interval: Duration,
 
     /// Before starting, wait this long for the target's readiness path (default 60s with a profile, 0 ad hoc).
-    #[arg(long, env = "WAIT_READY", value_parser = duration)]
+    #[arg(long, env = "LOAD_WAIT_READY", value_parser = duration)]
     pub wait_ready: Option<Duration>,
 
     /// Readiness path used by --wait-ready.
@@ -222,7 +222,7 @@ pub struct RunArgs {
     pub metrics_port: u16,
 
     /// Do not serve /metrics.
-    #[arg(long, env = "NO_METRICS")]
+    #[arg(long, env = "LOAD_NO_METRICS")]
     pub no_metrics: bool,
 
     /// Share of requests carrying a W3C traceparent (spans are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set).
@@ -234,7 +234,7 @@ pub struct RunArgs {
     pub load_token: Option<String>,
 
     /// After SIGTERM/SIGINT, how long in-flight requests may still finish.
-    #[arg(long, env = "DRAIN_TIMEOUT", value_parser = duration, default_value = "5s")]
+    #[arg(long, env = "LOAD_DRAIN_TIMEOUT", value_parser = duration, default_value = "5s")]
     pub drain_timeout: Duration,
 
     /// Where the one-line verdict goes for `kubectl describe` (written only when the file exists).
