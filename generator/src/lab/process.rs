@@ -244,6 +244,97 @@ fn last_lines(output: &Arc<Mutex<VecDeque<String>>>) -> String {
 mod tests {
     use super::*;
 
+    fn sh(script: &str) -> (PathBuf, Vec<String>) {
+        (PathBuf::from("/bin/sh"), vec!["-c".into(), script.into()])
+    }
+
+    #[tokio::test]
+    async fn a_child_is_started_by_its_listening_line_and_drained_by_sigterm() {
+        let (program, args) = sh(r#"trap 'echo draining; exit 0' TERM
+echo 'not json'
+echo '{"fields":{"message":"listening","kind":"http","addr":"127.0.0.1:4321"}}'
+while true; do sleep 0.05; done"#);
+        let child =
+            ChildProcess::start("fake", &program, &args, &["http"], Duration::from_secs(10))
+                .await
+                .expect("started");
+        assert_eq!(child.addr("http"), Some("127.0.0.1:4321".parse().unwrap()));
+        let pid = child.pid;
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert_eq!(
+            child.stop(Duration::from_secs(5)).await,
+            StopOutcome::Drained(Some(0))
+        );
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "reaped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_child_that_ignores_sigterm_is_killed_after_the_grace() {
+        let (program, args) = sh(r#"trap '' TERM
+echo '{"fields":{"message":"listening","kind":"http","addr":"127.0.0.1:1"}}'
+while true; do sleep 0.05; done"#);
+        let child = ChildProcess::start(
+            "stubborn",
+            &program,
+            &args,
+            &["http"],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("started");
+        assert_eq!(
+            child.stop(Duration::from_millis(300)).await,
+            StopOutcome::Killed
+        );
+    }
+
+    #[tokio::test]
+    async fn start_failures_say_why() {
+        let (program, args) = sh("echo 'boom: bad flag' >&2; exit 2");
+        let err = ChildProcess::start(
+            "broken",
+            &program,
+            &args,
+            &["http"],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exited before it was listening"), "{err}");
+        assert!(err.contains("boom: bad flag"), "{err}");
+
+        let (program, args) = sh(
+            r#"echo '{"fields":{"message":"listening","kind":"http","addr":"127.0.0.1:1"}}'; sleep 5"#,
+        );
+        let err = ChildProcess::start(
+            "half",
+            &program,
+            &args,
+            &["http", "grpc"],
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("grpc"), "{err}");
+
+        let err = ChildProcess::start(
+            "missing",
+            std::path::Path::new("/nonexistent/consumer"),
+            &[],
+            &["http"],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/consumer"), "{err}");
+    }
+
     #[test]
     fn listening_lines_are_parsed() {
         let line = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","kind":"grpc","addr":"127.0.0.1:4000"},"target":"scaler"}"#;
