@@ -268,3 +268,43 @@ async fn bad_input_is_a_clear_error() {
     // --no-spawn needs both addresses.
     assert!(parse(&["--no-spawn"]).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_stops_every_child_and_still_reports() {
+    let consumer = binary("LAB_CONSUMER_BIN", "consumer");
+    let scaler = binary("LAB_SCALER_BIN", "scaler");
+    let out = tempfile::tempdir().expect("temp dir");
+    let args = Wrapper::try_parse_from([
+        "lab",
+        "--time-scale",
+        "0.25",
+        "--consumer-bin",
+        consumer.to_str().unwrap(),
+        "--scaler-bin",
+        scaler.to_str().unwrap(),
+        "--live",
+        "off",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .expect("lab arguments parse")
+    .lab;
+    // Ctrl-C in the middle of the peak, as `run` does on SIGINT/SIGTERM.
+    let interrupt = CancellationToken::new();
+    let trigger = interrupt.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        trigger.cancel();
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run_with(args, interrupt))
+        .await
+        .expect("the lab stopped within 60 s of starting")
+        .expect("the lab ran");
+    assert_eq!(outcome.exit_code, 130);
+    assert!(outcome.report.interrupted);
+    assert!(outcome.pids.len() >= 2, "{:?}", outcome.pids);
+    for pid in &outcome.pids {
+        assert!(!process_exists(*pid), "child {pid} is still there");
+    }
+    assert!(out.path().join("report.json").is_file());
+}
