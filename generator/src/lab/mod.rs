@@ -2,6 +2,7 @@
 //! 127.0.0.1, drives a load profile at the ready replicas, and plays KEDA + HPA with the `autoscaler`
 //! crate's controller, starting and stopping consumer processes as it decides.
 
+pub mod chart;
 pub mod keda;
 pub mod process;
 pub mod replicas;
@@ -437,16 +438,18 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
                     }
                 };
                 let urls = snapshot.as_ref().map(|s| s.ready_urls.clone());
-                let mut observations = Vec::new();
-                for trigger in &config.triggers {
+                // All triggers are asked at once: one slow source must not delay the others' readings.
+                let asks = config.triggers.iter().map(|trigger| {
                     let metadata =
                         local_metadata(trigger, &scaler_addr, urls.as_deref(), config.time_scale);
                     let pushed = push_state.get(&trigger.name).and_then(|(m, latest)| {
                         *m.lock().expect("metadata lock") = metadata.clone();
                         *latest.lock().expect("push lock")
                     });
-                    observations.push(link.observe(trigger, &metadata, pushed).await);
-                }
+                    let link = &link;
+                    async move { link.observe(trigger, &metadata, pushed).await }
+                });
+                let observations = futures::future::join_all(asks).await;
                 let decision = controller.step(&StepInput {
                     now: epoch.elapsed(),
                     current_replicas: current,
@@ -580,6 +583,18 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         pool.as_ref().map(|p| p.stop_counts()),
         final_snapshot.as_ref(),
     );
+    let triggers_path = args.out.join("triggers.svg");
+    std::fs::write(
+        &triggers_path,
+        chart::render(
+            &decisions,
+            &format!("{}: triggers and replicas", config.name),
+        ),
+    )
+    .map_err(|source| LabError::Io {
+        path: triggers_path.display().to_string(),
+        source,
+    })?;
     let summary_path = args.out.join("summary.txt");
     std::fs::write(&summary_path, &summary).map_err(|source| LabError::Io {
         path: summary_path.display().to_string(),
@@ -587,9 +602,10 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
     })?;
     println!("{summary}");
     println!(
-        "report: {}  chart: {}  decisions: {}",
+        "report: {}  charts: {} {}  decisions: {}",
         report_path.display(),
         svg_path.display(),
+        triggers_path.display(),
         args.out.join("decisions.jsonl").display()
     );
     let exit_code = if shutdown.is_cancelled() {
