@@ -69,8 +69,9 @@ http {{
 def run_measured(cmd, env=None, cwd=None):
     """Run cmd pinned to the tool CPU; return (stdout, stderr, cpu_seconds, wall_seconds)."""
     start = time.time()
-    proc = subprocess.Popen(["taskset", "-c", TOOL_CPU] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=cwd)
+    timer = ["/usr/bin/time", "-f", "MAXRSS_KB %M"] if os.path.exists("/usr/bin/time") else []
+    proc = subprocess.Popen(timer + ["taskset", "-c", TOOL_CPU] + cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=cwd)
     out, err = proc.communicate(timeout=DURATION * 6 + 120)
     wall = time.time() - start
     # The child is reaped by communicate(); its (and its children's) CPU is in RUSAGE_CHILDREN deltas.
@@ -91,7 +92,9 @@ def measure(name, cmd, parse, env=None, cwd=None):
     except Exception as e:  # noqa: BLE001 - report any tool's failure and go on
         print(f"{name}: could not parse output ({e}); exit {code}\n{out[-2000:]}\n{err[-2000:]}", file=sys.stderr)
         return None
+    rss = re.findall(r"MAXRSS_KB (\d+)", err)
     return {"tool": name, "requests": requests, "rps": rps, "p99_ms": p99, "cpu_s": cpu,
+            "rss_mb": int(rss[-1]) / 1024 if rss else None,
             "cpu_per_100k": cpu * 100000 / requests if requests else float("nan")}
 
 
@@ -186,14 +189,15 @@ def main():
         f"Target: nginx {url}/index.html (1 worker, CPU 0); tools on CPU {TOOL_CPU}; {CONNECTIONS} connections; "
         f"{DURATION} s each; {CORES} cores.",
         "",
-        "| tool | requests | req/s | p99 | CPU-s | CPU-s per 100k req | our req/s ÷ theirs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| tool | requests | req/s | p99 | CPU-s | CPU-s per 100k req | max RSS | our req/s ÷ theirs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{ours['rps'] / r['rps']:.2f}x" if ours and r is not ours else "-"
         p99 = f"{r['p99_ms']:.2f} ms" if r["p99_ms"] is not None else "-"
+        rss = f"{r['rss_mb']:.0f} MB" if r.get("rss_mb") is not None else "-"
         lines.append(f"| {r['tool']} | {r['requests']} | {r['rps']:.0f} | {p99} | {r['cpu_s']:.2f} | "
-                     f"{r['cpu_per_100k']:.2f} | {ratio} |")
+                     f"{r['cpu_per_100k']:.2f} | {rss} | {ratio} |")
     err = abs(acc["achieved_rate"] - RATE) / RATE * 100
     lines += [
         "",

@@ -340,7 +340,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<30} {:>9} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<30} {:>9} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "endpoint",
             "requests",
             "errors",
@@ -352,7 +352,6 @@ impl Report {
             "p99",
             "p99.9",
             "max",
-            ""
         );
         let row = |s: &mut String, name: &str, e: &EndpointSummary| {
             let _ = writeln!(
@@ -561,8 +560,8 @@ impl Report {
         let panel_h = 170.0;
         let left = 70.0;
         let right = 20.0;
-        let top = 40.0;
-        let gap = 40.0;
+        let top = 62.0;
+        let gap = 52.0;
         let has_replicas = self.intervals.iter().any(|i| i.replicas.is_some());
         let panels = if has_replicas { 3 } else { 2 };
         let h = top + panels as f64 * (panel_h + gap);
@@ -576,7 +575,7 @@ impl Report {
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let _ = writeln!(
             s,
-            r#"<text x="{left}" y="22" font-size="15" font-weight="bold">{} — {} requests, {:.1} req/s achieved, p95 {}{}</text>"#,
+            r#"<text x="{left}" y="26" font-size="15" font-weight="bold">{} — {} requests, {:.1} req/s achieved, p95 {}{}</text>"#,
             xml_escape(&self.profile),
             self.requests,
             self.achieved_rate,
@@ -621,7 +620,22 @@ impl Report {
                     format_axis(v, unit)
                 );
             }
-            let mut lx = left + 200.0;
+            // Time ticks under the panel.
+            for k in 0..=6 {
+                let t = t_max * k as f64 / 6.0;
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#555">{}s</text>"##,
+                    x(t),
+                    if t_max < 30.0 {
+                        format!("{t:.1}")
+                    } else {
+                        format!("{t:.0}")
+                    },
+                    y0 + panel_h + 15.0
+                );
+            }
+            let mut lx = left + 330.0;
             for (name, color, dashed, pts) in &lines {
                 if pts.is_empty() {
                     continue;
@@ -646,7 +660,7 @@ impl Report {
                     y0 - 6.0,
                     xml_escape(name)
                 );
-                lx += 120.0;
+                lx += 90.0;
             }
         };
         let mid = |i: &IntervalStats| (i.start_s + i.end_s) / 2.0;
