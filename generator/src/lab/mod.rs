@@ -75,7 +75,7 @@ pub struct LabArgs {
     #[arg(long, env = "LAB_SETTLE", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
     /// Directory for the report (report.json, report.svg, decisions.jsonl, summary.txt).
-    #[arg(long, env = "LAB_OUT", default_value = "lab-out")]
+    #[arg(long, env = "LAB_OUT", default_value = "reports/lab")]
     pub out: PathBuf,
     /// Live view: `auto` (redraw on a terminal, one line per second otherwise), `tty`, `plain`, `off`.
     #[arg(long, env = "LAB_LIVE", default_value = "auto", value_parser = ["auto", "tty", "plain", "off"])]
