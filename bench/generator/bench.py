@@ -170,6 +170,16 @@ def main():
             rows.append(measure("locust (FastHttpUser)", [LOCUST, "-f", locustfile, "--headless", "-u", c, "-r", c,
                                                           "-t", d, "-H", url, "--csv", prefix, "--only-summary"],
                                 parse_locust(prefix)))
+            # The default user class most locustfiles use.
+            plain = os.path.join(work, "locustfile_http.py")
+            with open(plain, "w") as f:
+                f.write("from locust import HttpUser, task\n\n"
+                        "class Bench(HttpUser):\n    @task\n    def index(self):\n"
+                        "        self.client.get('/index.html')\n")
+            prefix2 = os.path.join(work, "locust_http")
+            rows.append(measure("locust (HttpUser)", [LOCUST, "-f", plain, "--headless", "-u", c, "-r", c,
+                                                      "-t", d, "-H", url, "--csv", prefix2, "--only-summary"],
+                                parse_locust(prefix2)))
         # Open-model accuracy.
         acc_report = os.path.join(work, "acc.json")
         acc_cmd = [GENERATOR, "run", "--url", url, "--path", "/index.html", "--rate", str(RATE), "--duration", d,

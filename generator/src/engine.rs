@@ -678,7 +678,17 @@ pub async fn run_load(
             let deadline = start + profile.duration();
             let mut tasks = JoinSet::new();
             let weights: Vec<u32> = ctx.endpoints.iter().map(|e| e.weight).collect();
-            let stop = shutdown.child_token();
+            // Workers poll a plain flag between requests: a CancellationToken's waiter list costs a lock per
+            // request at these rates. After a shutdown, in-flight requests finish or are aborted after the drain.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            {
+                let stop = stop.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    shutdown.cancelled().await;
+                    stop.store(true, Ordering::Relaxed);
+                });
+            }
             for id in 0..connections {
                 let ctx = ctx.clone();
                 let stop = stop.clone();
@@ -690,18 +700,18 @@ pub async fn run_load(
                 let shard = id % ctx.recorder.shard_count();
                 tasks.spawn(async move {
                     let mut cache = ConnCache::new(ctx.opts.recycle);
-                    while Instant::now() < deadline && !stop.is_cancelled() {
+                    loop {
+                        let now = Instant::now();
+                        if now >= deadline || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                         let endpoint = mix.next_index();
                         let job = Job {
                             endpoint,
-                            scheduled: Instant::now(),
+                            scheduled: now,
                         };
                         ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-                        tokio::select! {
-                            biased;
-                            _ = stop.cancelled() => { ctx.in_flight.fetch_sub(1, Ordering::Relaxed); break; }
-                            _ = ctx.run_one(&mut cache, shard, job) => {}
-                        }
+                        ctx.run_one(&mut cache, shard, job).await;
                         ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
                         // An atomic rather than the scheduler's lock: every worker passes here once per request.
                         ctx.closed_loop_sent.fetch_add(1, Ordering::Relaxed);
