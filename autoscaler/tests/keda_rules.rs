@@ -319,6 +319,17 @@ fn a_failing_metric_blocks_scale_down_but_not_scale_up() {
         ],
     );
     assert_eq!(d.desired, 8, "{d}");
+    // Equal to the current count is not a scale-down: the HPA goes on (and records the recommendation).
+    let d = step(
+        &mut c,
+        1.5,
+        4,
+        vec![
+            obs("a", MetricType::AverageValue, 40.0, 10.0),
+            failed("b", MetricType::Value, 1.0),
+        ],
+    );
+    assert_eq!((d.desired, d.outcome.clone()), (4, Outcome::Hpa), "{d}");
     // A trigger that sends nothing at all counts as failed.
     let d = step(
         &mut c,
