@@ -435,7 +435,15 @@ async fn main() {
             "prometheus_http_requests_total{code=\"200\",handler=\"/api/v1/query\"}"
         };
         let polls_url = format!("{}/metrics", scaler.url("http"));
-        let polls_prefix = format!("scaler_source_polls_total{{source=\"{label}:");
+        let source_id = scaler::trigger::TriggerSpec::from_metadata(&metadata)
+            .unwrap()
+            .source
+            .id()
+            .replace(
+                "prometheus:default",
+                &format!("prometheus:{}", prometheus.url),
+            );
+        let polls_prefix = format!("scaler_source_polls_total{{source=\"{source_id}\"}}");
         let polls_before = metric_sum(&polls_url, &polls_prefix).await;
         let before = metric_sum(&count_url, prefix).await;
         let seconds = (opts.seconds * 2).max(20);

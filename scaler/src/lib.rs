@@ -24,8 +24,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
@@ -78,9 +78,11 @@ pub async fn serve(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(scaler_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            grpc_token.cancelled().await
-        });
+        // Nagle would hold small responses back for an ACK; tonic ignores its own nodelay default with custom incoming.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            async move { grpc_token.cancelled().await },
+        );
     let router = http::router(registry, metrics, token.clone());
     let http_server =
         axum::serve(http, router).with_graceful_shutdown(token.clone().cancelled_owned());

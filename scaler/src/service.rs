@@ -149,7 +149,7 @@ impl Drop for OpenStream {
 
 #[tonic::async_trait]
 impl ExternalScaler for ScalerService {
-    #[tracing::instrument(skip_all, fields(rpc = "IsActive", scaled_object))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc = "IsActive", scaled_object))]
     async fn is_active(
         &self,
         request: Request<ScaledObjectRef>,
@@ -168,7 +168,11 @@ impl ExternalScaler for ScalerService {
 
     type StreamIsActiveStream = ResponseStream<IsActiveResponse>;
 
-    #[tracing::instrument(skip_all, fields(rpc = "StreamIsActive", scaled_object))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(rpc = "StreamIsActive", scaled_object)
+    )]
     async fn stream_is_active(
         &self,
         request: Request<ScaledObjectRef>,
@@ -193,7 +197,11 @@ impl ExternalScaler for ScalerService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetMetricSpec", scaled_object))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(rpc = "GetMetricSpec", scaled_object)
+    )]
     async fn get_metric_spec(
         &self,
         request: Request<ScaledObjectRef>,
@@ -210,7 +218,7 @@ impl ExternalScaler for ScalerService {
         result
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetMetrics", scaled_object))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc = "GetMetrics", scaled_object))]
     async fn get_metrics(
         &self,
         request: Request<GetMetricsRequest>,
@@ -247,7 +255,11 @@ impl ExternalScaler for ScalerService {
 
     type StreamMetricSpecStream = ResponseStream<GetMetricSpecResponse>;
 
-    #[tracing::instrument(skip_all, fields(rpc = "StreamMetricSpec", scaled_object))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(rpc = "StreamMetricSpec", scaled_object)
+    )]
     async fn stream_metric_spec(
         &self,
         request: Request<ScaledObjectRef>,

@@ -60,8 +60,9 @@ pub fn init() -> Result<Telemetry, ScalerError> {
             .build();
         let tracer = tracer_provider.tracer("scaler");
         provider = Some(tracer_provider);
-        // Only the scaler's own spans: the exporter's h2/tonic/hyper spans would feed back into the exporter.
-        let only_scaler = filter::Targets::new().with_target("scaler", tracing::Level::INFO);
+        // Only the scaler's own spans: the exporter's h2/tonic/hyper spans would feed back into the exporter. RPC spans
+        // are DEBUG-level so that, with no exporter, the log filter (info) disables them and they cost nothing.
+        let only_scaler = filter::Targets::new().with_target("scaler", tracing::Level::DEBUG);
         Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
