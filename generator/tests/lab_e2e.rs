@@ -308,3 +308,126 @@ async fn an_interrupt_stops_every_child_and_still_reports() {
     }
     assert!(out.path().join("report.json").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
+    let consumer = testkit::Spawned::start(
+        binary("LAB_CONSUMER_BIN", "consumer"),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--pod-name",
+            "remote-1",
+        ],
+        &[],
+        &["http"],
+    )
+    .await
+    .expect("consumer started");
+    let scaler = testkit::Spawned::start(
+        binary("LAB_SCALER_BIN", "scaler"),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
+        &[],
+        &["grpc", "http"],
+    )
+    .await
+    .expect("scaler started");
+    let out = tempfile::tempdir().expect("temp dir");
+    // The ScaledObject as a user would point it at their port-forwarded consumer.
+    let so = out.path().join("scaledobject.yaml");
+    std::fs::write(
+        &so,
+        format!(
+            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: remote\n  namespace: lab\nspec:\n  scaleTargetRef:\n    name: consumer\n  pollingInterval: 1\n  minReplicaCount: 1\n  maxReplicaCount: 5\n  triggers:\n    - type: external-push\n      name: backlog\n      metadata:\n        scalerAddress: cluster-scaler:6000\n        trigger: backlog\n        targets: {}\n        target: \"2\"\n        activationTarget: \"1\"\n",
+            consumer.url("http")
+        ),
+    )
+    .unwrap();
+    let profile = out.path().join("burst.yaml");
+    std::fs::write(
+        &profile,
+        "name: burst\ndescription: 6 s of async I/O beyond one replica's executors\nstart_rate: 40.0\nstages:\n- name: burst\n  duration: 6s\n  rate: 40.0\nrequests:\n- method: POST\n  path: /load/io\n  body:\n    delay_ms: 300\n    mode: async\n  weight: 1\n",
+    )
+    .unwrap();
+    let args = Wrapper::try_parse_from([
+        "lab",
+        "--no-spawn",
+        "--consumer-url",
+        &consumer.url("http"),
+        "--scaler-addr",
+        &scaler.addr("grpc").to_string(),
+        "--scaledobject",
+        so.to_str().unwrap(),
+        "--test",
+        profile.to_str().unwrap(),
+        "--time-scale",
+        "1",
+        "--settle",
+        "3s",
+        "--live",
+        "off",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .expect("lab arguments parse")
+    .lab;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_with(args, CancellationToken::new()),
+    )
+    .await
+    .expect("finished")
+    .expect("ran");
+    assert_eq!(outcome.exit_code, 0, "{}", outcome.report.verdict);
+    assert!(
+        outcome.pids.is_empty(),
+        "--no-spawn started {:?}",
+        outcome.pids
+    );
+    assert!(
+        outcome.report.requests > 100,
+        "{} requests",
+        outcome.report.requests
+    );
+    assert!(
+        outcome.report.served_by.contains_key("remote-1"),
+        "{:?}",
+        outcome.report.served_by
+    );
+    // The remote scaler answered with real readings, and the simulated count followed the decisions.
+    let read = outcome
+        .decisions
+        .iter()
+        .filter(|d| d.metrics[0].value.is_some())
+        .count();
+    assert!(read >= 3, "{:#?}", outcome.decisions);
+    let peak = outcome.decisions.iter().map(|d| d.desired).max().unwrap();
+    assert!(
+        peak >= 2,
+        "the backlog never asked for more: {:#?}",
+        outcome.decisions
+    );
+    for pair in outcome.decisions.windows(2) {
+        assert_eq!(
+            pair[1].current, pair[0].desired,
+            "the simulated count applies each decision"
+        );
+    }
+    // The consumer and scaler given are untouched.
+    assert!(consumer.pid() > 0 && scaler.pid() > 0);
+    testkit::wait_http_ok(
+        &format!("{}/health", consumer.url("http")),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the remote consumer is still up");
+}
