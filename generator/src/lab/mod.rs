@@ -379,6 +379,8 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
     let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
     let epoch = Instant::now();
     let stop_control = CancellationToken::new();
+    // Set once the engine reports an interval past the profile's end: only then may the watch be cut short.
+    let load_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The load engine stops at Ctrl-C, or once the scale-down after the load is complete (cancelling
     // after the load phase only shortens the watch; it does not mark the run interrupted).
     let load_shutdown = shutdown.child_token();
@@ -416,7 +418,7 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         let wake = wake.clone();
         let scaler_addr = scaler_addr.clone();
         let log_path = args.out.join("decisions.jsonl");
-        let load_duration = profile.duration() + Duration::from_millis(500);
+        let load_over = load_over.clone();
         let settle_done = load_shutdown.clone();
         tokio::spawn(async move {
             let mut controller = Controller::new(config.clone());
@@ -493,7 +495,7 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
                         } else {
                             config.hpa_min_replicas()
                         });
-                let settled = epoch.elapsed() >= load_duration
+                let settled = load_over.load(std::sync::atomic::Ordering::Relaxed)
                     && decision.desired == decision.current
                     && decision.current <= resting
                     && snapshot.as_ref().is_none_or(|s| s.draining == 0);
@@ -543,7 +545,11 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         Some(progress_tx),
         load_shutdown.clone(),
     ));
+    let profile_end = profile.duration().as_secs_f64();
     while let Some(stats) = progress_rx.recv().await {
+        if stats.start_s >= profile_end {
+            load_over.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let pool_snapshot = pool.as_ref().map(|p| p.snapshot());
         let decision = shared.lock().expect("shared").last_decision.clone();
         view.tick(&stats, decision.as_ref(), pool_snapshot.as_ref());
