@@ -98,8 +98,10 @@ pub async fn serve(
         shutdown_token.cancel();
     });
 
-    // A server that stops on its own before shutdown is a failure; report it.
+    // A server that stops on its own before shutdown is a failure; report it. `biased`: the servers finish only after
+    // the token is cancelled, so checking the token first never mistakes a graceful stop for a failure.
     let early = tokio::select! {
+        biased;
         _ = token.cancelled() => None,
         result = &mut grpc_task => Some(("grpc", result.map(|r| r.map_err(ScalerError::from)))),
         result = &mut http_task => Some(("http", result.map(|r| r.map_err(ScalerError::from)))),
