@@ -43,9 +43,14 @@ async fn achieved_rate_is_within_two_percent_at_2000_per_second() {
     let rate_error = (report.achieved_rate - 2000.0).abs() / 2000.0;
     assert!(
         rate_error < 0.02,
-        "achieved {:.1} req/s, {:.2}% off",
+        "achieved {:.1} req/s, {:.2}% off: {} requests in {:.2}s, dropped {}, errors {:?}, self-check {:?}",
         report.achieved_rate,
-        rate_error * 100.0
+        rate_error * 100.0,
+        report.requests,
+        report.duration_s,
+        report.dropped,
+        report.errors,
+        report.self_check
     );
     assert!(report.requests >= 19600, "{} requests", report.requests);
     assert_eq!(report.errors.total, 0, "{:?}", report.errors);
