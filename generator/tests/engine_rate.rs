@@ -28,7 +28,7 @@ async fn achieved_rate_is_within_two_percent_at_2000_per_second() {
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         RunOptions {
-            max_in_flight: 500,
+            max_in_flight: 2000,
             ..RunOptions::default()
         },
         None,
