@@ -79,8 +79,15 @@ async fn connect(url: &str) -> ExternalScalerClient<Channel> {
     )
 }
 
-/// Runs `callers` loops of `call` for `seconds`; returns (histogram in µs, calls).
-async fn closed_loop<F, Fut>(callers: usize, seconds: u64, call: F) -> (Histogram<u64>, u64)
+/// Runs `callers` loops of `call` for `seconds`; returns (histogram in µs, calls). Closed loop (next call when the
+/// previous answers) without `pace`; with `pace`, each caller starts a call every `pace` and latency is measured from
+/// the scheduled start, so a slow answer is not hidden by the caller waiting (no coordinated omission).
+async fn closed_loop<F, Fut>(
+    callers: usize,
+    seconds: u64,
+    pace: Option<Duration>,
+    call: F,
+) -> (Histogram<u64>, u64)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -92,8 +99,16 @@ where
             let call = call.clone();
             tokio::spawn(async move {
                 let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut ticker = pace.map(|pace| {
+                    let mut ticker = tokio::time::interval(pace);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    ticker
+                });
                 while Instant::now() < deadline {
-                    let started = Instant::now();
+                    let started = match ticker.as_mut() {
+                        Some(ticker) => ticker.tick().await.into_std(),
+                        None => Instant::now(),
+                    };
                     let ok = call(i).await;
                     assert!(ok, "a benchmark call failed");
                     histogram.saturating_record(started.elapsed().as_micros() as u64);
@@ -248,10 +263,15 @@ async fn main() {
         .pool_max_idle_per_host(512)
         .build()
         .unwrap();
-    for callers in [1usize, 16, 256] {
+    for (callers, pace) in [
+        (1usize, None),
+        (16, None),
+        (256, None),
+        (16, Some(Duration::from_millis(4))),
+    ] {
         let (channels_c, meta_c, name_c) =
             (channels.clone(), direct_meta.clone(), metric_name.clone());
-        let (scaler_hist, scaler_calls) = closed_loop(callers, opts.seconds, move |i| {
+        let (scaler_hist, scaler_calls) = closed_loop(callers, opts.seconds, pace, move |i| {
             let mut client = channels_c[i % channels_c.len()].clone();
             let request = GetMetricsRequest {
                 scaled_object_ref: Some(reference("latency", &meta_c)),
@@ -265,7 +285,7 @@ async fn main() {
             format!("{}/api/v1/query", prometheus.url),
             promql.clone(),
         );
-        let (prom_hist, prom_calls) = closed_loop(callers, opts.seconds, move |_| {
+        let (prom_hist, prom_calls) = closed_loop(callers, opts.seconds, pace, move |_| {
             let request = http_c.get(&url_c).query(&[("query", q_c.as_str())]).send();
             async move {
                 match request.await {
@@ -278,7 +298,12 @@ async fn main() {
         })
         .await;
         println!(
-            "| {callers} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.0} | {:.1} |",
+            "| {callers}{} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.0} | {:.1} |",
+            if pace.is_some() {
+                " paced, 250 calls/s each"
+            } else {
+                ""
+            },
             ms(&scaler_hist, 0.5),
             ms(&scaler_hist, 0.99),
             scaler_calls as f64 / opts.seconds as f64,

@@ -650,3 +650,66 @@ async fn binary_logs_listening_serves_ready_and_exits_cleanly_on_sigterm() {
     let error = bad.expect_err("bad --prometheus-url refused").to_string();
     assert!(error.contains("--prometheus-url"), "{error}");
 }
+
+#[tokio::test]
+async fn many_concurrent_streams_get_the_state_and_are_cleaned_up() {
+    let consumer = consumer(0).await;
+    let scaler = Scaler::start(&["--direct-poll-interval", "300ms"]).await;
+    let client = scaler.client().await;
+    let targets = format!("{}/metrics", consumer.url("http"));
+    let mut streams = Vec::new();
+    for i in 0..200 {
+        let reference = scaled_object(
+            &format!("app-{}", i % 20),
+            meta(&[
+                ("trigger", "backlog"),
+                ("target", "1"),
+                ("targets", &targets),
+            ]),
+        );
+        streams.push(
+            client
+                .clone()
+                .stream_is_active(reference)
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let firsts = futures::future::join_all(
+        streams
+            .iter_mut()
+            .map(|s| tokio::time::timeout(Duration::from_secs(10), s.next())),
+    )
+    .await;
+    for first in firsts {
+        assert!(
+            !first
+                .expect("state within 10 s")
+                .expect("open")
+                .expect("ok")
+                .result
+        );
+    }
+    let open = sample_value(
+        &scaler.metrics_text().await,
+        "scaler_streams_open{rpc=\"StreamIsActive\"}",
+    );
+    assert_eq!(open, Some(200.0));
+    drop(streams);
+    eventually(
+        "all 200 streams cleaned up",
+        Duration::from_secs(5),
+        || async {
+            match sample_value(
+                &scaler.metrics_text().await,
+                "scaler_streams_open{rpc=\"StreamIsActive\"}",
+            ) {
+                Some(0.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    scaler.shutdown().await;
+}
