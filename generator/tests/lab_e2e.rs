@@ -342,12 +342,13 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
     .await
     .expect("scaler started");
     let out = tempfile::tempdir().expect("temp dir");
-    // The ScaledObject as a user would point it at their port-forwarded consumer.
+    // The ScaledObject as a user would point it at their port-forwarded consumer; type `external` (unary
+    // IsActive), where the demo's triggers are `external-push` (StreamIsActive).
     let so = out.path().join("scaledobject.yaml");
     std::fs::write(
         &so,
         format!(
-            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: remote\n  namespace: lab\nspec:\n  scaleTargetRef:\n    name: consumer\n  pollingInterval: 1\n  minReplicaCount: 1\n  maxReplicaCount: 5\n  triggers:\n    - type: external-push\n      name: backlog\n      metadata:\n        scalerAddress: cluster-scaler:6000\n        trigger: backlog\n        targets: {}\n        target: \"2\"\n        activationTarget: \"1\"\n",
+            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: remote\n  namespace: lab\nspec:\n  scaleTargetRef:\n    name: consumer\n  pollingInterval: 1\n  minReplicaCount: 1\n  maxReplicaCount: 5\n  triggers:\n    - type: external\n      name: backlog\n      metadata:\n        scalerAddress: cluster-scaler:6000\n        trigger: backlog\n        targets: {}\n        target: \"2\"\n        activationTarget: \"1\"\n",
             consumer.url("http")
         ),
     )
@@ -430,4 +431,91 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
     )
     .await
     .expect("the remote consumer is still up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
+    use generator::lab::replicas::{ReplicaPool, ReplicaTemplate};
+    let targets = generator::TargetSet::default();
+    let pool = ReplicaPool::new(
+        ReplicaTemplate {
+            binary: binary("LAB_CONSUMER_BIN", "consumer"),
+            extra_args: vec!["--executors".into(), "2".into()],
+            grace: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(30),
+        },
+        targets.clone(),
+    );
+    let wait_for = |ready: u32| {
+        let pool = pool.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                pool.reap_dead();
+                let s = pool.snapshot();
+                if s.ready == ready && s.current == ready && s.draining == 0 {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "pool never settled at {ready}: {s:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    pool.scale_to(3);
+    // Replicas count as current at once but join the Service only when ready.
+    let starting = pool.snapshot();
+    assert_eq!((starting.current, starting.ready), (3, 0));
+    assert!(targets.is_empty());
+    let ready = wait_for(3).await;
+    assert_eq!(targets.len(), 3);
+    for url in &ready.ready_urls {
+        testkit::wait_http_ok(&format!("{url}/ready"), Duration::from_secs(5))
+            .await
+            .expect("a target is ready");
+    }
+
+    // A replica that dies is dropped from the Service and replaced (the ReplicaSet keeps spec.replicas).
+    let victim = pool.pids()[0];
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pool.restarts() == 0 {
+        pool.reap_dead();
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let healed = wait_for(3).await;
+    assert_eq!(pool.pids().len(), 4);
+    assert!(
+        healed
+            .problems
+            .iter()
+            .any(|p| p.contains("exited unexpectedly")),
+        "{:?}",
+        healed.problems
+    );
+
+    // Scale-in: leaves the Service first, then drains on SIGTERM.
+    pool.scale_to(1);
+    assert_eq!(
+        targets.len(),
+        1,
+        "removed replicas leave the target set at once"
+    );
+    wait_for(1).await;
+    pool.shutdown().await;
+    assert!(targets.is_empty());
+    let (drained, killed) = pool.stop_counts();
+    assert_eq!((drained, killed), (3, 0));
+    for pid in pool.pids() {
+        assert!(!process_exists(pid), "child {pid} is still there");
+    }
 }

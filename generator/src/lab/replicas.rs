@@ -45,6 +45,10 @@ struct State {
     /// Replicas that drained cleanly / needed SIGKILL.
     drained: u32,
     killed: u32,
+    /// The Deployment's `spec.replicas`: the count the last `scale_to` asked for.
+    spec: u32,
+    /// Replicas that died on their own and were replaced.
+    restarts: u32,
 }
 
 /// A point-in-time view of the pool.
@@ -135,6 +139,7 @@ impl ReplicaPool {
     /// first, then the newest.
     pub fn scale_to(&self, desired: u32) {
         let mut state = self.lock();
+        state.spec = desired;
         let live: Vec<usize> = state
             .entries
             .iter()
@@ -306,9 +311,28 @@ impl ReplicaPool {
         state.entries.retain(|e| e.id != id);
     }
 
+    /// Replicas that died on their own and were replaced so far.
+    pub fn restarts(&self) -> u32 {
+        self.lock().restarts
+    }
+
     /// Detect replicas that died on their own: drop them from the targets and the pool, as a crashed pod's
-    /// endpoint leaves its Service. Returns their names.
+    /// endpoint leaves its Service, and start replacements, as the ReplicaSet keeps `spec.replicas`.
+    /// Returns what happened to each, for the problems list.
     pub fn reap_dead(&self) -> Vec<String> {
+        let dead = self.remove_dead();
+        if !dead.is_empty() {
+            let spec = {
+                let mut state = self.lock();
+                state.restarts += dead.len() as u32;
+                state.spec
+            };
+            self.scale_to(spec);
+        }
+        dead
+    }
+
+    fn remove_dead(&self) -> Vec<String> {
         let mut state = self.lock();
         let mut dead = Vec::new();
         let mut dead_ids = Vec::new();
@@ -317,7 +341,7 @@ impl ReplicaPool {
                 && let Some(status) = process.exited()
             {
                 dead.push(format!(
-                    "{}: exited unexpectedly ({status}); last output:\n{}",
+                    "{}: exited unexpectedly ({status}), replaced; last output:\n{}",
                     entry.name,
                     process.last_output()
                 ));
