@@ -149,6 +149,8 @@ async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
     )
     .await
     .unwrap();
+    // Shown with --nocapture; docs/generator.md quotes it.
+    println!("{}", report.render_summary());
     let s = report.scaling.as_ref().expect("scaling report");
     let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 0.35);
     assert_eq!(s.initial_replicas, Some(1));
