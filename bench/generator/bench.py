@@ -180,6 +180,12 @@ def main():
             rows.append(measure("locust (HttpUser)", [LOCUST, "-f", plain, "--headless", "-u", c, "-r", c,
                                                       "-t", d, "-H", url, "--csv", prefix2, "--only-summary"],
                                 parse_locust(prefix2)))
+        # Flat memory: the same closed-loop run three times as long must not need more memory.
+        long_report = os.path.join(work, "gen-long.json")
+        long_cmd = [GENERATOR, "run", "--url", url, "--path", "/index.html", "--rate", "max", "--duration",
+                    f"{DURATION * 3}s", "--connections", c, "--no-metrics", "--quiet", "--report", long_report,
+                    "--trace-sample", "0"]
+        long_row = measure("generator (ours), 3x longer", long_cmd, parse_generator_report(long_report), env=env1)
         # Open-model accuracy.
         acc_report = os.path.join(work, "acc.json")
         acc_cmd = [GENERATOR, "run", "--url", url, "--path", "/index.html", "--rate", str(RATE), "--duration", d,
@@ -209,6 +215,9 @@ def main():
         lines.append(f"| {r['tool']} | {r['requests']} | {r['rps']:.0f} | {p99} | {r['cpu_s']:.2f} | "
                      f"{r['cpu_per_100k']:.2f} | {rss} | {ratio} |")
     err = abs(acc["achieved_rate"] - RATE) / RATE * 100
+    if long_row and ours and long_row.get("rss_mb") and ours.get("rss_mb"):
+        lines += ["", f"Memory: generator max RSS {ours['rss_mb']:.0f} MB over {DURATION} s ({ours['requests']} requests) "
+                      f"vs {long_row['rss_mb']:.0f} MB over {DURATION * 3} s ({long_row['requests']} requests)."]
     lines += [
         "",
         f"Open model at {RATE} req/s for {DURATION} s: achieved {acc['achieved_rate']:.1f} req/s ({err:.2f} % off), "
