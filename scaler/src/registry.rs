@@ -157,6 +157,26 @@ impl Source {
 struct State {
     triggers: HashMap<TriggerKey, Arc<TriggerEntry>>,
     sources: HashMap<String, Arc<Source>>,
+    /// Requests already resolved, by a hash of (name, namespace, metadata): KEDA sends the same metadata on every call,
+    /// so parsing and validating it once is enough. Verified against the stored request on every hit.
+    memo: HashMap<u64, Vec<Memo>>,
+}
+
+struct Memo {
+    name: String,
+    namespace: String,
+    metadata: HashMap<String, String>,
+    entry: Arc<TriggerEntry>,
+}
+
+/// Order-independent hash of an RPC's ScaledObjectRef.
+fn request_hash(name: &str, namespace: &str, metadata: &HashMap<String, String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut pairs: Vec<(&String, &String)> = metadata.iter().collect();
+    pairs.sort_unstable();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (name, namespace, pairs).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// All triggers and sources of one scaler.
@@ -214,6 +234,46 @@ impl Registry {
                 "scaledObjectRef.name is empty; KEDA always sends the ScaledObject's name".into(),
             ));
         }
+        let hash = request_hash(name, namespace, metadata);
+        {
+            let state = lock(&self.state);
+            let hit = state.memo.get(&hash).and_then(|memos| {
+                memos
+                    .iter()
+                    .find(|m| m.name == name && m.namespace == namespace && m.metadata == *metadata)
+            });
+            if let Some(memo) = hit
+                && state
+                    .triggers
+                    .get(&memo.entry.key)
+                    .is_some_and(|live| Arc::ptr_eq(live, &memo.entry))
+            {
+                memo.entry.touch();
+                return Ok(memo.entry.clone());
+            }
+        }
+        let entry = self.resolve_uncached(name, namespace, metadata)?;
+        let mut state = lock(&self.state);
+        if state.memo.len() >= self.config.max_triggers.saturating_mul(2) {
+            state.memo.clear();
+        }
+        let memos = state.memo.entry(hash).or_default();
+        memos.retain(|m| !(m.name == name && m.namespace == namespace && m.metadata == *metadata));
+        memos.push(Memo {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            metadata: metadata.clone(),
+            entry: entry.clone(),
+        });
+        Ok(entry)
+    }
+
+    fn resolve_uncached(
+        self: &Arc<Self>,
+        name: &str,
+        namespace: &str,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Arc<TriggerEntry>, LookupError> {
         let mut spec = TriggerSpec::from_metadata(metadata)?;
         if spec.source == SourceSpec::DefaultPrometheus {
             match &self.config.prometheus_url {
@@ -252,6 +312,9 @@ impl Registry {
                     }
                 });
                 if changed {
+                    for memos in state.memo.values_mut() {
+                        memos.retain(|m| !Arc::ptr_eq(&m.entry, &entry));
+                    }
                     self.metrics
                         .metric_target
                         .with_label_values(&[&key.scaled_object, &key.metric_name])
@@ -410,6 +473,18 @@ impl Registry {
             }
             keep
         });
+        if !expired.is_empty() {
+            let state = &mut *state;
+            let triggers = &state.triggers;
+            state.memo.retain(|_, memos| {
+                memos.retain(|m| {
+                    triggers
+                        .get(&m.entry.key)
+                        .is_some_and(|live| Arc::ptr_eq(live, &m.entry))
+                });
+                !memos.is_empty()
+            });
+        }
         for key in &expired {
             let labels = [key.scaled_object.as_str(), key.metric_name.as_str()];
             let _ = self.metrics.metric_value.remove_label_values(&labels);

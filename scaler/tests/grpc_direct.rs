@@ -713,3 +713,52 @@ async fn many_concurrent_streams_get_the_state_and_are_cleaned_up() {
     .await;
     scaler.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_triggers_are_forgotten_and_come_back_on_the_next_call() {
+    let scaler = Scaler::start(&[
+        "--direct-poll-interval",
+        "100ms",
+        "--trigger-idle-timeout",
+        "500ms",
+    ])
+    .await;
+    let mut client = scaler.client().await;
+    let reference = scaled_object(
+        "idle",
+        meta(&[
+            ("trigger", "backlog"),
+            ("target", "1"),
+            ("targets", "http://127.0.0.1:9/metrics"),
+        ]),
+    );
+    client.get_metric_spec(reference.clone()).await.unwrap();
+    assert_eq!(
+        scaler.explain().await["scaled_objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    eventually("idle trigger forgotten", Duration::from_secs(5), || async {
+        let explain = scaler.explain().await;
+        match (
+            explain["scaled_objects"].as_array().unwrap().len(),
+            explain["sources"].as_array().unwrap().len(),
+        ) {
+            (0, 0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The same request again (answered from the request memo before) registers the trigger anew.
+    client.get_metric_spec(reference.clone()).await.unwrap();
+    let explain = scaler.explain().await;
+    assert_eq!(
+        explain["scaled_objects"].as_array().unwrap().len(),
+        1,
+        "{explain}"
+    );
+    assert_eq!(explain["sources"].as_array().unwrap().len(), 1, "{explain}");
+    scaler.shutdown().await;
+}
