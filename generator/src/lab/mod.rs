@@ -70,11 +70,12 @@ pub struct LabArgs {
     /// Override maxReplicaCount (this machine has few cores; the override is shown on screen).
     #[arg(long, env = "LAB_MAX_REPLICAS", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_replicas: Option<u32>,
-    /// After the profile ends, keep the controller running without load for this long so the scale-down
-    /// is seen (default: what the ScaledObject's scale-down rules need, plus a margin).
+    /// After the profile ends, keep the controller running without load so the scale-down is seen, until
+    /// replicas are back at rest or at most this long (default: what the ScaledObject's scale-down rules
+    /// need, plus a margin).
     #[arg(long, env = "LAB_SETTLE", value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
-    /// Directory for the report (report.json, report.svg, decisions.jsonl, summary.txt).
+    /// Directory for the results (report.json, report.svg, triggers.svg, decisions.jsonl, summary.txt).
     #[arg(long, env = "LAB_OUT", default_value = "reports/lab")]
     pub out: PathBuf,
     /// Live view: `auto` (redraw on a terminal, one line per second otherwise), `tty`, `plain`, `off`.
@@ -273,6 +274,11 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         args.no_spawn,
     );
     view.banner();
+    if let Some(max) = args.max_replicas {
+        view.note(&format!(
+            "--max-replicas {max}: maxReplicaCount overridden for this machine (the ScaledObject says otherwise)"
+        ));
+    }
 
     // --- children ------------------------------------------------------------------------------------
     let targets = TargetSet::default();
