@@ -345,16 +345,18 @@ async fn perform(
         } => {
             let counter = state.metrics.cpu_burn_seconds_total.clone();
             let cancel = cancel.clone();
-            let report = work::run_on_load_thread("load-cpu", move || {
-                cpu::burn(
-                    cpu_target,
-                    complexity,
-                    cpu::wall_cap_for(cpu_target),
-                    &cancel,
-                    &|delta| counter.inc_by(delta),
-                )
-            })
-            .await?;
+            let report = state
+                .load_threads
+                .run(move || {
+                    cpu::burn(
+                        cpu_target,
+                        complexity,
+                        cpu::wall_cap_for(cpu_target),
+                        &cancel,
+                        &|delta| counter.inc_by(delta),
+                    )
+                })
+                .await?;
             let completed = report.completed;
             Ok((
                 serde_json::to_value(report).expect("serialisable"),

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::jobs::JobStore;
+use crate::load::LoadPool;
 use crate::load::memory::MemoryBudget;
 use crate::load::sustained::SustainedPool;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct Inner {
     pub jobs: JobStore,
     pub memory: Arc<MemoryBudget>,
     pub sustained: Arc<SustainedPool>,
+    /// Threads that run CPU burns (one per executor slot).
+    pub load_threads: LoadPool,
     pub started: Instant,
     pub started_at: SystemTime,
     draining: AtomicBool,
@@ -74,6 +77,7 @@ impl AppState {
             jobs,
             memory,
             sustained,
+            load_threads: LoadPool::new(config.executors as usize, "load-cpu"),
             started: Instant::now(),
             started_at: SystemTime::now(),
             draining: AtomicBool::new(false),
