@@ -12,8 +12,13 @@ pub enum ProfileError {
     #[error("profile YAML: {0}")]
     Yaml(String),
     /// The YAML parsed but a field's value is out of range.
-    #[error("profile field `{field}`: {reason}")]
-    Invalid { field: String, reason: String },
+    #[error("profile field `{field}`{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Invalid {
+        field: String,
+        reason: String,
+        /// Where the field is in the YAML, when known.
+        line: Option<usize>,
+    },
     #[error("unknown profile `{name}`; built-in profiles: {known}")]
     Unknown { name: String, known: String },
     #[error("cannot read profile file {path}: {source}")]
@@ -109,6 +114,52 @@ impl RequestSpec {
             None => format!("{} {}", self.method, self.path),
         }
     }
+}
+
+/// The 1-based line of a field path like `stages[2].rate` in block-style YAML (flow-style items resolve to the item's
+/// line). A best effort for error messages: `None` when the text is laid out in a way it does not follow.
+fn locate_field(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let (head, rest) = path
+        .split_once('.')
+        .map_or((path, None), |(h, r)| (h, Some(r)));
+    let (key, index) = match head.split_once('[') {
+        Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+        None => (head, None),
+    };
+    let top = lines
+        .iter()
+        .position(|l| indent(l) == 0 && l.starts_with(&format!("{key}:")))?;
+    let Some(index) = index else {
+        return Some(top + 1);
+    };
+    // Items of the sequence: lines starting with `- ` at the first item's indentation, until the next top-level key.
+    let mut item_indent = None;
+    let mut items = Vec::new();
+    for (i, l) in lines.iter().enumerate().skip(top + 1) {
+        if !is_content(l) {
+            continue;
+        }
+        if indent(l) == 0 && !l.starts_with("- ") {
+            break;
+        }
+        if l.trim_start().starts_with("- ") && item_indent.is_none_or(|n| n == indent(l)) {
+            item_indent = Some(indent(l));
+            items.push(i);
+        }
+    }
+    let start = *items.get(index)?;
+    let end = items.get(index + 1).copied().unwrap_or(lines.len());
+    let Some(sub) = rest else {
+        return Some(start + 1);
+    };
+    let found = (start..end).find(|&i| {
+        let t = lines[i].trim_start().trim_start_matches("- ").trim_start();
+        t.starts_with(&format!("{sub}:")) || t.starts_with('{') && t.contains(&format!("{sub}:"))
+    });
+    Some(found.unwrap_or(start) + 1)
 }
 
 /// Serde for durations written the humantime way (`30s`, `1m 30s`, `250ms`).
@@ -359,7 +410,14 @@ impl Profile {
     pub fn from_yaml(text: &str) -> Result<Profile, ProfileError> {
         let profile: Profile =
             serde_yaml::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
-        profile.validate()?;
+        profile.validate().map_err(|e| match e {
+            ProfileError::Invalid { field, reason, .. } => ProfileError::Invalid {
+                line: locate_field(text, &field),
+                field,
+                reason,
+            },
+            other => other,
+        })?;
         Ok(profile)
     }
 
@@ -383,6 +441,7 @@ impl Profile {
             Err(ProfileError::Invalid {
                 field,
                 reason: reason.to_string(),
+                line: None,
             })
         };
         if self.name.trim().is_empty() {
@@ -733,7 +792,22 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("stages[0].rate"), "{err}");
+        assert!(
+            err.contains("stages[0].rate") && err.contains("line 4"),
+            "{err}"
+        );
+        let yaml = "name: x\n# comment\nstages:\n  - {duration: 10s, rate: 5}\n  - {duration: 0s, rate: 5}\nrequests:\n  - path: /\n    weight: 1\n  - path: nope\n";
+        let err = Profile::from_yaml(yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("stages[1].duration") && err.contains("line 5"),
+            "{err}"
+        );
+        let fixed = yaml.replace("0s", "1s");
+        let err = Profile::from_yaml(&fixed).unwrap_err().to_string();
+        assert!(
+            err.contains("requests[1].path") && err.contains("line 9"),
+            "{err}"
+        );
     }
 
     #[test]
