@@ -344,6 +344,42 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
     Ok(Arc::new(FallbackSource::new(sources)))
 }
 
+/// The default `--cost-query`: CPU seconds of the target Deployment's pods over the run (cAdvisor/process series).
+pub fn default_cost_query(namespace: &str, deployment: &str) -> String {
+    format!(
+        "sum(increase(process_cpu_seconds_total{{namespace=\"{namespace}\",pod=~\"{deployment}-.*\"}}[{{range}}]))"
+    )
+}
+
+/// Measure the target's CPU over the run with `query` (its `{range}` becomes the run's length in seconds) and store
+/// it in the report as cost per 1000 requests. Errors are returned as text for the caller to show.
+pub async fn measure_target_cpu(
+    prometheus_url: &str,
+    query: &str,
+    report: &mut Report,
+) -> Result<(), String> {
+    // The window reaches back to the run's start from now (the query may come a little after the run ended).
+    let since_start = humantime::parse_rfc3339(&report.started_at)
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or(report.elapsed_s, |d| d.as_secs_f64());
+    let range = format!("{}s", since_start.ceil().max(1.0) as u64);
+    let promql = query.replace("{range}", &range);
+    let source = PrometheusSource::new(prometheus_url, "", "");
+    let value = source
+        .query_scalar(&promql)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cpu_seconds = value.ok_or_else(|| format!("no series for {promql}"))?;
+    report.target_cpu = Some(crate::report::TargetCpu {
+        query: promql,
+        cpu_seconds,
+        cpu_seconds_per_1000_requests: (report.requests > 0)
+            .then(|| cpu_seconds * 1000.0 / report.requests as f64),
+    });
+    Ok(())
+}
+
 /// Result of `--cleanup`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CleanupSummary {
@@ -728,6 +764,20 @@ async fn run_command(args: RunArgs, shutdown: CancellationToken) -> i32 {
             return usage(e);
         }
     };
+    if let Some(prom) = &args.monitor_opts.prometheus_url
+        && (args.monitor || args.monitor_opts.cost_query.is_some())
+    {
+        let m = &args.monitor_opts;
+        let query = m.cost_query.clone().unwrap_or_else(|| {
+            default_cost_query(
+                &m.namespace.clone().unwrap_or_else(namespace_default),
+                &m.deployment,
+            )
+        });
+        if let Err(e) = measure_target_cpu(prom, &query, &mut report).await {
+            eprintln!("generator run: target CPU not measured: {e}");
+        }
+    }
     judge(&mut report, &thresholds);
 
     if args.cleanup && args.pod_index == 0 && !shutdown.is_cancelled() {

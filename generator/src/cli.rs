@@ -280,6 +280,11 @@ pub struct MonitorArgs {
     #[arg(long, env = "PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
 
+    /// PromQL for the target's CPU seconds over the run (`{range}` is replaced by its length), for the cost per
+    /// request; needs --prometheus-url. Default: process_cpu_seconds_total of the Deployment's pods.
+    #[arg(long, env = "COST_QUERY")]
+    pub cost_query: Option<String>,
+
     /// How often replicas are observed.
     #[arg(long, env = "MONITOR_INTERVAL", value_parser = duration, default_value = "2s")]
     pub monitor_interval: Duration,

@@ -131,6 +131,15 @@ pub struct ScalingReport {
     pub timeline: Vec<TimelinePoint>,
 }
 
+/// CPU the target used during the run: cost per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetCpu {
+    /// The PromQL that measured it (`{range}` replaced by the run's length).
+    pub query: String,
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_1000_requests: Option<f64>,
+}
+
 /// One threshold and whether it held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdResult {
@@ -184,6 +193,9 @@ pub struct Report {
     pub self_check: RunSelfCheck,
     pub intervals: Vec<IntervalStats>,
     pub scaling: Option<ScalingReport>,
+    /// The target's CPU cost over the run, from Prometheus (`--prometheus-url`), when measured.
+    #[serde(default)]
+    pub target_cpu: Option<TargetCpu>,
     pub thresholds: Vec<ThresholdResult>,
     /// One line: what happened and why the exit code.
     pub verdict: String,
@@ -291,6 +303,7 @@ impl Report {
             },
             intervals: d.intervals,
             scaling,
+            target_cpu: None,
             thresholds: Vec::new(),
             verdict: String::new(),
             exit_code: 0,
@@ -432,6 +445,17 @@ impl Report {
             let _ = writeln!(s, "served by: {}", parts.join(", "));
         }
         let _ = writeln!(s, "self-check: {}", self.self_check.message);
+        if let Some(t) = &self.target_cpu {
+            let _ = writeln!(
+                s,
+                "target CPU: {:.2} CPU-seconds{} (Prometheus: {})",
+                t.cpu_seconds,
+                t.cpu_seconds_per_1000_requests
+                    .map(|c| format!(", {c:.3} per 1000 requests"))
+                    .unwrap_or_default(),
+                t.query
+            );
+        }
         if let Some(c) = self.self_check.generator_cpu_seconds_per_1000_requests {
             let _ = writeln!(s, "generator CPU: {c:.3} CPU-seconds per 1000 requests");
         }

@@ -109,3 +109,72 @@ async fn prometheus_scrapes_the_generator_series() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_cpu_cost_per_request_comes_from_prometheus() {
+    let consumer = common::start_consumer("cost-pod", &[]).await;
+    let addr: std::net::SocketAddr = consumer.url.trim_start_matches("http://").parse().unwrap();
+    let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500))
+        .await
+        .unwrap();
+    prometheus
+        .wait_for(
+            "consumer_cpu_burn_seconds_total",
+            Duration::from_secs(10),
+            |r| r.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await
+        .unwrap();
+    // 60 sync CPU burns of 20 ms: 1.2 CPU-seconds of work, 20 CPU-seconds per 1000 requests.
+    let profile = Profile::constant(
+        20.0,
+        Duration::from_secs(3),
+        RequestSpec::new(
+            "POST",
+            "/load/cpu",
+            Some(serde_json::json!({"duration_ms": 20, "complexity": 1})),
+        ),
+    );
+    let mut report = run_load(
+        profile,
+        TargetSet::single(&consumer.url).unwrap(),
+        RunOptions::default(),
+        None,
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.ok, 60, "{:?}", report.errors);
+    // Let Prometheus scrape the final counter before asking.
+    prometheus
+        .wait_for(
+            "consumer_cpu_burn_seconds_total",
+            Duration::from_secs(10),
+            |r| {
+                r[0]["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 1.1)
+            },
+        )
+        .await
+        .unwrap();
+    generator::app::measure_target_cpu(
+        &prometheus.url,
+        "sum(increase(consumer_cpu_burn_seconds_total{job=\"consumer\"}[{range}]))",
+        &mut report,
+    )
+    .await
+    .unwrap();
+    let cost = report.target_cpu.clone().expect("measured");
+    assert!(!cost.query.contains("{range}"), "{}", cost.query);
+    assert!((0.8..=1.8).contains(&cost.cpu_seconds), "{cost:?}");
+    let per_1000 = cost.cpu_seconds_per_1000_requests.unwrap();
+    assert!((13.0..=30.0).contains(&per_1000), "{cost:?}");
+    assert!(report.render_summary().contains("target CPU"));
+    let err =
+        generator::app::measure_target_cpu(&prometheus.url, "nothing_here[{range}]", &mut report)
+            .await;
+    assert!(err.is_err());
+}
