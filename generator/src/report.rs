@@ -567,12 +567,25 @@ impl Report {
             sparkline(&p95, p95_max),
             fmt_ms(p95_max)
         );
+        // Distinct replicas that answered (x-served-by): the load spreading as replicas arrive.
+        let answering = series(&|i| (!i.served_by.is_empty()).then_some(i.served_by.len() as f64));
+        let r_max = replicas
+            .iter()
+            .chain(&answering)
+            .flatten()
+            .fold(0.0f64, |a, b| a.max(*b));
         if replicas.iter().any(Option::is_some) {
-            let r_max = replicas.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
             let _ = writeln!(
                 s,
                 "replicas     {} max {r_max:.0}",
                 sparkline(&replicas, r_max)
+            );
+        }
+        if answering.iter().flatten().any(|v| *v > 1.0) || replicas.iter().any(Option::is_some) {
+            let _ = writeln!(
+                s,
+                "answering    {} (distinct x-served-by)",
+                sparkline(&answering, r_max)
             );
         }
         s
@@ -586,7 +599,10 @@ impl Report {
         let right = 20.0;
         let top = 62.0;
         let gap = 52.0;
-        let has_replicas = self.intervals.iter().any(|i| i.replicas.is_some());
+        let has_replicas = self
+            .intervals
+            .iter()
+            .any(|i| i.replicas.is_some() || i.served_by.len() > 1);
         let panels = if has_replicas { 3 } else { 2 };
         let h = top + panels as f64 * (panel_h + gap);
         let t_max = self.intervals.last().map_or(1.0, |i| i.end_s).max(1.0);
@@ -744,6 +760,12 @@ impl Report {
                     })
                     .collect()
             };
+            let answering: Vec<(f64, f64)> = self
+                .intervals
+                .iter()
+                .filter(|i| !i.served_by.is_empty())
+                .map(|i| (mid(i), i.served_by.len() as f64))
+                .collect();
             panel(
                 &mut s,
                 2,
@@ -753,6 +775,7 @@ impl Report {
                     ("desired", "#9467bd", true, rep(|r| r.desired)),
                     ("current", "#8c564b", false, rep(|r| r.current)),
                     ("ready", "#17becf", false, rep(|r| r.ready)),
+                    ("answering", "#e377c2", false, answering),
                 ],
             );
         }

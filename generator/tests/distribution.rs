@@ -98,6 +98,9 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
     assert!((200..=400).contains(&a_count), "pod-a {a_count}");
     assert!((200..=400).contains(&b_count), "pod-b {b_count}");
     assert!(!report.intervals[0].served_by.contains_key("pod-b"));
+    // The chart shows the spread: one replica answering, then two, then one.
+    assert!(report.render_timeline(60).contains("answering"));
+    assert!(report.render_svg().contains("answering"));
     // A request in flight when a was removed may still finish in the last interval.
     let last = report.intervals.last().unwrap();
     assert!(
