@@ -6,7 +6,7 @@
 #   2. open-model rate accuracy at 10 000 req/s (achieved vs asked, p99, dropped)
 # Prints a markdown table (also written to bench/out/generator-bench.md).
 # Env: DURATION (seconds per run, default 10), CONNECTIONS (default 50), RATE (accuracy run, default 10000),
-#      SKIP_BUILD=1 to reuse target/release/generator, SKIP_LOCUST=1 to leave locust out.
+#      SKIP_BUILD=1 to reuse target/release/generator, SKIP_LOCUST=1 to leave locust out, INSTALL_OHA=1 to add oha.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,6 +20,14 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   cargo build --release -p generator
 fi
 export GENERATOR_BIN="$ROOT/target/release/generator"
+
+# oha joins the table when it is on PATH; INSTALL_OHA=1 builds it from crates.io into bench/out/oha (minutes).
+if [[ "${INSTALL_OHA:-0}" == 1 && ! -x "$ROOT/bench/out/oha/bin/oha" ]]; then
+  cargo install oha --locked --root "$ROOT/bench/out/oha"
+fi
+if [[ -x "$ROOT/bench/out/oha/bin/oha" ]]; then
+  export PATH="$ROOT/bench/out/oha/bin:$PATH"
+fi
 
 # Locust lives in a venv under bench/out (git-ignored), installed from PyPI on first use.
 if [[ "${SKIP_LOCUST:-0}" != 1 ]]; then
