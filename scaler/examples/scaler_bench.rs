@@ -481,28 +481,46 @@ async fn main() {
                 let mut client = channels[i % channels.len()].clone();
                 let so = reference(&format!("so-{i}"), &metadata);
                 let name = name.clone();
+                let explain_url = format!("{}/explain", scaler.url("http"));
                 tokio::spawn(async move {
                     let mut calls = 0u64;
                     let mut ticker = tokio::time::interval(Duration::from_millis(100));
                     while Instant::now() < deadline {
                         ticker.tick().await;
-                        client.is_active(so.clone()).await.expect("IsActive");
+                        client
+                            .is_active(so.clone())
+                            .await
+                            .map_err(|status| format!("IsActive: {status:?}"))?;
                         client
                             .get_metrics(GetMetricsRequest {
                                 scaled_object_ref: Some(so.clone()),
                                 metric_name: name.clone(),
                             })
                             .await
-                            .expect("GetMetrics");
+                            .map_err(|status| {
+                                let explain = std::process::Command::new("curl")
+                                    .args(["-s", &explain_url])
+                                    .output()
+                                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                                    .unwrap_or_default();
+                                format!("GetMetrics: {status:?}\n/explain: {explain}")
+                            })?;
                         calls += 2;
                     }
-                    calls
+                    Ok::<u64, String>(calls)
                 })
             })
             .collect();
         let mut calls = 0;
         for caller in callers {
-            calls += caller.await.unwrap();
+            match caller.await.unwrap() {
+                Ok(answered) => calls += answered,
+                Err(error) => {
+                    let lines = scaler.output_lines();
+                    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                    panic!("{error}\nscaler output (last 40 lines):\n{tail}");
+                }
+            }
         }
         let elapsed = started.elapsed().as_secs_f64();
         let after = metric_sum(&count_url, prefix).await;

@@ -384,6 +384,7 @@ impl Registry {
                 if age <= source.max_staleness {
                     return Ok((value, reading.active.unwrap_or(false)));
                 }
+                let stats = source.stats();
                 return Err(LookupError::Unavailable(format!(
                     "the cached value of {} is {:.1}s old (max staleness {:.1}s); source {} is failing: {}",
                     entry.key.metric_name,
@@ -392,8 +393,15 @@ impl Registry {
                     source.id,
                     reading
                         .error
-                        .or(source.stats().last_error)
-                        .unwrap_or_else(|| "no successful poll since".into())
+                        .or(stats.last_error)
+                        .unwrap_or_else(|| format!(
+                            "no poll has refreshed it ({} polls so far, the last {} ago)",
+                            stats.polls,
+                            stats
+                                .last_poll_at
+                                .map(|at| format!("{:.1}s", at.elapsed().as_secs_f64()))
+                                .unwrap_or_else(|| "never".into())
+                        ))
                 )));
             }
             if let Some(error) = reading.error {
@@ -530,15 +538,27 @@ impl Registry {
                 break;
             };
             let started = Instant::now();
-            let outcome = match &source.spec {
-                SourceSpec::Direct { targets } => {
-                    self.poll_direct(&source, targets, &triggers, &mut history)
-                        .await
+            // Every request inside a poll has its own timeout; this outer bound guarantees the poller always moves on
+            // (and says so) even if something below misbehaves.
+            let poll_bound = self.config.source_timeout * 2 + Duration::from_millis(500);
+            let poll = async {
+                match &source.spec {
+                    SourceSpec::Direct { targets } => {
+                        self.poll_direct(&source, targets, &triggers, &mut history)
+                            .await
+                    }
+                    SourceSpec::Prometheus { url } => {
+                        self.poll_prometheus(&source, url, &triggers).await
+                    }
+                    SourceSpec::DefaultPrometheus => Err("unresolved default source".to_string()),
                 }
-                SourceSpec::Prometheus { url } => {
-                    self.poll_prometheus(&source, url, &triggers).await
-                }
-                SourceSpec::DefaultPrometheus => Err("unresolved default source".to_string()),
+            };
+            let outcome = match tokio::time::timeout(poll_bound, poll).await {
+                Ok(outcome) => outcome,
+                Err(_) => self.fail_all(
+                    &triggers,
+                    format!("poll did not finish within {poll_bound:?}"),
+                ),
             };
             let elapsed = started.elapsed();
             self.metrics
