@@ -405,6 +405,20 @@ pub async fn run_load(
     let endpoint_paths: Vec<String> = profile.requests.iter().map(|r| r.path.clone()).collect();
     let schedule = Schedule::new(&profile);
     let shards = (cores_available() as usize * 4).max(4);
+    // A baseline observation before any load, so "initial replicas" and the time to scale are measured from a state
+    // the load has not touched yet (bounded: a slow source must not hold the run back).
+    let baseline = match &monitor {
+        Some(source) => {
+            let wait = opts
+                .monitor_interval
+                .clamp(Duration::from_millis(500), Duration::from_secs(5));
+            tokio::time::timeout(wait, source.observe())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        None => None,
+    };
     let started_at = SystemTime::now();
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
@@ -415,7 +429,7 @@ pub async fn run_load(
         in_flight: AtomicU64::new(0),
         opts: opts.clone(),
         start,
-        latest_replicas: Mutex::new(None),
+        latest_replicas: Mutex::new(baseline.clone()),
         interrupted: std::sync::atomic::AtomicBool::new(false),
         closed_loop_sent: AtomicU64::new(0),
     });
@@ -428,7 +442,9 @@ pub async fn run_load(
         let stop = monitor_stop.clone();
         let every = opts.monitor_interval.max(Duration::from_millis(50));
         tokio::spawn(async move {
-            let mut timeline: Vec<TimelinePoint> = Vec::new();
+            let mut timeline: Vec<TimelinePoint> = baseline
+                .map(|snapshot| vec![TimelinePoint { t_s: 0.0, snapshot }])
+                .unwrap_or_default();
             let mut errors: u64 = 0;
             let mut last_error: Option<String> = None;
             let mut tick = tokio::time::interval(every);

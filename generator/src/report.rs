@@ -832,7 +832,11 @@ pub fn sparkline(values: &[Option<f64>], max: f64) -> String {
 
 fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
     let tl = &d.timeline;
-    let first = tl.first().map(|p| &p.snapshot);
+    // The first observation that knows a replica count (a source may answer before it has read anything).
+    let first = tl
+        .iter()
+        .map(|p| &p.snapshot)
+        .find(|s| s.desired.is_some() || replicas_of(s).is_some());
     let initial = first.and_then(replicas_of);
     let initial_desired = first.and_then(|s| s.desired).or(initial);
     let initial_ready = first.and_then(|s| s.ready).or(initial);
@@ -868,15 +872,22 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
             .map(|p| p.t_s - d.load_end_s),
         _ => None,
     };
+    // An interval is "during scale-up" when, at any time within it, fewer replicas were ready than desired: the
+    // state in force at its start (the last observation before it) or any observation inside it.
+    let pending = |s: &ReplicaSnapshot| matches!((s.desired, s.ready), (Some(d), Some(r)) if d > r);
     let observed: Vec<&IntervalStats> = d
         .intervals
         .iter()
-        .filter(|i| i.replicas.is_some())
+        .filter(|i| tl.iter().any(|p| p.t_s < i.end_s))
         .collect();
     let (scaling, steady): (Vec<&IntervalStats>, Vec<&IntervalStats>) =
         observed.iter().partition(|i| {
-            let r = i.replicas.as_ref().expect("filtered");
-            matches!((r.desired, r.ready), (Some(d), Some(rd)) if d > rd)
+            let at_start = tl.iter().rev().find(|p| p.t_s <= i.start_s);
+            at_start.is_some_and(|p| pending(&p.snapshot))
+                || tl
+                    .iter()
+                    .filter(|p| p.t_s > i.start_s && p.t_s < i.end_s)
+                    .any(|p| pending(&p.snapshot))
         });
     // Ready replicas x seconds, integrating the step function of observations.
     let mut replica_seconds = 0.0;

@@ -102,7 +102,9 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         "backlog should ask for more replicas: {:?}",
         s.timeline
     );
-    let t = s.time_to_scale_s.expect("a scale-up decision was seen");
+    let t = s
+        .time_to_scale_s
+        .unwrap_or_else(|| panic!("no scale-up decision seen: {:?}", s.timeline));
     assert!(t > 0.0 && t < 4.5, "time to scale {t}");
     assert!(s.timeline.iter().any(|p| {
         p.snapshot
