@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,15 @@ use crate::validate::{Fields, JsonObject, Mode};
 /// Header naming the replica that answered.
 pub const SERVED_BY: &str = "x-served-by";
 
-/// The whole application.
+/// The whole application: the routes, observed (metrics, server span, `x-served-by`) as one service.
+pub fn app(state: AppState) -> Observe<Router> {
+    Observe {
+        inner: router(state.clone()),
+        state,
+    }
+}
+
+/// The routes alone. Keep [`route_template`] in step with them (a test checks it against the OpenAPI paths).
 pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/load/cpu", post(load_cpu))
@@ -52,9 +60,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::docs_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(ObserveLayer {
-            state: state.clone(),
-        })
         .with_state(state)
 }
 
@@ -82,26 +87,42 @@ impl Drop for InFlight {
     }
 }
 
-/// Metrics, the server span and `x-served-by` for every request, matched or not. A hand-written tower layer rather
-/// than `middleware::from_fn`: this runs on every request, and skipping from_fn's extra service clone and boxed
-/// `Next` keeps the per-request overhead close to bare axum (see `bench/consumer`).
-#[derive(Debug, Clone)]
-pub struct ObserveLayer {
-    state: AppState,
-}
-
-impl<S> tower::Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            inner,
-            state: self.state.clone(),
-        }
+/// The `route` label and span attribute: the route template a path matches, `unmatched` when none does. Computed
+/// from the path rather than read from axum's `MatchedPath`, so that observing wraps the router once instead of
+/// every route (a per-route layer costs an extra boxed service clone on each request; see `bench/consumer`).
+pub fn route_template(path: &str) -> &'static str {
+    const EXACT: &[&str] = &[
+        "/",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/load/cpu",
+        "/load/memory",
+        "/load/io",
+        "/load/cpu/sustained",
+        "/load/cpu/sustained/status",
+        "/load/cpu/sustained/stop",
+        "/apispec.json",
+        "/apidocs",
+        "/apidocs/",
+    ];
+    if let Some(template) = EXACT.iter().find(|template| **template == path) {
+        return template;
     }
+    if let Some(id) = path.strip_prefix("/jobs/") {
+        if !id.is_empty() && !id.contains('/') {
+            return "/jobs/{id}";
+        }
+    } else if path
+        .strip_prefix("/apidocs/")
+        .is_some_and(|rest| !rest.is_empty())
+    {
+        return "/apidocs/{*rest}";
+    }
+    "unmatched"
 }
 
-/// See [`ObserveLayer`].
+/// Metrics, the server span and `x-served-by` for every request, matched or not, around the whole router.
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
@@ -125,8 +146,7 @@ where
         let started = Instant::now();
         let state = self.state.clone();
         let method = method_label(request.method());
-        let matched = request.extensions().get::<MatchedPath>().cloned();
-        let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
+        let route = route_template(request.uri().path());
         state.metrics.http_requests_in_flight.inc();
         let in_flight = InFlight(state.metrics.http_requests_in_flight.clone());
         let work = route.starts_with("/load/").then(|| state.work_request());
@@ -140,7 +160,6 @@ where
         Box::pin(async move {
             let Ok(mut response) = future.await;
             let _guards = (in_flight, work);
-            let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
             let status = response.status();
             if !span.is_none() {
                 span.record("http.response.status_code", i64::from(status.as_u16()));
@@ -523,27 +542,47 @@ async fn submit(
             } else {
                 tracing::Span::none()
             };
+            // Take the place in the slot queue now, in the handler: a spawned task would only join the queue when
+            // first polled, and tasks on different workers can be polled out of submission order.
+            let wait_span = job_span.in_scope(|| child_span("queue wait", kind));
+            let mut acquire = Box::pin(Executor::acquire(ticket).instrument(wait_span));
+            let acquired_now = match futures::poll!(acquire.as_mut()) {
+                Poll::Ready(slot) => Some(slot),
+                Poll::Pending => None,
+            };
             let task_state = state.clone();
             state.job_tasks.spawn(
                 async move {
                     let state = task_state;
-                    let slot = tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => None,
-                        _ = state.queue_cancel.cancelled() => None,
-                        slot = Executor::acquire(ticket).instrument(child_span("queue wait", kind)) => Some(slot),
+                    let slot = match acquired_now {
+                        Some(slot) => Some(slot),
+                        None => tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => None,
+                            _ = state.queue_cancel.cancelled() => None,
+                            slot = acquire => Some(slot),
+                        },
                     };
                     let Some(slot) = slot else {
-                        let reason = if state.is_draining() { "cancelled before it started: the replica is shutting down" } else { "cancelled before it started" };
-                        state.jobs.finish(id, JobState::Cancelled, None, Some(reason.into()));
+                        let reason = if state.is_draining() {
+                            "cancelled before it started: the replica is shutting down"
+                        } else {
+                            "cancelled before it started"
+                        };
+                        state
+                            .jobs
+                            .finish(id, JobState::Cancelled, None, Some(reason.into()));
                         state.metrics.job_finished(kind, "async", "cancelled");
                         return;
                     };
                     state.jobs.start(id, slot.queue_wait);
                     let started = Instant::now();
-                    let outcome = perform(&state, work, &cancel).instrument(child_span("work", kind)).await;
+                    let outcome = perform(&state, work, &cancel)
+                        .instrument(child_span("work", kind))
+                        .await;
                     drop(slot);
-                    let job_state = record_outcome(&state, kind, Mode::Async, started.elapsed(), &outcome);
+                    let job_state =
+                        record_outcome(&state, kind, Mode::Async, started.elapsed(), &outcome);
                     tracing::info!(job_id = %id, kind, state = job_state.outcome(), "job finished");
                     match outcome {
                         Ok((result, _)) => state.jobs.finish(id, job_state, Some(result), None),
@@ -862,4 +901,48 @@ pub async fn job_cancel(
         .cancel(id)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn every_documented_route_maps_to_its_own_template() {
+        let spec = crate::openapi::ApiDoc::openapi();
+        let paths: Vec<&String> = spec.paths.paths.keys().collect();
+        assert!(paths.len() >= 11, "{paths:?}");
+        for template in paths {
+            let concrete = template.replace("{id}", "0b7c5e0e-52f6-4d3c-9a55-1f7f2b6f9a10");
+            assert_eq!(route_template(&concrete), template, "{concrete}");
+        }
+        assert_eq!(
+            route_template("/apidocs/swagger-ui.css"),
+            "/apidocs/{*rest}"
+        );
+        assert_eq!(route_template("/apidocs"), "/apidocs");
+        assert_eq!(route_template("/apispec.json"), "/apispec.json");
+    }
+
+    #[test]
+    fn anything_else_is_unmatched() {
+        for path in [
+            "",
+            "/nope",
+            "/health/",
+            "/jobs/",
+            "/jobs/a/b",
+            "/load",
+            "/load/cpu/",
+            "/apidocs//x/",
+        ] {
+            let expected = if path == "/apidocs//x/" {
+                "/apidocs/{*rest}"
+            } else {
+                "unmatched"
+            };
+            assert_eq!(route_template(path), expected, "{path:?}");
+        }
+    }
 }

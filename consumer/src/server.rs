@@ -23,7 +23,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsumerError> {
     let state = AppState::new(config);
-    let app = crate::http::router(state.clone());
+    let app = crate::http::app(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(
         kind = "http",
@@ -37,8 +37,11 @@ pub async fn serve(
 
     let stop_server = CancellationToken::new();
     let drain = tokio::spawn(drain_after(shutdown, state.clone(), stop_server.clone()));
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(stop_server.clone().cancelled_owned());
+    let server = axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(stop_server.clone().cancelled_owned());
     let closing_bound = async {
         stop_server.cancelled().await;
         tokio::time::sleep(CONNECTION_CLOSE).await;

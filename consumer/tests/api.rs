@@ -808,3 +808,41 @@ async fn draining_flips_readiness_refuses_new_work_and_finishes_in_flight_work()
     assert_eq!(status, StatusCode::OK, "in-flight request finished: {body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn queued_jobs_start_in_submission_order() {
+    let server = Server::start(&["--executors", "1"]).await;
+    let (status, _, blocker) = server
+        .post("/load/io", r#"{"delay_ms": 300, "mode": "async"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let (status, _, accepted) = server
+            .post("/load/io", r#"{"delay_ms": 2, "mode": "async"}"#)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        ids.push(accepted["job_id"].as_str().unwrap().to_owned());
+    }
+    let (_, _, root) = server.get("/").await;
+    assert_eq!(
+        root["load"]["jobs_queued"], 8,
+        "all wait behind the blocker: {root}"
+    );
+    let blocker = server
+        .wait_job(blocker["job_id"].as_str().unwrap(), Duration::from_secs(10))
+        .await;
+    let mut previous_start = blocker["started_at"].as_str().unwrap().to_owned();
+    for id in &ids {
+        let job = server.wait_job(id, Duration::from_secs(10)).await;
+        let started = job["started_at"].as_str().unwrap().to_owned();
+        assert!(
+            started >= previous_start,
+            "FIFO: {id} started at {started}, before its predecessor ({previous_start})"
+        );
+        let waited = job["queue_wait_seconds"].as_f64().unwrap();
+        assert!(waited > 0.2, "it waited for the blocker: {job}");
+        previous_start = started;
+    }
+    server.stop().await;
+}

@@ -71,10 +71,38 @@ async fn prometheus_scrapes_request_backlog_and_allocator_series_with_the_docume
     assert_eq!(job.status(), 200);
 
     let timeout = Duration::from_secs(20);
-    let backlog = prometheus
+    let backlog = match prometheus
         .wait_for("consumer_jobs_queued", timeout, |r| sample(r) == Some(2.0))
         .await
-        .expect("queued");
+    {
+        Ok(backlog) => backlog,
+        Err(error) => {
+            let root = client
+                .get(format!("{base}/"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let mut blocker = String::new();
+            for id in &job_ids {
+                blocker += &client
+                    .get(format!("{base}/jobs/{id}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                blocker += "\n";
+            }
+            panic!(
+                "queued: {error:?}\nroot: {root}\nblocker: {blocker}\n{}",
+                consumer.output_lines().join("\n")
+            );
+        }
+    };
     let labels = &backlog[0]["metric"];
     assert_eq!(labels["job"], "consumer");
     assert_eq!(labels["instance"], consumer.addr("http").to_string());
