@@ -7,7 +7,8 @@
 #   3. source requests/s while 100 ScaledObjects are polled by KEDA-like callers (IsActive + GetMetrics every 100 ms),
 #      vs one source request per call (the built-in trigger), as a ratio.
 # The scaler runs pinned to CPU 0 and the driver to CPU 1 when there are two cores.
-# Env: SECONDS_PER_LEVEL (default 5), ACTIVATION_RUNS (default 3), SKIP_BUILD=1 to reuse binaries, PROFILE (release).
+# Env: SECONDS_PER_LEVEL (default 5), ACTIVATION_RUNS (default 3), SKIP_BUILD=1 to reuse binaries, PROFILE (release),
+# PIN=0 to let the OS place the scaler and the driver (useful on a machine shared with other work).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,7 +27,7 @@ fi
 
 PIN=()
 DRIVER_PIN=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   PIN=(--pin-scaler-cpu 0)
   DRIVER_PIN=(taskset -c 1)
 fi
