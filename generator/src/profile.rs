@@ -378,8 +378,9 @@ impl Profile {
             ),
             "demo" => p(
                 "demo",
-                "The local lab's demo: ~90 s on 2 cores. Async 200 ms I/O jobs; 50 req/s saturates one 4-executor \
-                 replica (~20 jobs/s) 2.5x, then back to 5 req/s so backlog and latency fall as replicas are added.",
+                "The local lab's demo: ~90 s on 2 cores. Sync 200 ms I/O requests, each holding an executor slot; 50 req/s \
+                 saturates one 4-executor replica (~20 req/s) 2.5x, then back to 5 req/s, so the backlog and the latency \
+                 the client sees rise on one replica and fall as replicas are added.",
                 5.0,
                 vec![
                     hold(10, 5.0, "baseline"),
@@ -388,11 +389,7 @@ impl Profile {
                     ramp(5, 5.0, "ramp-down"),
                     hold(35, 5.0, "recovery"),
                 ],
-                vec![req(
-                    "/load/io",
-                    json!({"delay_ms": 200, "mode": "async"}),
-                    1,
-                )],
+                vec![req("/load/io", json!({"delay_ms": 200, "mode": "sync"}), 1)],
             ),
             _ => None,
         }
