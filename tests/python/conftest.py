@@ -75,12 +75,15 @@ class Proc:
         full_env.update(env or {})
         self.argv = [str(a) for a in argv]
         self.popen = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True
         )
         self.lines = []
         self.addrs = {}
         self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        # Separate readers: merged into one pipe, a program's stderr progress can land in the middle of a stdout log
+        # line and hide the `listening` record.
+        for stream in (self.popen.stdout, self.popen.stderr):
+            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
         deadline = time.monotonic() + timeout
         with self._cond:
             while any(k not in self.addrs for k in kinds):
@@ -92,8 +95,8 @@ class Proc:
                     )
                 self._cond.wait(min(left, 0.2))
 
-    def _read(self):
-        for line in self.popen.stdout:
+    def _read(self, stream):
+        for line in stream:
             line = line.rstrip("\n")
             with self._cond:
                 self.lines.append(line)
