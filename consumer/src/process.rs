@@ -166,13 +166,25 @@ mod tests {
     #[test]
     fn process_figures_are_read_with_sub_second_cpu_resolution() {
         let collector = ProcessCollector::new();
-        // Burn a little CPU so the counter has something below one second to show.
-        let started = std::time::Instant::now();
-        let mut x = 0u64;
-        while started.elapsed() < std::time::Duration::from_millis(50) {
-            x = std::hint::black_box(x.wrapping_add(1));
+        // Burn a little CPU between readings so the counter has something below one second to show. One reading can
+        // land on a whole second by chance (10 ms ticks, other tests burning too), so look at a few: a collector that
+        // rounds to whole seconds would never show a fraction.
+        let mut cpu_readings = Vec::new();
+        let mut families = collector.collect();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let mut x = 0u64;
+            while started.elapsed() < std::time::Duration::from_millis(30) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            families = collector.collect();
+            let cpu = families
+                .iter()
+                .find(|family| family.name() == "process_cpu_seconds_total")
+                .map(|family| family.get_metric()[0].get_counter().value())
+                .expect("process_cpu_seconds_total");
+            cpu_readings.push(cpu);
         }
-        let families = collector.collect();
         let value = |name: &str| {
             let family = families
                 .iter()
@@ -185,8 +197,12 @@ mod tests {
                 metric.get_gauge().value()
             }
         };
-        let cpu = value("process_cpu_seconds_total");
-        assert!(cpu > 0.0 && cpu.fract() != 0.0, "cpu {cpu}");
+        assert!(
+            cpu_readings.iter().all(|cpu| *cpu > 0.0)
+                && cpu_readings.iter().any(|cpu| cpu.fract() != 0.0),
+            "cpu readings {cpu_readings:?}"
+        );
+        assert!(value("process_cpu_seconds_total") > 0.0);
         assert!(value("process_resident_memory_bytes") > 1e6);
         assert!(value("process_virtual_memory_bytes") > 1e6);
         assert!(value("process_open_fds") >= 3.0);
