@@ -127,22 +127,14 @@ async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_link
         .await
         .unwrap();
     let job_id = accepted["job_id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let job: Value = client
-            .get(format!("{base}/jobs/{job_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == "done" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::poll_json(
+        &client,
+        &format!("{base}/jobs/{job_id}"),
+        Duration::from_secs(10),
+        |job| job["state"] == "done",
+    )
+    .await
+    .expect("async job done");
     let untraced = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(untraced.status(), 200);
 

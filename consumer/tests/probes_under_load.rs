@@ -49,22 +49,14 @@ async fn probes_answer_under_50ms_while_every_core_burns() {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status: Value = client
-            .get(format!("{base}/load/cpu/sustained/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["active_workers"].as_u64() == Some((cores * 2) as u64) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::poll_json(
+        &client,
+        &format!("{base}/load/cpu/sustained/status"),
+        Duration::from_secs(10),
+        |status| status["active_workers"].as_u64() == Some((cores * 2) as u64),
+    )
+    .await
+    .expect("every sustained worker running");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut latencies = Vec::new();

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use testkit::Spawned;
 
 #[tokio::test]
@@ -43,25 +42,14 @@ async fn sigterm_with_requests_in_flight_drops_none_flips_readiness_first_and_ex
             (response.status(), Instant::now())
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let root: Value = client
-            .get(format!("{base}/"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if root["load"]["jobs_running"] == 2 && root["load"]["jobs_queued"] == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "requests never got in flight: {root}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::poll_json(
+        &client,
+        &format!("{base}/"),
+        Duration::from_secs(10),
+        |root| root["load"]["jobs_running"] == 2 && root["load"]["jobs_queued"] == 2,
+    )
+    .await
+    .expect("requests never got in flight");
 
     consumer.signal(libc::SIGTERM);
     let signalled = Instant::now();

@@ -253,6 +253,35 @@ pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<(), Error> {
     }
 }
 
+/// GETs `url` until `pred` accepts its JSON body, at most `timeout`; the answer that satisfied it is returned.
+/// For waiting on a service's own state (jobs, workers) instead of sleeping.
+pub async fn poll_json(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match client.get(url).send().await {
+            Ok(resp) => match resp.json::<serde_json::Value>().await {
+                Ok(body) if pred(&body) => return Ok(body),
+                Ok(body) => body.to_string(),
+                Err(err) => err.to_string(),
+            },
+            Err(err) => err.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Condition {
+                query: url.to_string(),
+                timeout,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A real Prometheus server (Debian's `prometheus`) on 127.0.0.1 with temporary storage, scraping `targets` as
 /// job `consumer`. Killed on drop.
 pub struct Prometheus {
