@@ -13,8 +13,8 @@ setup: ## install what the lab and its tests need (idempotent)
 
 demo: setup ## build in release mode and run the cluster-free lab (scaler + consumer replicas + HPA logic)
 	$(call require,$(CARGO),Install Rust: https://rustup.rs)
-	$(CARGO) build --release -p consumer -p scaler -p generator
-	./target/release/generator lab --test demo
+	$(CARGO) build --release -p consumer -p scaler -p generator -p lab
+	./target/release/lab --test demo
 
 test: setup ## run every test: Rust (unit + integration, real Prometheus/OTLP/gRPC) and Python (wire, manifests, dashboards)
 	$(call require,$(CARGO) python3 kubectl promtool prometheus,Run make setup; kubectl: https://kubernetes.io/docs/tasks/tools/ and Rust: https://rustup.rs)

@@ -1,6 +1,6 @@
 //! The ScaledObject with every default resolved (KEDA's and the HPA's) into plain numbers and
 //! [`Duration`]s: what the [`crate::Controller`] runs on. [`ScalingConfig::time_scaled`] shrinks every
-//! duration by one factor for `generator lab --time-scale`.
+//! duration by one factor for `lab --time-scale`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

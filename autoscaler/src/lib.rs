@@ -2,7 +2,7 @@
 //! ([`ScaledObject`], [`ScalingConfig`]), then step a [`Controller`] with the triggers' readings at
 //! explicit times to get a [`Decision`] that says, in structure and in words, why it chose its count.
 //!
-//! `generator lab` runs this against real consumer processes; the same YAML drives KEDA on a cluster.
+//! the `lab` crate runs this against real consumer processes; the same YAML drives KEDA on a cluster.
 
 pub mod config;
 pub mod controller;

@@ -31,13 +31,6 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> i32 {
         Command::Run(args) => run_command(args, shutdown).await,
         Command::Wait(args) => wait_command(args, shutdown).await,
         Command::Profiles(args) => profiles_command(args),
-        Command::Lab(args) => match crate::lab::run(args).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("generator lab: {e}");
-                exit::USAGE
-            }
-        },
     }
 }
 

@@ -1,5 +1,5 @@
 //! Command line: `run` (also the default, so the seed's `generator --url=... --test=heavy --monitor --cleanup`
-//! works), `wait`, `profiles` and `lab`. Every flag has an environment variable.
+//! works), `wait` and `profiles`. Every flag has an environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,8 +92,6 @@ pub enum Command {
     Wait(WaitArgs),
     /// List the built-in profiles, or print one as YAML.
     Profiles(ProfilesArgs),
-    /// The cluster-free lab: real consumer replicas and scaler on this machine, KEDA+HPA decisions in-process.
-    Lab(crate::lab::LabArgs),
 }
 
 /// Flags of `generator run`.

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod exit;
-pub mod lab;
 pub mod metrics;
 pub mod monitor;
 pub mod profile;

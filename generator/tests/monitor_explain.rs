@@ -11,8 +11,8 @@ use std::time::Duration;
 use generator::monitor::{ExplainSource, ReplicaSource};
 use generator::profile::{RequestSpec, Stage};
 use generator::{Profile, RunOptions, TargetSet, run_load};
-use scaler::proto::ScaledObjectRef;
-use scaler::proto::external_scaler_client::ExternalScalerClient;
+use keda_proto::ScaledObjectRef;
+use keda_proto::external_scaler_client::ExternalScalerClient;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use scaler::proto::external_scaler_client::ExternalScalerClient;
-use scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+use keda_proto::external_scaler_client::ExternalScalerClient;
+use keda_proto::{GetMetricsRequest, ScaledObjectRef};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 

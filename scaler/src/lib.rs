@@ -13,13 +13,6 @@ pub mod service;
 pub mod telemetry;
 pub mod trigger;
 
-pub mod proto {
-    //! tonic/prost code generated from `proto/externalscaler.proto` (package `externalscaler`): client
-    //! (`external_scaler_client::ExternalScalerClient`), server and messages.
-    #![allow(missing_docs, clippy::all)]
-    tonic::include_proto!("externalscaler");
-}
-
 use std::future::Future;
 use std::sync::Arc;
 
@@ -30,9 +23,9 @@ use tonic::transport::server::TcpIncoming;
 pub use config::Config;
 
 use crate::metrics::Metrics;
-use crate::proto::external_scaler_server::ExternalScalerServer;
 use crate::registry::Registry;
 use crate::service::ScalerService;
+use keda_proto::external_scaler_server::ExternalScalerServer;
 
 /// Why the scaler could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::Metrics;
-use crate::proto::external_scaler_server::ExternalScaler;
-use crate::proto::{
+use crate::registry::{LookupError, Registry, TriggerEntry};
+use crate::trigger::TriggerSpec;
+use keda_proto::external_scaler_server::ExternalScaler;
+use keda_proto::{
     GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
     MetricValue, ScaledObjectRef,
 };
-use crate::registry::{LookupError, Registry, TriggerEntry};
-use crate::trigger::TriggerSpec;
 
 /// The gRPC service.
 pub struct ScalerService {

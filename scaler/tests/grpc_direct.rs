@@ -410,7 +410,7 @@ async fn bad_metadata_is_invalid_argument_on_every_rpc() {
         unknown.message()
     );
     let missing_ref = client
-        .get_metrics(scaler::proto::GetMetricsRequest {
+        .get_metrics(keda_proto::GetMetricsRequest {
             scaled_object_ref: None,
             metric_name: "x".into(),
         })
@@ -608,7 +608,7 @@ async fn binary_logs_listening_serves_ready_and_exits_cleanly_on_sigterm() {
         .connect()
         .await
         .unwrap();
-    let mut client = scaler::proto::external_scaler_client::ExternalScalerClient::new(channel);
+    let mut client = keda_proto::external_scaler_client::ExternalScalerClient::new(channel);
     let spec = client
         .get_metric_spec(scaled_object(
             "x",

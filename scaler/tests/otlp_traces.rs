@@ -78,7 +78,7 @@ async fn rpc_spans_are_exported_over_otlp() {
         .connect()
         .await
         .unwrap();
-    let mut client = scaler::proto::external_scaler_client::ExternalScalerClient::new(channel);
+    let mut client = keda_proto::external_scaler_client::ExternalScalerClient::new(channel);
     client
         .get_metric_spec(scaled_object(
             "traced",

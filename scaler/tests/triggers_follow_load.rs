@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Load, Scaler, consumer, eventually, meta, metrics_request, scaled_object};
-use scaler::proto::ScaledObjectRef;
-use scaler::proto::external_scaler_client::ExternalScalerClient;
+use keda_proto::ScaledObjectRef;
+use keda_proto::external_scaler_client::ExternalScalerClient;
 use serde_json::json;
 use tonic::transport::Channel;
 

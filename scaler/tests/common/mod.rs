@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use scaler::proto::external_scaler_client::ExternalScalerClient;
-use scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+use keda_proto::external_scaler_client::ExternalScalerClient;
+use keda_proto::{GetMetricsRequest, ScaledObjectRef};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

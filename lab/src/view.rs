@@ -7,11 +7,11 @@ use std::io::{IsTerminal, Write};
 use autoscaler::{Decision, MetricStatus, MetricType, ScalingConfig};
 use serde::{Deserialize, Serialize};
 
-use super::replicas::PoolSnapshot;
-use crate::profile::Profile;
-use crate::report::Report;
-use crate::stats::{IntervalStats, fmt_ms};
+use crate::replicas::PoolSnapshot;
 use autoscaler::hpa::{num, secs as dur};
+use generator::profile::Profile;
+use generator::report::Report;
+use generator::stats::{IntervalStats, fmt_ms};
 
 /// How the live view is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

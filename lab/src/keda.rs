@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoscaler::{MetricType, Observation, Reading, TriggerConfig};
-use scaler::proto::external_scaler_client::ExternalScalerClient;
-use scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+use keda_proto::external_scaler_client::ExternalScalerClient;
+use keda_proto::{GetMetricsRequest, ScaledObjectRef};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;

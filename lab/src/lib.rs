@@ -1,4 +1,4 @@
-//! `generator lab`: the cluster-free autoscaling lab. Spawns the real scaler and consumer replicas on
+//! `lab`: the cluster-free autoscaling lab. Spawns the real scaler and consumer replicas on
 //! 127.0.0.1, drives a load profile at the ready replicas, and plays KEDA + HPA with the `autoscaler`
 //! crate's controller, starting and stopping consumer processes as it decides.
 
@@ -19,10 +19,10 @@ use futures::future::BoxFuture;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{RunOptions, run_load};
-use crate::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
-use crate::profile::Profile;
-use crate::targets::TargetSet;
+use generator::engine::{RunOptions, run_load};
+use generator::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
+use generator::profile::Profile;
+use generator::targets::TargetSet;
 use keda::{ScalerLink, check_trigger, local_metadata};
 use process::{ChildProcess, locate_binary};
 use replicas::{ReplicaPool, ReplicaTemplate};
@@ -30,11 +30,11 @@ use view::{DecisionRecord, LabView, LiveMode};
 
 /// The project's default ScaledObject, built in so the lab runs from any directory.
 const BUILTIN_SCALEDOBJECT: &str =
-    include_str!("../../../manifests/components/keda/scaledobject.yaml");
+    include_str!("../../manifests/components/keda/scaledobject.yaml");
 /// Where the default ScaledObject lives in the repository (preferred when it exists: edits take effect).
 const DEFAULT_SCALEDOBJECT_PATH: &str = "manifests/components/keda/scaledobject.yaml";
 
-/// Options of `generator lab`.
+/// Options of `lab`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LabArgs {
     /// Load profile: a built-in name (`generator profiles`) or a profile YAML file.
@@ -99,7 +99,7 @@ pub enum LabError {
         source: process::ProcessError,
     },
     #[error("load engine: {0}")]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] generator::engine::EngineError),
     #[error("writing the report to {path}: {source}")]
     Io {
         path: String,
@@ -107,11 +107,23 @@ pub enum LabError {
     },
 }
 
+impl LabError {
+    /// The exit code of this failure (docs/exit-codes.md): usage for bad input, not-ready for a child that never came
+    /// up, runtime error for the rest.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LabError::Spec { .. } | LabError::Usage(_) => contract::exit::USAGE,
+            LabError::Start { .. } => contract::exit::TARGET_NOT_READY,
+            LabError::Engine(_) | LabError::Io { .. } => contract::exit::RUNTIME_ERROR,
+        }
+    }
+}
+
 /// What a finished lab run produced (also returned to tests).
 #[derive(Debug)]
 pub struct LabOutcome {
     pub exit_code: i32,
-    pub report: crate::report::Report,
+    pub report: generator::report::Report,
     pub decisions: Vec<DecisionRecord>,
     /// Every child pid the lab spawned.
     pub pids: Vec<u32>,

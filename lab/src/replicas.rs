@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use super::process::{ChildProcess, StopOutcome};
-use crate::client::SimpleClient;
-use crate::targets::TargetSet;
+use crate::process::{ChildProcess, StopOutcome};
+use generator::client::SimpleClient;
+use generator::targets::TargetSet;
 
 /// Where a replica is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::view::DecisionRecord;
+use crate::view::DecisionRecord;
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 70.0;
@@ -195,7 +195,7 @@ fn polyline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::view::MetricRecord;
+    use crate::view::MetricRecord;
 
     fn record(t: f64, current: u32, desired: u32, value: Option<f64>) -> DecisionRecord {
         DecisionRecord {

@@ -1,4 +1,4 @@
-//! End to end: `generator lab` with the project's ScaledObject and the demo profile at time scale 0.25
+//! End to end: `lab` with the project's ScaledObject and the demo profile at time scale 0.25
 //! starts the real scaler and consumer processes, scales 1 -> at least 2 replicas under load and back to 1
 //! after it, leaves no child process behind, and its report's timeline agrees with the controller's log.
 
@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use generator::lab::view::DecisionRecord;
-use generator::lab::{LabArgs, run_with};
+use lab::view::DecisionRecord;
+use lab::{LabArgs, run_with};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -435,7 +435,7 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
-    use generator::lab::replicas::{ReplicaPool, ReplicaTemplate};
+    use lab::replicas::{ReplicaPool, ReplicaTemplate};
     let targets = generator::TargetSet::default();
     let pool = ReplicaPool::new(
         ReplicaTemplate {
