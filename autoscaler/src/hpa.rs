@@ -116,6 +116,35 @@ pub fn metric_replicas(
     }
 }
 
+/// What one metric alone asks the HPA for, with the default tolerance (0.1) and no behavior: the figure the scaler's
+/// `/explain` shows per trigger and the generator's monitor uses when it only knows values and targets. `current` is
+/// the replica count behind the value when known (also taken as ready). `None` for a value or target that gives no
+/// answer (not finite, target not above zero).
+pub fn replicas_for_value(
+    metric_type: MetricType,
+    value: f64,
+    target: f64,
+    current: Option<u32>,
+) -> Option<u32> {
+    if !(value.is_finite() && target.is_finite() && target > 0.0) {
+        return None;
+    }
+    let (up, down) = (Rules::default_scale_up(), Rules::default_scale_down());
+    let current = current.unwrap_or(0);
+    Some(
+        metric_replicas(
+            metric_type,
+            value.max(0.0),
+            target,
+            current,
+            current,
+            &up,
+            &down,
+        )
+        .replicas,
+    )
+}
+
 /// A number for people: integers and values of 1000 or more without decimals, others with up to 3.
 pub fn num(x: f64) -> String {
     if x.abs() >= 1000.0 && x.abs() < 1e15 {
@@ -288,4 +317,30 @@ pub fn describe_policies(rules: &Rules) -> String {
 /// A duration for people: `15s`, `1.5s`, `300s`.
 pub fn secs(d: Duration) -> String {
     format!("{}s", num((d.as_secs_f64() * 1000.0).round() / 1000.0))
+}
+
+#[cfg(test)]
+mod replicas_for_value_tests {
+    use super::*;
+
+    #[test]
+    fn one_metric_alone_as_the_hpa_sees_it() {
+        use MetricType::{AverageValue, Value};
+        assert_eq!(replicas_for_value(AverageValue, 42.0, 5.0, None), Some(9));
+        assert_eq!(
+            replicas_for_value(AverageValue, 42.0, 5.0, Some(2)),
+            Some(9)
+        );
+        // 20.5 / (5 x 4) = 1.025: within tolerance, keep 4.
+        assert_eq!(
+            replicas_for_value(AverageValue, 20.5, 5.0, Some(4)),
+            Some(4)
+        );
+        assert_eq!(replicas_for_value(Value, 3.0, 2.0, Some(4)), Some(6));
+        assert_eq!(replicas_for_value(Value, 3.0, 2.0, None), Some(2));
+        assert_eq!(replicas_for_value(Value, 2.1, 2.0, Some(3)), Some(3));
+        assert_eq!(replicas_for_value(AverageValue, 0.0, 5.0, Some(3)), Some(0));
+        assert_eq!(replicas_for_value(AverageValue, f64::NAN, 5.0, None), None);
+        assert_eq!(replicas_for_value(AverageValue, 1.0, 0.0, None), None);
+    }
 }
