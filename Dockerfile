@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for the lab's three binaries: /usr/local/bin/consumer (default), scaler and generator.
+# One image for the lab's binaries: /usr/local/bin/consumer (default), scaler, generator and lab.
 #   docker build -t autoscaling-lab:dev .
 #   docker run --rm -p 8080:8080 autoscaling-lab:dev                       # the consumer
-#   docker run --rm autoscaling-lab:dev /usr/local/bin/generator --help    # any of the three by command
+#   docker run --rm autoscaling-lab:dev /usr/local/bin/generator --help    # any of them by command
 # Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds only the workspace crates.
 
 ARG RUST_VERSION=1.95
@@ -21,17 +21,17 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --package consumer --package scaler --package generator \
+RUN cargo build --release --locked --package consumer --package scaler --package generator --package lab \
     && mkdir -p /out \
-    && cp target/release/consumer target/release/scaler target/release/generator /out/
+    && cp target/release/consumer target/release/scaler target/release/generator target/release/lab /out/
 
 # Runtime: glibc and libgcc only (no shell, no package manager), as the distroless "nonroot" user.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 LABEL org.opencontainers.image.title="autoscaling-lab" \
-      org.opencontainers.image.description="KEDA/HPA autoscaling lab: consumer, scaler and generator" \
+      org.opencontainers.image.description="KEDA/HPA autoscaling lab: consumer, scaler, generator and lab" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=builder /out/consumer /out/scaler /out/generator /usr/local/bin/
-# `generator lab` reads the ScaledObject from here when run from /app.
+COPY --from=builder /out/consumer /out/scaler /out/generator /out/lab /usr/local/bin/
+# `lab` reads the ScaledObject from here when run from /app.
 COPY manifests/components/keda/scaledobject.yaml /app/manifests/components/keda/scaledobject.yaml
 WORKDIR /app
 USER 65532:65532

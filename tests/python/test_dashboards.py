@@ -1,6 +1,6 @@
 """The Grafana dashboards: well-formed for provisioning (`${datasource}` variable, `id: null`, stable uids, no leftover
 selections), every PromQL expression parses (promtool check rules), every metric name is in the metric contract
-(ARCHITECTURE.md) or in the named kube-state-metrics / KEDA / cAdvisor lists below, and a live check: a real Prometheus
+(the contract crate, exported as contract/metric-contract.json) or in its named kube-state-metrics / KEDA / cAdvisor lists, and a live check: a real Prometheus
 scrapes the real consumer, scaler and generator on 127.0.0.1 while KEDA's calls are replayed over gRPC from the
 ScaledObject, and every lab-metric query of every panel returns data."""
 
@@ -23,22 +23,10 @@ from conftest import ROOT, http_get, http_post_json
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 STABLE_UIDS = {"autoscaling-lab.json": "autoscaling-lab-overview", "scaler.json": "autoscaling-lab-scaler"}
 
-# Metrics the dashboards may use beyond the lab's own contract, by the component that exports them.
-EXTERNAL_METRICS = {
-    "kube-state-metrics": {
-        "kube_deployment_spec_replicas",
-        "kube_deployment_status_replicas",
-        "kube_deployment_status_replicas_ready",
-        "kube_horizontalpodautoscaler_status_desired_replicas",
-        "kube_horizontalpodautoscaler_status_current_replicas",
-        "kube_horizontalpodautoscaler_spec_max_replicas",
-        "kube_horizontalpodautoscaler_spec_min_replicas",
-        "kube_pod_container_resource_requests",
-        "kube_pod_container_resource_limits",
-    },
-    "keda": {"keda_scaler_metrics_value", "keda_scaler_active"},
-    "cadvisor": {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"},
-}
+# The metric contract, written once in the `contract` crate and exported as JSON (kept current by its Rust tests):
+# the lab's own metrics, and the ones the dashboards may use beyond them, by the component that exports them.
+CONTRACT = json.loads((ROOT / "contract" / "metric-contract.json").read_text())
+EXTERNAL_METRICS = {component: set(names) for component, names in CONTRACT["external"].items()}
 EXTERNAL = set().union(*EXTERNAL_METRICS.values())
 
 # Values for the template variables: promtool and the live Prometheus see what Grafana would send ("All" = .*).
@@ -96,18 +84,9 @@ def metric_names(expr):
 
 
 def contract():
-    """Metric name -> type, from the tables of ARCHITECTURE.md's metric contract."""
-    text = (ROOT / "ARCHITECTURE.md").read_text()
-    section = text[text.index("## Metric contract"):]
-    section = section[: section.index("### External metrics")]
-    found = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) < 4 or not cells[1].startswith("`"):
-            continue
-        for name in re.findall(r"`([a-z_:][a-z0-9_:]*)`", cells[1]):
-            found[name] = cells[2]
-    assert len(found) > 20, "the contract tables were not found in ARCHITECTURE.md"
+    """Metric name -> type, from the contract crate's JSON export."""
+    found = {m["name"]: m["type"] for part in ("consumer", "scaler", "generator") for m in CONTRACT[part]}
+    assert len(found) > 20, "contract/metric-contract.json holds too few metrics"
     return found
 
 
@@ -246,12 +225,12 @@ def grpc_stubs(tmp_path):
         from grpc_tools import protoc
     except ImportError:
         pytest.fail("grpcio-tools is required: run scripts/setup.sh")
-    proto_dir = ROOT / "scaler" / "proto"
+    proto_dir = ROOT / "keda-proto" / "proto"
     out = tmp_path / "stubs"
     out.mkdir()
     rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}",
                       str(proto_dir / "externalscaler.proto")])
-    assert rc == 0, "protoc failed on scaler/proto/externalscaler.proto"
+    assert rc == 0, "protoc failed on keda-proto/proto/externalscaler.proto"
     sys.path.insert(0, str(out))
     try:
         return importlib.import_module("externalscaler_pb2"), importlib.import_module("externalscaler_pb2_grpc")

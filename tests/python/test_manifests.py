@@ -30,7 +30,7 @@ CRD_KINDS = {
     ("monitoring.coreos.com", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
 }
 IMAGE = "autoscaling-lab:dev"
-BINARIES = {"consumer", "scaler", "generator"}
+BINARIES = {"consumer", "scaler", "generator", "lab"}
 NAMESPACE = "autoscaling-lab"
 
 
@@ -527,9 +527,9 @@ def test_dockerignore_keeps_the_build_inputs():
     patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert "target" in patterns and ".git" in patterns
     ignored_roots = {p.split("/")[0] for p in patterns if not p.startswith("!")}
-    for needed in ["Cargo.toml", "Cargo.lock", "consumer", "scaler", "generator", "autoscaler", "testkit"]:
+    for needed in ["Cargo.toml", "Cargo.lock", "contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "testkit"]:
         assert needed not in ignored_roots, f".dockerignore drops {needed}, which the build needs"
-    assert "!manifests/components/keda/scaledobject.yaml" in patterns, "the generator embeds the default ScaledObject"
+    assert "!manifests/components/keda/scaledobject.yaml" in patterns, "the lab embeds the default ScaledObject"
 
 
 def test_hadolint_is_clean():
