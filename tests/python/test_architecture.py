@@ -1,0 +1,81 @@
+"""ARCHITECTURE.md's invariants, checked: which workspace crates each crate may depend on (through `cargo tree`, so a
+transitive path counts too), metric names spelled only in the contract crate, and source files of a readable size."""
+
+import json
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "testkit", "timeline"]
+
+# crate -> the workspace crates it may link (normal dependencies, transitively). Anything else is a violation.
+ALLOWED = {
+    "contract": set(),
+    "keda-proto": set(),
+    "autoscaler": set(),
+    "timeline": set(),
+    "consumer": {"contract"},
+    "generator": {"contract", "timeline"},
+    "scaler": {"contract", "keda-proto", "autoscaler"},
+    "lab": {"contract", "keda-proto", "autoscaler", "generator", "timeline"},
+}
+SOURCE_LINES_LIMIT = 700
+
+
+def workspace_members():
+    text = (ROOT / "Cargo.toml").read_text()
+    members = re.search(r"members\s*=\s*\[([^\]]*)\]", text).group(1)
+    return [m.strip().strip('"') for m in members.split(",") if m.strip()]
+
+
+def linked_workspace_crates(crate):
+    proc = subprocess.run(
+        ["cargo", "tree", "--offline", "-p", crate, "-e", "normal", "--prefix", "none", "--format", "{p}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    return (names & set(WORKSPACE)) - {crate}
+
+
+@pytest.mark.parametrize("crate", sorted(ALLOWED))
+def test_dependencies_point_one_way(crate):
+    if crate not in workspace_members():
+        pytest.skip(f"{crate} is not a workspace member")
+    extra = linked_workspace_crates(crate) - ALLOWED[crate]
+    assert not extra, f"{crate} links {sorted(extra)}; ARCHITECTURE.md allows only {sorted(ALLOWED[crate]) or 'none'}"
+
+
+def test_every_member_has_a_rule():
+    assert set(workspace_members()) - {"testkit"} <= set(ALLOWED)
+
+
+def test_metric_names_are_spelled_only_in_the_contract():
+    contract = json.loads((ROOT / "contract" / "metric-contract.json").read_text())
+    names = [m["name"] for part in ("consumer", "scaler", "generator") for m in contract[part]]
+    pattern = re.compile(r'"(' + "|".join(map(re.escape, names)) + r')(_bucket|_sum|_count)?[" {]')
+    found = []
+    for member in workspace_members():
+        if member == "contract":
+            continue
+        for path in (ROOT / member / "src").rglob("*.rs"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if line.lstrip().startswith("//"):
+                    continue
+                if pattern.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "metric names written outside contract/:\n" + "\n".join(found)
+
+
+def test_source_files_stay_readable():
+    long = []
+    for member in workspace_members():
+        for path in (ROOT / member / "src").rglob("*.rs"):
+            lines = len(path.read_text().splitlines())
+            if lines > SOURCE_LINES_LIMIT:
+                long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not long, f"files over {SOURCE_LINES_LIMIT} lines (two concerns waiting to be split):\n" + "\n".join(long)
