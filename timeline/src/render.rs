@@ -29,7 +29,7 @@ fn headline(e: &ScaleEvent) -> String {
     };
     let replicas = match (e.from_replicas, e.to_replicas) {
         (Some(a), Some(b)) => format!(" {a} -> {b}"),
-        _ => " (no scale-up)".into(),
+        _ => String::new(),
     };
     let mut why = Vec::new();
     if let Some(t) = &e.trigger {
