@@ -35,15 +35,20 @@ fn after_load() -> Timeline {
 #[test]
 fn waste_and_cost_have_known_answers() {
     let slo = Slo::parse("p95<500ms").unwrap();
-    // (capacity option, source): the observed capacity is 150 req/s over 3 ready replicas = 50.
-    for (given, source) in [(Some(50.0), "given"), (None, "observed")] {
+    // (capacity option, capacity used, source): the observed capacity is 150 req/s over 3 ready replicas = 50; a given
+    // 70 still needs ceil(150 / 70) = 3 replicas.
+    for (given, used, source) in [
+        (Some(50.0), 50.0, "given"),
+        (None, 50.0, "observed"),
+        (Some(70.0), 70.0, "given"),
+    ] {
         let opts = Options {
             capacity_per_replica: given,
             ..Options::default()
         };
         let a = analyse(&after_load(), Some(&slo), &opts);
         let cap = a.capacity.as_ref().unwrap();
-        assert_eq!((cap.per_replica_rate, cap.source.as_str()), (50.0, source));
+        assert_eq!((cap.per_replica_rate, cap.source.as_str()), (used, source));
         let c = &a.cost;
         // 3x10 + 5x10 + 3x40 + 1x10 replica-seconds; 30 x 150 requests.
         assert_eq!(c.replica_seconds, 210.0);

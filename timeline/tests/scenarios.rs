@@ -112,6 +112,22 @@ fn cases() -> Vec<Case> {
         )],
     });
 
+    // One good second (15) inside the breach is not a recovery: the SLO must hold for the 5 s hold window.
+    let mut tl = clean();
+    each(&mut tl, 15, 16, |s| s.latency.p95_s = Some(0.1));
+    v.push(Case {
+        name: "a brief good interval is not recovery",
+        tl,
+        opts: d(),
+        want: vec![up(
+            [s(10.0), s(12.0), s(14.0), s(17.0), s(18.0), s(19.0)],
+            [s(0.0), s(2.0), s(2.0), s(3.0), s(1.0), s(1.0)],
+            9.0,
+            PhaseName::Ready,
+            9.0,
+        )],
+    });
+
     // Same without the breach: no demand, no recovery; the event runs from the signal to serving.
     let mut tl = clean();
     each(&mut tl, 0, 40, |s| {
