@@ -80,6 +80,11 @@ fn waste_and_cost_have_known_answers() {
         Some(100.0),
         "with minReplicas 0 every idle replica is waste: 3 x 30 s + 1 x 10 s"
     );
+    assert_eq!(
+        a.cost.wasted_before_first_step_down,
+        Some(90.0),
+        "the step down at 60 ends the stabilization window's share"
+    );
     let mut blind = after_load();
     each(&mut blind, 0, 70, |s| s.achieved_rate = 0.0);
     let a = analyse(&blind, Some(&slo), &Options::default());
@@ -146,6 +151,20 @@ fn live_view_shows_the_phase_in_progress() {
         None,
         "recovered at 19, confirmed by the 5 s hold at 24"
     );
+    // Without an SLO breach there is nothing to recover from: the event is over once the new replicas answer.
+    let mut proactive = clean();
+    each(&mut proactive, 0, 40, |s| {
+        s.latency.p95_s = Some(0.1);
+        s.errors_by_class.clear();
+    });
+    let at = |t: f64| phase_in_progress(&proactive, t, Some(&slo), &opts);
+    assert_eq!(
+        at(17.7).as_deref(),
+        Some(
+            "event 1 scale-up 1 -> 3 (request-rate): waiting for new replicas to answer the load (ready at 17 s, 0.7 s ago; governed by endpoint propagation and client connection reuse)"
+        )
+    );
+    assert_eq!(at(18.5), None);
 }
 
 #[test]

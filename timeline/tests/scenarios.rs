@@ -147,6 +147,49 @@ fn cases() -> Vec<Case> {
         )],
     });
 
+    // Two scale-ups without a breach, the second (3 -> 4 at 15) before the first's replicas answered (18): one event.
+    let mut tl = clean();
+    each(&mut tl, 0, 40, |s| {
+        s.latency.p95_s = Some(0.1);
+        s.errors_by_class.clear();
+    });
+    decide(&mut tl, 15.0, 3, 4);
+    v.push(Case {
+        name: "proactive scale-ups merge until serving",
+        tl,
+        opts: d(),
+        want: vec![Want {
+            decisions: 2,
+            replicas: Some((1, 4)),
+            ..up(
+                [None, s(12.0), s(14.0), s(17.0), s(18.0), None],
+                [None, s(0.0), s(2.0), s(3.0), s(1.0), None],
+                6.0,
+                PhaseName::Ready,
+                0.0,
+            )
+        }],
+    });
+
+    // A backlog limit of 10 per serving replica: 50 queued at the end of [9,10) is demand before p95 breaks.
+    let mut tl = clean();
+    each(&mut tl, 9, 19, |s| s.backlog = Some(50.0));
+    v.push(Case {
+        name: "backlog over its limit is demand",
+        tl,
+        opts: Options {
+            backlog_per_replica: Some(10.0),
+            ..d()
+        },
+        want: vec![up(
+            [s(9.0), s(12.0), s(14.0), s(17.0), s(18.0), s(19.0)],
+            [s(0.0), s(3.0), s(2.0), s(3.0), s(1.0), s(1.0)],
+            10.0,
+            PhaseName::Signal,
+            10.0,
+        )],
+    });
+
     // The trigger never crosses (value stays at target): the wait from demand to decision is all "decision".
     let mut tl = clean();
     tl.signals.iter_mut().for_each(|s| s.value = 50.0);
