@@ -185,6 +185,21 @@ impl Timeline {
         }
     }
 
+    /// Samples, signals and decisions in time order, as the analysis reads them (sources may append late readings).
+    pub fn ordered(&self) -> std::borrow::Cow<'_, Timeline> {
+        let sorted = self.samples.is_sorted_by(|a, b| a.start_s <= b.start_s)
+            && self.signals.is_sorted_by(|a, b| a.t_s <= b.t_s)
+            && self.decisions.is_sorted_by(|a, b| a.t_s <= b.t_s);
+        if sorted {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut tl = self.clone();
+        tl.samples.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        tl.signals.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+        tl.decisions.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+        std::borrow::Cow::Owned(tl)
+    }
+
     /// The end of the last sample (the end of what was observed).
     pub fn observed_until(&self) -> f64 {
         self.samples.last().map_or(0.0, |s| s.end_s)

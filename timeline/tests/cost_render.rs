@@ -205,3 +205,21 @@ fn json_carries_the_schema_and_round_trips() {
         "the input is serde too"
     );
 }
+
+#[test]
+fn input_order_does_not_matter() {
+    let slo = Slo::parse("p95<500ms,errors<1%").unwrap();
+    let mut shuffled = clean();
+    shuffled.samples.reverse();
+    shuffled.signals.reverse();
+    decide(&mut shuffled, 30.0, 3, 2);
+    shuffled.decisions.reverse();
+    let mut ordered = clean();
+    decide(&mut ordered, 30.0, 3, 2);
+    let opts = Options::default();
+    assert_eq!(
+        analyse(&shuffled, Some(&slo), &opts),
+        analyse(&ordered, Some(&slo), &opts)
+    );
+    assert_eq!(analyse(&ordered, Some(&slo), &opts).events.len(), 1);
+}
