@@ -54,6 +54,7 @@ impl Default for Options {
 
 /// Analyse one run. Without an SLO, demand comes only from a given capacity or backlog limit.
 pub fn analyse(tl: &Timeline, slo: Option<&Slo>, opts: &Options) -> ScalingAnalysis {
+    let tl = &*tl.ordered();
     let ctx = episodes::Ctx::new(tl, slo, opts);
     let events = events::events(&ctx);
     let scale_downs = events::scale_downs(tl);

@@ -257,6 +257,8 @@ mod tests {
             ]
         );
         assert_eq!(slo.max_error_share, Some(0.01));
+        let spaced = Slo::parse(" P95 < 500 ms , Errors < 0.5 % ").unwrap();
+        assert_eq!(spaced.to_string(), "p95<500ms,errors<0.5%");
         assert_eq!(
             slo.to_string(),
             "p95<500ms,p99.9<2000ms,p50<20ms,p90<250ms,p99<1000ms,errors<1%"
