@@ -225,11 +225,12 @@ fn cases() -> Vec<Case> {
         )],
     });
 
-    // Breach 10..15 with the trigger crossing at 11 but no decision (max replicas): recovered at 15.
+    // Breach 10..15 with the trigger crossing at 11 but no decision (max replicas): recovered at 15. A lone crossing
+    // at 2, long before the demand, is not this event's signal.
     let mut tl = base(30);
     slow(&mut tl, 10, 15);
     rate_signal(&mut tl, (0..30).map(f64::from), |t| {
-        if (11.0..15.0).contains(&t) {
+        if (11.0..15.0).contains(&t) || t == 2.0 {
             150.0
         } else {
             50.0
@@ -540,6 +541,16 @@ fn advice_reads_the_numbers() {
             "event 1: the SLO had not held again for the hold window when observation ended"
                 .to_string(),
         ]
+    );
+    let unanswered = cases()
+        .into_iter()
+        .find(|c| c.name == "demand no scale-up answered")
+        .unwrap();
+    let a = analyse(&unanswered.tl, Some(&slo), &unanswered.opts);
+    assert_eq!(
+        a.advice[0],
+        "event 1: the request-rate trigger crossed its target at 11 s but no scale-up followed: is maxReplicaCount \
+         reached?"
     );
     let none = analyse(&base(20), Some(&slo), &Options::default());
     assert!(none.events.is_empty() && none.advice.is_empty(), "{none:?}");
