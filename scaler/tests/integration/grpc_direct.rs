@@ -2,11 +2,9 @@
 //! RPC, push activation timing, the cache and staleness semantics when the source goes down, bad metadata, and the
 //! one-poll-per-interval guarantee.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Load, Scaler, consumer, eventually, meta, metrics_request, sample_value, scaled_object,
 };
 use futures::StreamExt;
