@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::ScalerError;
+use crate::error::ScalerError;
 
 /// A gRPC KEDA external scaler for the lab's consumer signals.
 #[derive(Debug, Clone, Parser)]

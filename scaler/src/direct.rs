@@ -19,7 +19,7 @@ use crate::trigger::{TriggerKind, TriggerSpec};
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub at: Instant,
-    /// `process_start_time_seconds`: a change means the process restarted, so every counter reset.
+    /// The consumer's process start time: a change means the process restarted, so every counter reset.
     pub start_time: Option<f64>,
     pub series: HashMap<String, Sample>,
 }

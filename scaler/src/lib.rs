@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod direct;
 pub mod entry;
+pub mod error;
 pub mod exposition;
 pub mod http;
 pub mod metrics;
@@ -34,27 +35,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
+pub use error::ScalerError;
 
 use crate::client::Clients;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::ScalerService;
 use keda_proto::external_scaler_server::ExternalScalerServer;
-
-/// Why the scaler could not start or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ScalerError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("telemetry: {0}")]
-    Telemetry(String),
-    #[error("{0}")]
-    Client(#[from] client::ClientError),
-}
 
 /// Runs the scaler on already-bound listeners until `shutdown` completes, then drains: readiness and gRPC health go
 /// NOT_SERVING at once, streams end, in-flight RPCs finish within `--shutdown-grace`.

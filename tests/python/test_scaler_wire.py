@@ -1,5 +1,5 @@
 """Wire compatibility of the scaler with a second, independent gRPC client: Python `grpcio` stubs generated at test time
-by `grpcio-tools` from scaler/proto/externalscaler.proto, plus hand-encoded protobuf bytes built from KEDA's published
+by `grpcio-tools` from keda-proto/proto/externalscaler.proto, plus hand-encoded protobuf bytes built from KEDA's published
 field numbers (so a wrong number in the repo's .proto cannot hide behind code generated from that same .proto).
 
 Needs: pip install pytest grpcio grpcio-tools; `cargo build -p scaler -p consumer`."""
@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 
-PROTO_DIR = ROOT / "scaler" / "proto"
+PROTO_DIR = ROOT / "keda-proto" / "proto"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def stubs(tmp_path_factory):
             str(PROTO_DIR / "externalscaler.proto"),
         ]
     )
-    assert code == 0, "grpc_tools.protoc failed on scaler/proto/externalscaler.proto"
+    assert code == 0, "grpc_tools.protoc failed on keda-proto/proto/externalscaler.proto"
     sys.path.insert(0, str(out))
     try:
         pb2 = importlib.import_module("externalscaler_pb2")

@@ -406,6 +406,14 @@ pub(crate) mod tests {
                 &[("trigger", "request_rate"), ("ignoreNullValues", "yes")],
                 "ignoreNullValues",
             ),
+            (
+                &[("trigger", "request_rate"), ("unsafeSsl", "yes")],
+                "unsafeSsl",
+            ),
+            (
+                &[("trigger", "request_rate"), ("caCert", "-----BEGIN")],
+                "caCert",
+            ),
         ];
         for (pairs, key) in cases {
             let err = TriggerSpec::from_metadata(&meta(pairs))
@@ -439,5 +447,23 @@ pub(crate) mod tests {
         ]))
         .unwrap_err();
         assert_eq!(twice.key(), "targetFromEnv");
+    }
+
+    #[test]
+    fn unsafe_ssl_is_read_not_ignored() {
+        let base = [("trigger", "backlog"), ("target", "1")];
+        let parse = |extra: &[(&str, &str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            TriggerSpec::from_metadata(&meta(&pairs)).unwrap()
+        };
+        assert!(!parse(&[]).unsafe_ssl);
+        assert!(!parse(&[("unsafeSsl", "false")]).unsafe_ssl);
+        assert!(parse(&[("unsafeSsl", "TRUE")]).unsafe_ssl);
+        // The measurement is the same: the metric name does not depend on it.
+        assert_eq!(
+            parse(&[]).metric_name,
+            parse(&[("unsafeSsl", "true")]).metric_name
+        );
     }
 }

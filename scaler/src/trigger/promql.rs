@@ -163,7 +163,10 @@ mod tests {
         );
         assert_eq!(
             spec.promql(),
-            "sum(rate(http_requests_total{route!~\"/health|/ready|/metrics\"}[60s]))"
+            format!(
+                "sum(rate({}{{route!~\"/health|/ready|/metrics\"}}[60s]))",
+                HTTP_REQUESTS_TOTAL.name
+            )
         );
         assert!(spec.metric_name.starts_with("request-rate-"));
     }
@@ -205,7 +208,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             prom.promql(),
-            "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{route=\"/load/cpu\",namespace=\"autoscaling-lab\"}[30s])))"
+            format!(
+                "histogram_quantile(0.99, sum by (le) (rate({}_bucket{{route=\"/load/cpu\",namespace=\"autoscaling-lab\"}}[30s])))",
+                HTTP_REQUEST_DURATION_SECONDS.name
+            )
         );
     }
 
@@ -217,7 +223,10 @@ mod tests {
             TriggerSpec::from_metadata(&meta(&[("trigger", "backlog"), ("target", "10")])).unwrap();
         assert_eq!(
             spec.promql(),
-            "sum({__name__=~\"consumer_jobs_queued|consumer_jobs_running\"})"
+            format!(
+                "sum({{__name__=~\"{}|{}\"}})",
+                JOBS_QUEUED.name, JOBS_RUNNING.name
+            )
         );
         let alloc = TriggerSpec::from_metadata(&meta(&[
             ("trigger", "allocator_pressure"),
@@ -227,7 +236,7 @@ mod tests {
         assert_eq!(alloc.target, 50e6);
         assert_eq!(
             alloc.promql(),
-            "sum(rate(consumer_allocated_bytes_total{}[60s]))"
+            format!("sum(rate({}{{}}[60s]))", ALLOCATED_BYTES_TOTAL.name)
         );
     }
 

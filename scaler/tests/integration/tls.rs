@@ -246,6 +246,7 @@ async fn an_untrusted_certificate_is_unavailable_with_the_cause_unless_unsafe_ss
             ))
             .await
             .expect_err("an untrusted certificate must not give a value");
+        eprintln!("{name}: {}", status.message());
         assert_eq!(status.code(), Code::Unavailable, "{name}: {status:?}");
         assert!(
             status.message().contains("certificate"),
