@@ -170,7 +170,7 @@ impl TriggerSpec {
                     "metricType",
                     other,
                     "unknown metric type (it must match the ScaledObject trigger's metricType)",
-                    "AverageValue, Value (Utilization is for cpu and memory triggers only)",
+                    "AverageValue, Value",
                 ));
             }
             // Latency is not additive: a per-replica average of it means nothing.
