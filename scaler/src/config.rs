@@ -1,11 +1,12 @@
 //! Command-line and environment configuration of the scaler (clap derive, every flag also an environment variable).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::ScalerError;
+use crate::error::ScalerError;
 
 /// A gRPC KEDA external scaler for the lab's consumer signals.
 #[derive(Debug, Clone, Parser)]
@@ -20,9 +21,12 @@ pub struct Config {
     /// HTTP port for /metrics, /health, /ready and /explain; 0 picks a free port.
     #[arg(long, env = "HTTP_PORT", default_value_t = 6001)]
     pub http_port: u16,
-    /// Prometheus base URL used by triggers that give neither `serverAddress` nor `targets`.
+    /// Prometheus base URL used by triggers that give neither `serverAddress` nor `targets` (http or https).
     #[arg(long, env = "PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// PEM bundle of CA certificates trusted for https sources, in addition to the system's roots.
+    #[arg(long, env = "CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Poll interval for every source; overrides the two per-kind defaults below.
     #[arg(long, env = "POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
@@ -121,6 +125,15 @@ impl Config {
         }
         if self.max_triggers == 0 {
             return bad("--max-triggers", "0".into(), "at least 1");
+        }
+        if let Some(path) = &self.ca_file
+            && let Err(error) = crate::client::read_ca_file(path)
+        {
+            return bad(
+                "--ca-file",
+                path.display().to_string(),
+                &format!("a readable PEM file of CA certificates ({error})"),
+            );
         }
         if let Some(url) = &self.prometheus_url {
             let parsed = reqwest::Url::parse(url);

@@ -1,31 +1,25 @@
-//! The direct source: scrapes every consumer pod's `/metrics` (all addresses of a headless Service, or fixed URLs),
-//! keeps a short history of scrapes per pod, and computes rates, quantiles and sums from consecutive scrapes itself,
-//! handling counter resets (process restarts) and pods coming and going.
+//! The direct source's arithmetic: keeps a short history of every pod's scrapes (`crate::scrape` reads them) and
+//! computes rates, quantiles and sums from consecutive scrapes itself, handling counter resets (process restarts) and
+//! pods coming and going.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::exposition::{self, Sample};
-use crate::trigger::{DirectTargets, TriggerKind, TriggerSpec};
+use contract::metrics::consumer::{
+    ALLOCATED_BYTES_TOTAL, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL,
+    PROCESS_START_TIME_SECONDS,
+};
+use contract::metrics::labels;
 
-/// The metric names the direct source keeps from each scrape (everything else is dropped while parsing).
-pub const KEPT_METRICS: [&str; 6] = [
-    "http_requests_total",
-    "http_request_duration_seconds_bucket",
-    "consumer_allocated_bytes_total",
-    "consumer_jobs_queued",
-    "consumer_jobs_running",
-    "process_start_time_seconds",
-];
-
-/// Largest `/metrics` page accepted from one pod.
-const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+use crate::exposition::Sample;
+use crate::trigger::promql::{BACKLOG_SERIES, bucket_series};
+use crate::trigger::{TriggerKind, TriggerSpec};
 
 /// One pod's scrape at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub at: Instant,
-    /// `process_start_time_seconds`: a change means the process restarted, so every counter reset.
+    /// The consumer's process start time: a change means the process restarted, so every counter reset.
     pub start_time: Option<f64>,
     pub series: HashMap<String, Sample>,
 }
@@ -36,7 +30,7 @@ impl Snapshot {
         let mut start_time = None;
         let mut series = HashMap::with_capacity(samples.len());
         for mut sample in samples {
-            if sample.name == "process_start_time_seconds" {
+            if sample.name == PROCESS_START_TIME_SECONDS.name {
                 start_time = Some(sample.value);
                 continue;
             }
@@ -128,12 +122,12 @@ impl History {
         }
         match &spec.kind {
             TriggerKind::RequestRate => {
-                self.counter_rate(now, spec, "http_requests_total", |labels| {
+                self.counter_rate(now, spec, HTTP_REQUESTS_TOTAL.name, |labels| {
                     spec.request_series_matches(labels)
                 })
             }
             TriggerKind::AllocatorPressure => {
-                self.counter_rate(now, spec, "consumer_allocated_bytes_total", |labels| {
+                self.counter_rate(now, spec, ALLOCATED_BYTES_TOTAL.name, |labels| {
                     spec.selector_matches(labels)
                 })
             }
@@ -245,11 +239,14 @@ impl History {
                 continue;
             };
             pods += 1;
-            let increases =
-                Self::increases(&snapshots, "http_request_duration_seconds_bucket", &matches);
+            let increases = Self::increases(
+                &snapshots,
+                &bucket_series(&HTTP_REQUEST_DURATION_SECONDS),
+                &matches,
+            );
             series += increases.len();
             for (sample, increase) in increases.values() {
-                let le_text = sample.label("le");
+                let le_text = sample.label(labels::LE);
                 let Some(le) = parse_le(le_text) else {
                     continue;
                 };
@@ -286,8 +283,7 @@ impl History {
                 continue;
             };
             for sample in latest.series.values() {
-                let wanted =
-                    sample.name == "consumer_jobs_queued" || sample.name == "consumer_jobs_running";
+                let wanted = BACKLOG_SERIES.iter().any(|m| m.name == sample.name);
                 if wanted && spec.selector_matches(&sample.labels) && sample.value.is_finite() {
                     total += sample.value;
                     series += 1;
@@ -298,8 +294,10 @@ impl History {
             value: total,
             pods: self.current.len(),
             series,
-            note: (series == 0)
-                .then(|| "no consumer_jobs_queued/consumer_jobs_running series matched".into()),
+            note: (series == 0).then(|| {
+                let names: Vec<&str> = BACKLOG_SERIES.iter().map(|m| m.name).collect();
+                format!("no {} series matched", names.join("/"))
+            }),
         }
     }
 }
@@ -350,95 +348,14 @@ pub fn histogram_quantile(quantile: f64, buckets: &[(f64, f64)]) -> Option<f64> 
     Some(start + (end - start) * (rank / in_bucket))
 }
 
-/// Where to scrape: `(instance, url)` pairs. A DNS name is resolved on every poll, so pods coming and going are followed.
-pub async fn resolve(targets: &DirectTargets) -> Result<Vec<(String, String)>, String> {
-    match targets {
-        DirectTargets::Urls(urls) => Ok(urls
-            .iter()
-            .map(|url| {
-                let instance = reqwest::Url::parse(url)
-                    .ok()
-                    .and_then(|u| {
-                        u.host_str()
-                            .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80)))
-                    })
-                    .unwrap_or_else(|| url.clone());
-                (instance, url.clone())
-            })
-            .collect()),
-        DirectTargets::Dns { host, port } => {
-            let addrs = tokio::net::lookup_host((host.as_str(), *port))
-                .await
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-            let mut seen = HashSet::new();
-            let mut pods = Vec::new();
-            for addr in addrs {
-                if seen.insert(addr) {
-                    pods.push((addr.to_string(), format!("http://{addr}/metrics")));
-                }
-            }
-            if pods.is_empty() {
-                return Err(format!("{host} resolved to no address"));
-            }
-            pods.sort();
-            Ok(pods)
-        }
-    }
-}
-
-/// Scrapes one `/metrics` page, keeping the metrics the triggers need.
-pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<Vec<Sample>, String> {
-    let response = client
-        .get(url)
-        .header("accept", "text/plain;version=0.0.4")
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}"));
-    }
-    if response
-        .content_length()
-        .is_some_and(|len| len as usize > MAX_PAGE_BYTES)
-    {
-        return Err(format!(
-            "GET {url}: page larger than {MAX_PAGE_BYTES} bytes"
-        ));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-    if body.len() > MAX_PAGE_BYTES {
-        return Err(format!(
-            "GET {url}: page larger than {MAX_PAGE_BYTES} bytes"
-        ));
-    }
-    let text = String::from_utf8_lossy(&body);
-    exposition::parse(&text, |name| KEPT_METRICS.contains(&name))
-        .map_err(|e| format!("GET {url}: not Prometheus text: {e}"))
-}
-
-/// An error with its sources, e.g. "error sending request: connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exposition::parse;
+    use contract::metrics::consumer::{JOBS_QUEUED, JOBS_RUNNING};
+
+    const REQUESTS: &str = HTTP_REQUESTS_TOTAL.name;
+    const START: &str = PROCESS_START_TIME_SECONDS.name;
     use std::collections::HashMap as Map;
 
     fn spec(pairs: &[(&str, &str)]) -> TriggerSpec {
@@ -453,10 +370,11 @@ mod tests {
     fn page(requests: f64, probe: f64, start: f64) -> Vec<Sample> {
         parse(
             &format!(
-                "http_requests_total{{method=\"GET\",route=\"/load/cpu\",status=\"200\"}} {requests}\n\
-                 http_requests_total{{method=\"GET\",route=\"/metrics\",status=\"200\"}} {probe}\n\
-                 process_start_time_seconds {start}\n\
-                 consumer_jobs_queued 3\nconsumer_jobs_running 2\n"
+                "{REQUESTS}{{method=\"GET\",route=\"/load/cpu\",status=\"200\"}} {requests}\n\
+                 {REQUESTS}{{method=\"GET\",route=\"/metrics\",status=\"200\"}} {probe}\n\
+                 {START} {start}\n\
+                 {} 3\n{} 2\n",
+                JOBS_QUEUED.name, JOBS_RUNNING.name
             ),
             |_| true,
         )
@@ -529,7 +447,7 @@ mod tests {
         let rate = spec(&[("trigger", "request_rate"), ("window", "60s")]);
         let mut history = History::default();
         // First scrape: no /load/cpu series yet (the counter is created on first use).
-        let empty = parse("process_start_time_seconds 1\n", |_| true).unwrap();
+        let empty = parse(&format!("{START} 1\n"), |_| true).unwrap();
         history.record_poll(
             t0,
             vec![("a".into(), empty)],
@@ -628,15 +546,16 @@ mod tests {
             ("quantile", "0.5"),
             ("window", "10s"),
         ]);
+        let bucket = bucket_series(&HTTP_REQUEST_DURATION_SECONDS);
         let buckets = |fast: f64, slow: f64| {
             parse(
                 &format!(
-                    "http_request_duration_seconds_bucket{{route=\"/load/cpu\",le=\"0.1\"}} {fast}\n\
-                     http_request_duration_seconds_bucket{{route=\"/load/cpu\",le=\"1\"}} {}\n\
-                     http_request_duration_seconds_bucket{{route=\"/load/cpu\",le=\"+Inf\"}} {}\n\
-                     http_request_duration_seconds_bucket{{route=\"/metrics\",le=\"0.1\"}} 0\n\
-                     http_request_duration_seconds_bucket{{route=\"/metrics\",le=\"1\"}} 0\n\
-                     http_request_duration_seconds_bucket{{route=\"/metrics\",le=\"+Inf\"}} 1000\n",
+                    "{bucket}{{route=\"/load/cpu\",le=\"0.1\"}} {fast}\n\
+                     {bucket}{{route=\"/load/cpu\",le=\"1\"}} {}\n\
+                     {bucket}{{route=\"/load/cpu\",le=\"+Inf\"}} {}\n\
+                     {bucket}{{route=\"/metrics\",le=\"0.1\"}} 0\n\
+                     {bucket}{{route=\"/metrics\",le=\"1\"}} 0\n\
+                     {bucket}{{route=\"/metrics\",le=\"+Inf\"}} 1000\n",
                     fast + slow,
                     fast + slow
                 ),

@@ -152,13 +152,13 @@ mod tests {
 
     #[test]
     fn parses_labels_escapes_special_values_and_timestamps() {
-        let text = r#"# HELP http_requests_total Requests.
-# TYPE http_requests_total counter
-http_requests_total{route="/load/cpu",method="GET",status="200"} 12
-http_requests_total{method="GET",route="/a\"b\\c\nd",status="500",} 3 1700000000000
-http_request_duration_seconds_bucket{le="+Inf",route="/x"} +Inf
-consumer_jobs_queued 4.5e1
-process_start_time_seconds NaN
+        let text = r#"# HELP requests_total Requests.
+# TYPE requests_total counter
+requests_total{route="/load/cpu",method="GET",status="200"} 12
+requests_total{method="GET",route="/a\"b\\c\nd",status="500",} 3 1700000000000
+duration_seconds_bucket{le="+Inf",route="/x"} +Inf
+jobs_queued 4.5e1
+start_time_seconds NaN
 other_metric{a="b"} 1
 "#;
         let samples = parse(text, |name| name != "other_metric").unwrap();
@@ -172,7 +172,7 @@ other_metric{a="b"} 1
         assert!(samples[4].value.is_nan());
         assert_eq!(
             samples[0].series_key(),
-            r#"http_requests_total{method="GET",route="/load/cpu",status="200"}"#
+            r#"requests_total{method="GET",route="/load/cpu",status="200"}"#
         );
     }
 

@@ -4,16 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use autoscaler::hpa::replicas_for_value;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
+use contract::explain::{Explain, ExplainScaledObject, ExplainSource, ExplainTrigger};
+use contract::routes;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::registry::{Registry, hpa_replicas};
+use crate::registry::Registry;
 
 #[derive(Clone)]
 struct AppState {
@@ -29,10 +31,10 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/explain", get(explain))
+        .route(routes::METRICS, get(metrics_page))
+        .route(routes::HEALTH, get(health))
+        .route(routes::READY, get(ready))
+        .route(routes::EXPLAIN, get(explain))
         .fallback(not_found)
         .with_state(AppState {
             registry,
@@ -77,69 +79,13 @@ async fn not_found() -> Response {
         axum::Json(serde_json::json!({
             "error": "not_found",
             "message": "no such route",
-            "allowed": "/metrics, /health, /ready, /explain",
+            "allowed": ([routes::METRICS, routes::HEALTH, routes::READY, routes::EXPLAIN].join(", ")),
         })),
     )
         .into_response()
 }
 
-/// `GET /explain` response (schema documented in docs/scaler.md; keep it stable).
-#[derive(Debug, Serialize)]
-pub struct Explain {
-    pub generated_at: String,
-    pub scaled_objects: Vec<ExplainScaledObject>,
-    pub sources: Vec<ExplainSource>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExplainScaledObject {
-    pub scaled_object: String,
-    pub active: bool,
-    pub triggers: Vec<ExplainTrigger>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExplainTrigger {
-    pub scaled_object: String,
-    /// The metricName (also the `trigger` label of the scaler's metrics).
-    pub trigger: String,
-    pub metric_name: String,
-    pub kind: String,
-    pub source: String,
-    pub query: String,
-    pub value: Option<f64>,
-    pub age_seconds: Option<f64>,
-    pub stale: bool,
-    pub target: f64,
-    pub activation_target: f64,
-    pub active: Option<bool>,
-    pub above_activation: Option<bool>,
-    pub metric_type: String,
-    pub window_seconds: u64,
-    pub route: Option<String>,
-    pub current_replicas: Option<u32>,
-    pub replicas_for_value: Option<u64>,
-    pub error: Option<String>,
-    pub pending: Option<String>,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExplainSource {
-    pub source: String,
-    pub kind: String,
-    pub poll_interval_seconds: f64,
-    pub max_staleness_seconds: f64,
-    pub polls: u64,
-    pub errors: u64,
-    pub requests: u64,
-    pub last_poll_age_seconds: Option<f64>,
-    pub last_poll_duration_seconds: Option<f64>,
-    pub last_error: Option<String>,
-    pub pods: Option<usize>,
-}
-
-/// Builds the explanation of every known trigger and source.
+/// Builds the explanation of every known trigger and source (`contract::explain`, documented in docs/scaler.md).
 pub fn build_explain(registry: &Registry) -> Explain {
     let mut by_object: BTreeMap<String, Vec<ExplainTrigger>> = BTreeMap::new();
     for entry in registry.triggers() {
@@ -161,13 +107,16 @@ pub fn build_explain(registry: &Registry) -> Explain {
             activation_target: spec.activation_target,
             active: reading.active,
             above_activation: reading.value.map(|v| v > spec.activation_target),
-            metric_type: spec.metric_type.as_str().to_string(),
+            metric_type: spec.metric_type.to_string(),
             window_seconds: spec.window.as_secs(),
             route: spec.route.clone(),
             current_replicas: reading.replicas,
             replicas_for_value: reading
                 .value
-                .and_then(|v| hpa_replicas(spec.metric_type, v, spec.target, reading.replicas)),
+                .and_then(|v| {
+                    replicas_for_value(spec.metric_type, v, spec.target, reading.replicas)
+                })
+                .map(u64::from),
             error: reading.error.clone(),
             pending: reading.pending.clone(),
             note: reading.note.clone(),

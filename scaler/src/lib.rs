@@ -1,14 +1,27 @@
 //! KEDA external scaler for the lab's consumer: a tonic gRPC server for KEDA's `externalscaler.proto` that turns the
 //! consumer's metrics (read from Prometheus or scraped from the pods directly) into ready-made triggers, plus an HTTP
 //! side for `/metrics`, `/health`, `/ready` and `/explain`.
+//!
+//! Module map (each depends only on those listed after it): [`service`] (the gRPC RPCs) and [`http`] (`/explain`,
+//! probes) answer from the [`registry`] (triggers and sources remembered, idle ones forgotten), which starts one
+//! [`poller`] per source; a poller reads Prometheus ([`prom`]) or the pods ([`scrape`], [`exposition`]), computes the
+//! direct source's rates and quantiles ([`direct`]) and writes into the [`entry`]s, whose [`reading`] holds the value,
+//! staleness and hysteresis rules. [`trigger`] parses metadata into what to measure; [`client`] holds the HTTP
+//! clients and their TLS; [`metrics`], [`config`] and [`telemetry`] are the process's own.
 
+pub mod client;
 pub mod config;
 pub mod direct;
+pub mod entry;
+pub mod error;
 pub mod exposition;
 pub mod http;
 pub mod metrics;
+pub mod poller;
 pub mod prom;
+pub mod reading;
 pub mod registry;
+pub mod scrape;
 pub mod service;
 pub mod telemetry;
 pub mod trigger;
@@ -16,29 +29,19 @@ pub mod trigger;
 use std::future::Future;
 use std::sync::Arc;
 
+use contract::listening;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
+pub use error::ScalerError;
 
+use crate::client::Clients;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::ScalerService;
 use keda_proto::external_scaler_server::ExternalScalerServer;
-
-/// Why the scaler could not start or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ScalerError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("telemetry: {0}")]
-    Telemetry(String),
-}
 
 /// Runs the scaler on already-bound listeners until `shutdown` completes, then drains: readiness and gRPC health go
 /// NOT_SERVING at once, streams end, in-flight RPCs finish within `--shutdown-grace`.
@@ -54,8 +57,9 @@ pub async fn serve(
     let http_addr = http.local_addr()?;
     let grace = config.shutdown_grace;
     let token = CancellationToken::new();
+    let clients = Clients::new(config.source_timeout, config.ca_file.as_deref())?;
     let metrics = Arc::new(Metrics::new());
-    let registry = Registry::new(Arc::new(config), metrics.clone(), token.clone());
+    let registry = Registry::new(Arc::new(config), metrics.clone(), clients, token.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -82,8 +86,8 @@ pub async fn serve(
 
     let mut grpc_task = tokio::spawn(grpc_server);
     let mut http_task = tokio::spawn(async move { http_server.await });
-    tracing::info!(kind = "grpc", addr = %grpc_addr, "listening");
-    tracing::info!(kind = "http", addr = %http_addr, "listening");
+    tracing::info!(kind = listening::kind::GRPC, addr = %grpc_addr, "{}", listening::MESSAGE);
+    tracing::info!(kind = listening::kind::HTTP, addr = %http_addr, "{}", listening::MESSAGE);
 
     let shutdown_token = token.clone();
     tokio::spawn(async move {

@@ -1,16 +1,24 @@
-//! The scaler's own Prometheus metrics (names fixed by the metric contract in ARCHITECTURE.md).
+//! The scaler's own Prometheus metrics, registered from their definitions in `contract::metrics::scaler` (name, help,
+//! labels: written once for the scaler, the dashboards and the tests).
 
+use contract::metrics::{LATENCY_BUCKETS_SECONDS, MetricDef, scaler as def};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-const BUCKETS: [f64; 15] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
-];
+/// RPCs answer from a cache in microseconds: finer buckets than the contract's request latencies.
 const RPC_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+
+fn opts(metric: &MetricDef) -> Opts {
+    Opts::new(metric.name, metric.help)
+}
+
+fn histogram_opts(metric: &MetricDef, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(metric.name, metric.help).buckets(buckets.to_vec())
+}
 
 /// All scaler metrics, registered in their own registry (plus the process collector).
 pub struct Metrics {
@@ -30,70 +38,24 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let grpc_requests = IntCounterVec::new(
-            Opts::new(
-                "scaler_grpc_requests_total",
-                "RPCs answered, by RPC and gRPC code name.",
-            ),
-            &["rpc", "code"],
-        )
-        .expect("valid metric");
-        let grpc_duration = HistogramVec::new(
-            HistogramOpts::new("scaler_grpc_request_duration_seconds", "RPC handling time.")
-                .buckets(RPC_BUCKETS.to_vec()),
-            &["rpc"],
-        )
-        .expect("valid metric");
-        let metric_value = GaugeVec::new(
-            Opts::new("scaler_metric_value", "Last value read for the trigger."),
-            &["scaled_object", "trigger"],
-        )
-        .expect("valid metric");
-        let metric_target = GaugeVec::new(
-            Opts::new("scaler_metric_target", "The trigger's target."),
-            &["scaled_object", "trigger"],
-        )
-        .expect("valid metric");
-        let metric_age = GaugeVec::new(
-            Opts::new("scaler_metric_age_seconds", "Age of the cached value."),
-            &["scaled_object", "trigger"],
-        )
-        .expect("valid metric");
-        let active = IntGaugeVec::new(
-            Opts::new(
-                "scaler_active",
-                "Whether any trigger of the ScaledObject is active.",
-            ),
-            &["scaled_object"],
-        )
-        .expect("valid metric");
-        let source_errors = IntCounterVec::new(
-            Opts::new("scaler_source_errors_total", "Failed polls per source."),
-            &["source"],
-        )
-        .expect("valid metric");
-        let source_polls = IntCounterVec::new(
-            Opts::new("scaler_source_polls_total", "Polls made per source."),
-            &["source"],
-        )
-        .expect("valid metric");
-        let source_poll_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "scaler_source_poll_duration_seconds",
-                "Poll time per source.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["source"],
-        )
-        .expect("valid metric");
-        let streams_open = IntGaugeVec::new(
-            Opts::new(
-                "scaler_streams_open",
-                "Open StreamIsActive / StreamMetricSpec streams.",
-            ),
-            &["rpc"],
-        )
-        .expect("valid metric");
+        // The definitions are constants checked by contract's tests: a failure here is a programming error.
+        let counter = |m: &MetricDef| IntCounterVec::new(opts(m), m.labels).expect("valid metric");
+        let gauge = |m: &MetricDef| GaugeVec::new(opts(m), m.labels).expect("valid metric");
+        let int_gauge = |m: &MetricDef| IntGaugeVec::new(opts(m), m.labels).expect("valid metric");
+        let histogram = |m: &MetricDef, buckets: &[f64]| {
+            HistogramVec::new(histogram_opts(m, buckets), m.labels).expect("valid metric")
+        };
+        let grpc_requests = counter(&def::GRPC_REQUESTS_TOTAL);
+        let grpc_duration = histogram(&def::GRPC_REQUEST_DURATION_SECONDS, &RPC_BUCKETS);
+        let metric_value = gauge(&def::METRIC_VALUE);
+        let metric_target = gauge(&def::METRIC_TARGET);
+        let metric_age = gauge(&def::METRIC_AGE_SECONDS);
+        let active = int_gauge(&def::ACTIVE);
+        let source_errors = counter(&def::SOURCE_ERRORS_TOTAL);
+        let source_polls = counter(&def::SOURCE_POLLS_TOTAL);
+        let source_poll_duration =
+            histogram(&def::SOURCE_POLL_DURATION_SECONDS, &LATENCY_BUCKETS_SECONDS);
+        let streams_open = int_gauge(&def::STREAMS_OPEN);
         for collector in [
             Box::new(grpc_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(grpc_duration.clone()),
@@ -147,5 +109,52 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_exported_with_its_help_and_type() {
+        let metrics = Metrics::new();
+        metrics
+            .grpc_requests
+            .with_label_values(&["GetMetrics", "OK"])
+            .inc();
+        metrics
+            .grpc_duration
+            .with_label_values(&["GetMetrics"])
+            .observe(0.001);
+        for vec in [
+            &metrics.metric_value,
+            &metrics.metric_target,
+            &metrics.metric_age,
+        ] {
+            vec.with_label_values(&["lab/web", "t"]).set(1.0);
+        }
+        metrics.active.with_label_values(&["lab/web"]).set(1);
+        for source in [&metrics.source_errors, &metrics.source_polls] {
+            source.with_label_values(&["direct:x"]).inc();
+        }
+        metrics
+            .source_poll_duration
+            .with_label_values(&["direct:x"])
+            .observe(0.01);
+        let text = metrics.render();
+        for metric in def::ALL {
+            let kind = format!("{:?}", metric.kind).to_lowercase();
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", metric.name, metric.help)),
+                "{} help",
+                metric.name
+            );
+            assert!(
+                text.contains(&format!("# TYPE {} {kind}\n", metric.name)),
+                "{} type",
+                metric.name
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::direct::error_chain;
+use crate::client::error_chain;
 
 /// The outcome of one instant query that returned successfully.
 #[derive(Debug, Clone, PartialEq)]

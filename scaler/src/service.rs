@@ -10,8 +10,9 @@ use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::entry::TriggerEntry;
 use crate::metrics::Metrics;
-use crate::registry::{LookupError, Registry, TriggerEntry};
+use crate::registry::{LookupError, Registry};
 use crate::trigger::TriggerSpec;
 use keda_proto::external_scaler_server::ExternalScaler;
 use keda_proto::{

@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, filter};
 
-use crate::ScalerError;
+use crate::error::ScalerError;
 
 /// Flushes and stops the span exporter when dropped.
 pub struct Telemetry {

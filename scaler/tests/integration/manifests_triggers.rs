@@ -90,7 +90,7 @@ fn every_trigger_of_the_scaledobject_parses_as_keda_sends_it() {
             trigger.name
         );
         assert_eq!(
-            spec.metric_type.as_str(),
+            spec.metric_type.to_string(),
             trigger.metric_type,
             "trigger {}: the scaler's metric type must match the ScaledObject's metricType, or KEDA and the scaler \
              disagree on whether the value is divided by the replica count",

@@ -1,6 +1,5 @@
 //! Shared helpers of the scaler's integration tests: run the scaler in-process on ephemeral ports, talk to it with the
 //! tonic client generated from the repo's proto, run real consumers and drive load into them.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,6 +58,16 @@ impl Scaler {
     }
 
     pub async fn explain(&self) -> serde_json::Value {
+        reqwest::get(self.http_url("/explain"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `/explain` read through the typed contract (as the lab and the monitor read it).
+    pub async fn explained(&self) -> contract::explain::Explain {
         reqwest::get(self.http_url("/explain"))
             .await
             .unwrap()

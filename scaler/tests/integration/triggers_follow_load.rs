@@ -2,12 +2,10 @@
 //! following it for request_rate, latency, backlog and allocator_pressure (plus the `query` trigger) — and the same
 //! triggers through the direct source, which computes rates and quantiles itself.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Load, Scaler, consumer, eventually, meta, metrics_request, scaled_object};
+use crate::common::{Load, Scaler, consumer, eventually, meta, metrics_request, scaled_object};
 use keda_proto::ScaledObjectRef;
 use keda_proto::external_scaler_client::ExternalScalerClient;
 use serde_json::json;

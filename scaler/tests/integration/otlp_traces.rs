@@ -1,12 +1,10 @@
 //! RPC spans reach a real OTLP/gRPC receiver (opentelemetry-proto's TraceService server) when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and are flushed on SIGTERM.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{meta, scaled_object};
+use crate::common::{meta, scaled_object};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
