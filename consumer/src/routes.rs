@@ -221,4 +221,59 @@ mod tests {
         }
         assert_eq!(templates.template("/apidocs//x/"), "/apidocs/{*rest}");
     }
+
+    /// The document describes what the handlers answer (Schemathesis checks it from outside, in
+    /// tests/python/test_consumer_openapi.py): each sync load route its own report, 422 `value` any JSON value,
+    /// refusals declared with `Retry-After`, request fields optional, nullable and closed.
+    #[test]
+    fn the_document_describes_each_route_s_own_responses() {
+        let state = AppState::new(crate::Config::from_args(["consumer"]).unwrap());
+        let spec = serde_json::to_value(spec(&state)).unwrap();
+        let schemas = &spec["components"]["schemas"];
+        for (path, response, report) in [
+            ("/load/cpu", "CpuLoadResponse", "BurnReport"),
+            ("/load/memory", "MemoryLoadResponse", "MemoryReport"),
+            ("/load/io", "IoLoadResponse", "IoReport"),
+        ] {
+            let responses = &spec["paths"][path]["post"]["responses"];
+            assert_eq!(
+                responses["200"]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{response}"),
+                "{path}"
+            );
+            assert_eq!(
+                schemas[response]["properties"]["result"]["$ref"],
+                format!("#/components/schemas/{report}"),
+                "{response}"
+            );
+            for status in ["429", "503"] {
+                assert!(
+                    responses[status]["headers"]["Retry-After"].is_object(),
+                    "{path} {status}: {}",
+                    responses[status]
+                );
+            }
+            assert!(
+                responses["202"]["headers"]["Location"].is_object(),
+                "{path}"
+            );
+        }
+        let error = schemas["ErrorBody"].to_string();
+        let value: serde_json::Value = schemas["ErrorBody"]["allOf"]
+            .as_array()
+            .and_then(|parts| {
+                parts
+                    .iter()
+                    .find_map(|part| part["properties"].get("value").cloned())
+            })
+            .unwrap_or_else(|| panic!("ErrorBody.value in {error}"));
+        assert!(value.get("type").is_none(), "any JSON value: {value}");
+        let request = &schemas["CpuLoadRequest"];
+        assert_eq!(request["additionalProperties"], false, "{request}");
+        assert!(request.get("required").is_none(), "{request}");
+        assert_eq!(
+            request["properties"]["duration_ms"]["type"],
+            serde_json::json!(["integer", "null"])
+        );
+    }
 }

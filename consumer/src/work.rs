@@ -73,6 +73,8 @@ impl Report {
 /// Sync work that ran.
 #[derive(Debug)]
 pub struct Finished {
+    /// The validated request, handed back for the response.
+    pub request: Value,
     pub queue_wait: Duration,
     pub run: Duration,
     pub report: Report,
@@ -189,7 +191,7 @@ pub fn refuse_if_draining(state: &AppState) -> Result<(), Refusal> {
 }
 
 /// Admits work sync or async; the common path of `/load/cpu`, `/load/memory` and `/load/io`. `request` is the
-/// validated request, kept with an async job.
+/// validated request: kept with an async job, handed back with sync work.
 pub async fn submit(
     state: &AppState,
     work: Work,
@@ -232,6 +234,7 @@ pub async fn submit(
             record_outcome(state, kind, mode, run, &outcome);
             let report = outcome.map_err(Refusal::Failed)?;
             Ok(Admitted::Finished(Finished {
+                request,
                 queue_wait,
                 run,
                 report,

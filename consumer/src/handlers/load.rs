@@ -28,13 +28,14 @@ async fn run(
     request: Value,
 ) -> Result<Response, ApiError> {
     let kind = work.kind();
-    let done = match work::submit(&state, work, mode, request.clone()).await? {
+    let done = match work::submit(&state, work, mode, request).await? {
         Admitted::Queued(id) => return Ok(super::accepted(&state, id, JobState::Queued)),
         Admitted::Finished(done) => done,
     };
     let served_by = state.pod_name.clone();
     let (queue_wait_seconds, run_seconds) = (done.queue_wait.as_secs_f64(), done.run.as_secs_f64());
     let kind = kind.to_owned();
+    let request = done.request;
     Ok(match done.report {
         Report::Cpu(result) => Json(CpuLoadResponse {
             kind,
