@@ -126,13 +126,13 @@ fn json_type() -> [(http::HeaderName, HeaderValue); 1] {
 }
 
 /// Liveness: cheap, 200 while the process runs.
-#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = Status)))]
+#[utoipa::path(get, path = contract::routes::HEALTH, tag = "probes", responses((status = 200, body = Status)))]
 pub async fn health() -> impl IntoResponse {
     (json_type(), r#"{"status":"ok"}"#)
 }
 
 /// Readiness: 200 normally, 503 from the moment shutdown starts.
-#[utoipa::path(get, path = "/ready", tag = "probes", responses(
+#[utoipa::path(get, path = contract::routes::READY, tag = "probes", responses(
     (status = 200, description = "taking work", body = Status),
     (status = 503, description = "draining", body = Status),
 ))]
@@ -149,7 +149,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus text exposition (see ARCHITECTURE.md's metric contract).
-#[utoipa::path(get, path = "/metrics", tag = "probes", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = contract::routes::METRICS, tag = "probes", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render();
     (
