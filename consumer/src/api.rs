@@ -10,20 +10,26 @@ use crate::error::ApiError;
 use crate::jobs::{JobState, JobView};
 use crate::load::cpu::BurnReport;
 use crate::load::memory::MemoryReport;
-use crate::load::sustained::SustainedReport;
 use crate::validate::{Fields, Mode};
 
 /// `POST /load/cpu`: burn one core for `duration_ms` of CPU time.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"duration_ms": 100, "complexity": 5, "mode": "sync"}))]
+#[serde(deny_unknown_fields)]
 pub struct CpuLoadRequest {
     /// CPU milliseconds to burn.
-    #[schema(minimum = 1, maximum = 10000, default = 100)]
+    #[schema(
+        minimum = 1,
+        maximum = 10000,
+        default = 100,
+        required = false,
+        nullable
+    )]
     pub duration_ms: u64,
     /// Work per iteration (hash rounds = complexity × 2000); does not change the duration.
-    #[schema(minimum = 1, maximum = 10, default = 5)]
+    #[schema(minimum = 1, maximum = 10, default = 5, required = false, nullable)]
     pub complexity: u64,
-    #[schema(default = "sync")]
+    #[schema(default = "sync", required = false, nullable)]
     pub mode: Mode,
 }
 
@@ -41,14 +47,21 @@ impl CpuLoadRequest {
 /// `POST /load/memory`: allocate and touch `size_mb` MiB, hold it for `duration_ms`, free it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"size_mb": 50, "duration_ms": 1000, "mode": "sync"}))]
+#[serde(deny_unknown_fields)]
 pub struct MemoryLoadRequest {
     /// MiB to allocate (bounded in total by the memory budget).
-    #[schema(minimum = 1, maximum = 2048, default = 50)]
+    #[schema(minimum = 1, maximum = 2048, default = 50, required = false, nullable)]
     pub size_mb: u64,
     /// Milliseconds to hold the memory.
-    #[schema(minimum = 1, maximum = 120000, default = 1000)]
+    #[schema(
+        minimum = 1,
+        maximum = 120000,
+        default = 1000,
+        required = false,
+        nullable
+    )]
     pub duration_ms: u64,
-    #[schema(default = "sync")]
+    #[schema(default = "sync", required = false, nullable)]
     pub mode: Mode,
 }
 
@@ -66,10 +79,17 @@ impl MemoryLoadRequest {
 /// `POST /load/io`: wait `delay_ms` without CPU while holding an executor slot.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"delay_ms": 100, "mode": "sync"}))]
+#[serde(deny_unknown_fields)]
 pub struct IoLoadRequest {
-    #[schema(minimum = 1, maximum = 60000, default = 100)]
+    #[schema(
+        minimum = 1,
+        maximum = 60000,
+        default = 100,
+        required = false,
+        nullable
+    )]
     pub delay_ms: u64,
-    #[schema(default = "sync")]
+    #[schema(default = "sync", required = false, nullable)]
     pub mode: Mode,
 }
 
@@ -86,12 +106,13 @@ impl IoLoadRequest {
 /// `POST /load/cpu/sustained`: burn `workers` cores for `duration_seconds`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"workers": 1, "duration_seconds": 30, "complexity": 5}))]
+#[serde(deny_unknown_fields)]
 pub struct SustainedLoadRequest {
-    #[schema(minimum = 1, maximum = 4, default = 1)]
+    #[schema(minimum = 1, maximum = 4, default = 1, required = false, nullable)]
     pub workers: u64,
-    #[schema(minimum = 1, maximum = 300, default = 30)]
+    #[schema(minimum = 1, maximum = 300, default = 30, required = false, nullable)]
     pub duration_seconds: u64,
-    #[schema(minimum = 1, maximum = 10, default = 5)]
+    #[schema(minimum = 1, maximum = 10, default = 5, required = false, nullable)]
     pub complexity: u64,
 }
 
@@ -108,8 +129,10 @@ impl SustainedLoadRequest {
 
 /// `POST /load/cpu/sustained/stop`: stop one job (`job_id`) or all.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SustainedStopRequest {
-    /// The job to stop; all sustained jobs when absent.
+    /// The job to stop; all sustained jobs when absent or null.
+    #[schema(required = false)]
     pub job_id: Option<Uuid>,
 }
 
@@ -132,27 +155,47 @@ pub struct IoReport {
     pub completed: bool,
 }
 
-/// A sync load response: the request as understood, the queue wait, and what the work measured.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SyncLoadResponse<R: ToSchema> {
-    /// `cpu`, `memory` or `io`.
-    pub kind: String,
-    /// Seconds waited for an executor slot.
-    pub queue_wait_seconds: f64,
-    /// Seconds of work.
-    pub run_seconds: f64,
-    pub served_by: String,
-    #[schema(value_type = Object)]
-    pub request: Value,
-    pub result: R,
+/// Declares the sync response of one kind of work: the request as understood, the queue wait, and what the work
+/// measured. One struct per kind, so each route's 200 documents its own report.
+macro_rules! sync_response {
+    ($(#[$doc:meta])* $name:ident, $report:ty, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Serialize, ToSchema)]
+        pub struct $name {
+            /// The kind of work.
+            #[schema(example = $kind)]
+            pub kind: String,
+            /// Seconds waited for an executor slot.
+            pub queue_wait_seconds: f64,
+            /// Seconds of work.
+            pub run_seconds: f64,
+            pub served_by: String,
+            /// The validated request, defaults filled in.
+            #[schema(value_type = Object)]
+            pub request: Value,
+            pub result: $report,
+        }
+    };
 }
 
-/// Sync `/load/cpu` response.
-pub type CpuLoadResponse = SyncLoadResponse<BurnReport>;
-/// Sync `/load/memory` response.
-pub type MemoryLoadResponse = SyncLoadResponse<MemoryReport>;
-/// Sync `/load/io` response.
-pub type IoLoadResponse = SyncLoadResponse<IoReport>;
+sync_response!(
+    /// Sync `/load/cpu` response.
+    CpuLoadResponse,
+    BurnReport,
+    "cpu"
+);
+sync_response!(
+    /// Sync `/load/memory` response.
+    MemoryLoadResponse,
+    MemoryReport,
+    "memory"
+);
+sync_response!(
+    /// Sync `/load/io` response.
+    IoLoadResponse,
+    IoReport,
+    "io"
+);
 
 /// 202 for async and sustained work.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -223,6 +266,3 @@ pub struct Status {
     /// `ok` (health), `ready` or `draining` (readiness).
     pub status: String,
 }
-
-/// The report types, re-exported for the OpenAPI document.
-pub type SustainedJobReport = SustainedReport;

@@ -27,9 +27,9 @@ pub struct ErrorBody {
     /// The request field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// The value given for that field.
+    /// The value given for that field, echoed as it came: a string, number, boolean, array, object or null.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = any_json_value)]
     pub value: Option<Value>,
     /// The allowed range or set for that field.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +38,16 @@ pub struct ErrorBody {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub details: Map<String, Value>,
+}
+
+/// Any JSON value (no `type`): what a client sent, echoed back.
+fn any_json_value() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .description(Some(
+            "The value given for that field, echoed as it came (any JSON value).",
+        ))
+        .build()
 }
 
 /// An HTTP error: status, body and optional `Retry-After`.

@@ -35,9 +35,9 @@ impl JobState {
     /// The `outcome` label value for a finished state.
     pub fn outcome(self) -> &'static str {
         match self {
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-            _ => "cancelled",
+            JobState::Done => crate::metrics::label::DONE,
+            JobState::Failed => crate::metrics::label::FAILED,
+            _ => crate::metrics::label::CANCELLED,
         }
     }
 }

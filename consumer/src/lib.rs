@@ -4,22 +4,27 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod executor;
-pub mod http;
+pub mod handlers;
 pub mod jobs;
 pub mod load;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod process;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod sys;
 pub mod telemetry;
 pub mod validate;
+pub mod work;
 
 pub use alloc::CountingAllocator;
 pub use config::Config;
 pub use error::ConsumerError;
+pub use routes::app;
 pub use server::serve;

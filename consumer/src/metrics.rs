@@ -1,6 +1,9 @@
-//! The consumer's Prometheus metrics, exactly as listed in ARCHITECTURE.md's metric contract, in a registry of
-//! their own (plus the `prometheus` crate's process collector), rendered in the text format at `GET /metrics`.
+//! The consumer's Prometheus metrics, registered from the contract's definitions (`contract::metrics::consumer`:
+//! name, help, labels, buckets) in a registry of their own (plus the `/proc` process collector), rendered in the text
+//! format at `GET /metrics`. No metric name is written here.
 
+use contract::metrics::consumer as def;
+use contract::metrics::{JOB_KINDS, JOB_MODES, JOB_OUTCOMES, LATENCY_BUCKETS_SECONDS, MetricDef};
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -8,15 +11,21 @@ use prometheus::{
 
 use crate::alloc;
 
-/// Buckets (seconds) shared by every latency histogram: 1 ms to 30 s, so 5 ms and 2 s thresholds are both exact.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
-];
+/// The `kind`, `mode` and `outcome` label values, named after the contract's lists (so a typo cannot compile).
+pub mod label {
+    use contract::metrics::{JOB_KINDS, JOB_MODES, JOB_OUTCOMES};
 
-/// Work kinds (`kind` label of the job metrics).
-pub const KINDS: &[&str] = &["cpu", "memory", "io", "sustained"];
-/// Job outcomes (`outcome` label).
-pub const OUTCOMES: &[&str] = &["done", "failed", "cancelled", "rejected"];
+    pub const CPU: &str = JOB_KINDS[0];
+    pub const MEMORY: &str = JOB_KINDS[1];
+    pub const IO: &str = JOB_KINDS[2];
+    pub const SUSTAINED: &str = JOB_KINDS[3];
+    pub const SYNC: &str = JOB_MODES[0];
+    pub const ASYNC: &str = JOB_MODES[1];
+    pub const DONE: &str = JOB_OUTCOMES[0];
+    pub const FAILED: &str = JOB_OUTCOMES[1];
+    pub const CANCELLED: &str = JOB_OUTCOMES[2];
+    pub const REJECTED: &str = JOB_OUTCOMES[3];
+}
 
 /// Every metric the consumer exposes.
 #[derive(Debug, Clone)]
@@ -42,84 +51,66 @@ pub struct Metrics {
     refresh: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
+/// Name and help of a contract metric as `prometheus` options.
+pub fn opts(def: MetricDef) -> Opts {
+    Opts::new(def.name, def.help)
+}
+
+fn histogram_opts(def: MetricDef) -> HistogramOpts {
+    HistogramOpts::new(def.name, def.help).buckets(LATENCY_BUCKETS_SECONDS.to_vec())
+}
+
+fn int_gauge(def: MetricDef) -> IntGauge {
+    IntGauge::with_opts(opts(def)).expect("valid metric")
+}
+
+fn int_counter(def: MetricDef) -> IntCounter {
+    IntCounter::with_opts(opts(def)).expect("valid metric")
+}
+
 impl Metrics {
     /// Builds and registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let metrics = Metrics {
             http_requests_total: IntCounterVec::new(
-                Opts::new("http_requests_total", "Requests answered, by method, matched route template and status code."),
-                &["method", "route", "status"],
+                opts(def::HTTP_REQUESTS_TOTAL),
+                def::HTTP_REQUESTS_TOTAL.labels,
             )
             .expect("valid metric"),
             http_request_duration_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "http_request_duration_seconds",
-                    "Time from request received to response head sent, by method and route template.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["method", "route"],
+                histogram_opts(def::HTTP_REQUEST_DURATION_SECONDS),
+                def::HTTP_REQUEST_DURATION_SECONDS.labels,
             )
             .expect("valid metric"),
-            http_requests_in_flight: IntGauge::new("http_requests_in_flight", "Requests being served now.")
+            http_requests_in_flight: int_gauge(def::HTTP_REQUESTS_IN_FLIGHT),
+            jobs_queued: int_gauge(def::JOBS_QUEUED),
+            jobs_running: int_gauge(def::JOBS_RUNNING),
+            executors: int_gauge(def::EXECUTORS),
+            jobs_total: IntCounterVec::new(opts(def::JOBS_TOTAL), def::JOBS_TOTAL.labels)
                 .expect("valid metric"),
-            jobs_queued: IntGauge::new(
-                "consumer_jobs_queued",
-                "Work waiting for an executor slot: queued async jobs plus sync requests waiting for a slot.",
-            )
-            .expect("valid metric"),
-            jobs_running: IntGauge::new("consumer_jobs_running", "Work (async jobs and sync requests) holding an executor slot now.")
-                .expect("valid metric"),
-            executors: IntGauge::new("consumer_executors", "Executor slots of this replica.").expect("valid metric"),
-            jobs_total: IntCounterVec::new(
-                Opts::new("consumer_jobs_total", "Work items finished or refused, by kind, mode and outcome."),
-                &["kind", "mode", "outcome"],
-            )
-            .expect("valid metric"),
             job_duration_seconds: HistogramVec::new(
-                HistogramOpts::new("consumer_job_duration_seconds", "Work time of a job, excluding queue wait.")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                &["kind"],
+                histogram_opts(def::JOB_DURATION_SECONDS),
+                def::JOB_DURATION_SECONDS.labels,
             )
             .expect("valid metric"),
-            job_queue_wait_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "consumer_job_queue_wait_seconds",
-                    "Time work waited for an executor slot (async jobs and sync requests).",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
+            job_queue_wait_seconds: Histogram::with_opts(histogram_opts(
+                def::JOB_QUEUE_WAIT_SECONDS,
+            ))
             .expect("valid metric"),
-            cpu_burn_seconds_total: Counter::new(
-                "consumer_cpu_burn_seconds_total",
-                "CPU seconds burned by load work (measured thread CPU time).",
-            )
-            .expect("valid metric"),
-            memory_held_bytes: IntGauge::new("consumer_memory_held_bytes", "Bytes currently held by /load/memory work.")
+            cpu_burn_seconds_total: Counter::with_opts(opts(def::CPU_BURN_SECONDS_TOTAL))
                 .expect("valid metric"),
-            memory_budget_bytes: IntGauge::new("consumer_memory_budget_bytes", "The memory budget in force for /load/memory.")
-                .expect("valid metric"),
-            sustained_workers: IntGauge::new("consumer_sustained_workers", "Sustained-CPU worker threads running now.")
-                .expect("valid metric"),
-            allocations_total: IntCounter::new(
-                "consumer_allocations_total",
-                "Heap allocations made by the process (counting global allocator).",
-            )
-            .expect("valid metric"),
-            allocated_bytes_total: IntCounter::new(
-                "consumer_allocated_bytes_total",
-                "Bytes allocated by the process (counting global allocator).",
-            )
-            .expect("valid metric"),
-            heap_bytes: IntGauge::new("consumer_heap_bytes", "Heap bytes allocated and not yet freed.").expect("valid metric"),
+            memory_held_bytes: int_gauge(def::MEMORY_HELD_BYTES),
+            memory_budget_bytes: int_gauge(def::MEMORY_BUDGET_BYTES),
+            sustained_workers: int_gauge(def::SUSTAINED_WORKERS),
+            allocations_total: int_counter(def::ALLOCATIONS_TOTAL),
+            allocated_bytes_total: int_counter(def::ALLOCATED_BYTES_TOTAL),
+            heap_bytes: int_gauge(def::HEAP_BYTES),
             registry,
             refresh: Default::default(),
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new("consumer_build_info", "Build identity; always 1."),
-            &["version"],
-        )
-        .expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(opts(def::BUILD_INFO), def::BUILD_INFO.labels).expect("valid metric");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -152,15 +143,18 @@ impl Metrics {
         }
 
         // Every kind/mode/outcome series exists from the start, so rate() works before the first job.
-        for kind in KINDS {
-            let modes: &[&str] = if *kind == "sustained" {
-                &["async"]
+        for kind in JOB_KINDS {
+            // Sustained work is async only.
+            let modes: &[&str] = if kind == label::SUSTAINED {
+                &[label::ASYNC]
             } else {
-                &["sync", "async"]
+                &JOB_MODES
             };
             for mode in modes {
-                for outcome in OUTCOMES {
-                    metrics.jobs_total.with_label_values(&[kind, mode, outcome]);
+                for outcome in JOB_OUTCOMES {
+                    metrics
+                        .jobs_total
+                        .with_label_values(&[kind, *mode, outcome]);
                 }
             }
             metrics.job_duration_seconds.with_label_values(&[kind]);

@@ -1,29 +1,13 @@
-//! The OpenAPI 3 document, generated from the handlers and schemas (utoipa), served at `/apispec.json`, and the
-//! Swagger UI at `/apidocs` (assets embedded at build time: works with no internet).
+//! The base of the OpenAPI 3 document: title, tags, shared schemas and the bearer scheme. The paths come from the
+//! route table ([`crate::routes::table`]), which serves the finished document at `/apispec.json` and the Swagger UI at
+//! `/apidocs` (assets embedded at build time: works with no internet). This module knows no handler.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
-
-use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "consumer", description = "The autoscaling lab's target service: CPU, memory, I/O and sustained load, sync or async, with a Prometheus metric contract."),
-    paths(
-        crate::http::root,
-        crate::http::health,
-        crate::http::ready,
-        crate::http::metrics,
-        crate::http::load_cpu,
-        crate::http::load_memory,
-        crate::http::load_io,
-        crate::http::sustained_start,
-        crate::http::sustained_status,
-        crate::http::sustained_stop,
-        crate::http::job_get,
-        crate::http::job_cancel,
-    ),
     components(schemas(
         crate::api::CpuLoadRequest,
         crate::api::MemoryLoadRequest,
@@ -76,11 +60,4 @@ impl Modify for BearerAuth {
             ),
         );
     }
-}
-
-/// `/apispec.json` and `/apidocs`.
-pub fn docs_router() -> axum::Router<AppState> {
-    SwaggerUi::new("/apidocs")
-        .url("/apispec.json", ApiDoc::openapi())
-        .into()
 }

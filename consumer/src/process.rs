@@ -8,10 +8,13 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Gauge};
 
+use contract::metrics::consumer as def;
+
+use crate::metrics::opts;
 use crate::sys;
 
-/// Collects `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
-/// `process_open_fds`, `process_max_fds` and `process_start_time_seconds`.
+/// Collects the contract's six `process_*` metrics (CPU seconds, resident and virtual memory, open and max file
+/// descriptors, start time).
 #[derive(Debug)]
 pub struct ProcessCollector {
     cpu: Counter,
@@ -33,33 +36,13 @@ impl Default for ProcessCollector {
 
 impl ProcessCollector {
     pub fn new() -> ProcessCollector {
-        let cpu = Counter::new(
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-        )
-        .expect("valid");
-        let resident = Gauge::new(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-        )
-        .expect("valid");
-        let virtual_memory = Gauge::new(
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-        )
-        .expect("valid");
-        let open_fds =
-            Gauge::new("process_open_fds", "Number of open file descriptors.").expect("valid");
-        let max_fds = Gauge::new(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-        )
-        .expect("valid");
-        let start_time = Gauge::new(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-        )
-        .expect("valid");
+        let cpu = Counter::with_opts(opts(def::PROCESS_CPU_SECONDS_TOTAL)).expect("valid");
+        let resident = Gauge::with_opts(opts(def::PROCESS_RESIDENT_MEMORY_BYTES)).expect("valid");
+        let virtual_memory =
+            Gauge::with_opts(opts(def::PROCESS_VIRTUAL_MEMORY_BYTES)).expect("valid");
+        let open_fds = Gauge::with_opts(opts(def::PROCESS_OPEN_FDS)).expect("valid");
+        let max_fds = Gauge::with_opts(opts(def::PROCESS_MAX_FDS)).expect("valid");
+        let start_time = Gauge::with_opts(opts(def::PROCESS_START_TIME_SECONDS)).expect("valid");
         let mut descs = Vec::new();
         for collector in [&resident, &virtual_memory, &open_fds, &max_fds, &start_time] {
             descs.extend(collector.desc().into_iter().cloned());
@@ -180,9 +163,9 @@ mod tests {
             families = collector.collect();
             let cpu = families
                 .iter()
-                .find(|family| family.name() == "process_cpu_seconds_total")
+                .find(|family| family.name() == def::PROCESS_CPU_SECONDS_TOTAL.name)
                 .map(|family| family.get_metric()[0].get_counter().value())
-                .expect("process_cpu_seconds_total");
+                .expect(def::PROCESS_CPU_SECONDS_TOTAL.name);
             cpu_readings.push(cpu);
         }
         let value = |name: &str| {
@@ -202,11 +185,11 @@ mod tests {
                 && cpu_readings.iter().any(|cpu| cpu.fract() != 0.0),
             "cpu readings {cpu_readings:?}"
         );
-        assert!(value("process_cpu_seconds_total") > 0.0);
-        assert!(value("process_resident_memory_bytes") > 1e6);
-        assert!(value("process_virtual_memory_bytes") > 1e6);
-        assert!(value("process_open_fds") >= 3.0);
-        assert!(value("process_max_fds") >= 64.0);
-        assert!(value("process_start_time_seconds") > 1.6e9);
+        assert!(value(def::PROCESS_CPU_SECONDS_TOTAL.name) > 0.0);
+        assert!(value(def::PROCESS_RESIDENT_MEMORY_BYTES.name) > 1e6);
+        assert!(value(def::PROCESS_VIRTUAL_MEMORY_BYTES.name) > 1e6);
+        assert!(value(def::PROCESS_OPEN_FDS.name) >= 3.0);
+        assert!(value(def::PROCESS_MAX_FDS.name) >= 64.0);
+        assert!(value(def::PROCESS_START_TIME_SECONDS.name) > 1.6e9);
     }
 }

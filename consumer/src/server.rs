@@ -23,16 +23,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsumerError> {
     let state = AppState::new(config);
-    let app = crate::http::app(state.clone());
+    let app = crate::routes::app(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(
-        kind = "http",
+        kind = contract::listening::kind::HTTP,
         addr = %addr,
         pod = %state.pod_name,
         executors = state.config.executors,
         queue_size = state.config.queue_size,
         memory_budget_bytes = state.memory.budget(),
-        "listening"
+        "{}",
+        contract::listening::MESSAGE
     );
 
     let stop_server = CancellationToken::new();
@@ -73,7 +74,7 @@ async fn drain_after(
         "shutdown requested: draining"
     );
     state.queue_cancel.cancel();
-    let stopped = state.jobs.cancel_kind("sustained");
+    let stopped = state.jobs.cancel_kind(crate::metrics::label::SUSTAINED);
     if !stopped.is_empty() {
         tracing::info!(jobs = stopped.len(), "sustained jobs stopped");
     }

@@ -25,8 +25,8 @@ pub enum Mode {
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Sync => "sync",
-            Mode::Async => "async",
+            Mode::Sync => crate::metrics::label::SYNC,
+            Mode::Async => crate::metrics::label::ASYNC,
         }
     }
 }

@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod otlp;
+
 /// How long a spawned binary may take to log that it is listening.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -5,85 +5,14 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 use testkit::Spawned;
-use tokio::sync::mpsc;
-
-struct Receiver {
-    sender: mpsc::UnboundedSender<ExportTraceServiceRequest>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let _ = self.sender.send(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-/// Starts the receiver on 127.0.0.1:0; returns its endpoint and the stream of export requests.
-async fn start_receiver() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceRequest>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let incoming = futures::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| stream);
-        Some((accepted, listener))
-    });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Receiver { sender }))
-            .serve_with_incoming(incoming),
-    );
-    (endpoint, receiver)
-}
-
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
-}
-
-fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
-    match attribute(attributes, key)? {
-        AnyValue::StringValue(value) => Some(value.clone()),
-        _ => None,
-    }
-}
-
-fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    match attribute(attributes, key)? {
-        AnyValue::IntValue(value) => Some(*value),
-        _ => None,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+use testkit::otlp::{OtlpSink, ReceivedSpan, SpanKind, hex, int_attribute, string_attribute};
 
 #[tokio::test]
 async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_links() {
-    let (endpoint, mut exports) = start_receiver().await;
+    let _machine = crate::common::shared_machine().await;
+    let sink = OtlpSink::start().await.expect("OTLP sink starts");
     let mut consumer = Spawned::start(
         env!("CARGO_BIN_EXE_consumer"),
         &[
@@ -95,7 +24,7 @@ async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_link
             "otlp-pod",
         ],
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
         &["http"],
@@ -146,27 +75,7 @@ async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_link
         .expect("exits");
     assert_eq!(exit.code(), Some(0));
 
-    let mut spans: Vec<Span> = Vec::new();
-    let mut service_names = Vec::new();
-    while let Ok(Some(request)) =
-        tokio::time::timeout(Duration::from_millis(500), exports.recv()).await
-    {
-        for resource_spans in request.resource_spans {
-            if let Some(resource) = &resource_spans.resource {
-                service_names.push(string_attribute(&resource.attributes, "service.name"));
-            }
-            for scope in resource_spans.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-    }
-    assert!(
-        service_names
-            .iter()
-            .all(|name| name.as_deref() == Some("consumer")),
-        "{service_names:?}"
-    );
-    let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+    // The exit flushed every span before the process ended; the sink stored each export before answering it.
     let expected = [
         "POST /load/io",
         "POST /load/cpu",
@@ -176,6 +85,23 @@ async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_link
         "work",
         "job cpu",
     ];
+    let spans: Vec<ReceivedSpan> = sink
+        .wait_for(Duration::from_secs(5), |spans| {
+            expected
+                .iter()
+                .all(|name| spans.iter().any(|span| span.span.name == *name))
+        })
+        .await
+        .expect("every expected span arrives");
+    let service_names: Vec<Option<String>> =
+        spans.iter().map(|span| span.service_name.clone()).collect();
+    assert!(
+        service_names
+            .iter()
+            .all(|name| name.as_deref() == Some("consumer")),
+        "{service_names:?}"
+    );
+    let names: Vec<&str> = spans.iter().map(|span| span.span.name.as_str()).collect();
     assert!(
         names.iter().all(|name| expected.contains(name)),
         "no exporter feedback or stray spans: {names:?}"
@@ -184,6 +110,7 @@ async fn spans_reach_a_real_otlp_receiver_with_http_conventions_parents_and_link
     let find = |name: &str, parent: Option<&[u8]>| {
         spans
             .iter()
+            .map(|received| &received.span)
             .find(|span| {
                 span.name == name && parent.is_none_or(|parent| span.parent_span_id == parent)
             })

@@ -1,12 +1,30 @@
-//! Shared helpers of the consumer's integration tests: an in-process server on port 0 and a JSON client.
-#![allow(dead_code)]
+//! Shared helpers of the consumer's integration tests: an in-process server on port 0 with a JSON client, requests
+//! sent in the background, bounded waits on the load figures of `GET /`, and the lock that lets a test that saturates
+//! every core run alone.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, oneshot};
 use tokio::task::JoinHandle;
+
+/// Tests share the machine (read guard); a test that burns every core on purpose takes it alone (write guard), so
+/// that it neither slows the timing of the others nor is slowed by them. Fair: a waiting writer is not starved.
+static MACHINE: RwLock<()> = RwLock::const_new(());
+
+/// Held for the duration of an ordinary test.
+pub async fn shared_machine() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().await
+}
+
+/// Held for the duration of a test that saturates every core.
+pub async fn whole_machine() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().await
+}
+
+/// A JSON answer: status, headers and body (a JSON string when the body is not JSON).
+pub type Answer = (StatusCode, reqwest::header::HeaderMap, Value);
 
 /// A consumer served in-process on 127.0.0.1:0.
 pub struct Server {
@@ -14,11 +32,13 @@ pub struct Server {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), consumer::ConsumerError>>>,
+    _machine: RwLockReadGuard<'static, ()>,
 }
 
 impl Server {
     /// Starts a consumer with `--pod-name test-pod` plus `args`.
     pub async fn start(args: &[&str]) -> Server {
+        let machine = shared_machine().await;
         let mut argv = vec![
             "consumer",
             "--host",
@@ -50,6 +70,7 @@ impl Server {
             client,
             stop: Some(stop),
             handle: Some(handle),
+            _machine: machine,
         }
     }
 
@@ -76,16 +97,34 @@ impl Server {
         }
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    /// Sends `POST path` with `body` in the background (for work that blocks); await the handle for its answer.
+    pub fn post_in_background(&self, path: &str, body: &str) -> JoinHandle<Answer> {
+        let request = self.client.post(self.url(path)).body(body.to_owned());
+        tokio::spawn(async move { split(request.send().await.expect("POST")).await })
+    }
+
+    /// Polls `GET /` until `done` holds for its `load` figures (bounded); returns them.
+    pub async fn wait_load(&self, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, _, root) = self.get("/").await;
+            if done(&root["load"]) {
+                return root["load"].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "load figures not reached within {timeout:?}: {root}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         split(response).await
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        body: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn post(&self, path: &str, body: &str) -> Answer {
         let response = self
             .client
             .post(self.url(path))
@@ -97,7 +136,7 @@ impl Server {
         split(response).await
     }
 
-    pub async fn delete(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn delete(&self, path: &str) -> Answer {
         let response = self
             .client
             .delete(self.url(path))
@@ -133,7 +172,7 @@ impl Drop for Server {
     }
 }
 
-pub async fn split(response: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+pub async fn split(response: reqwest::Response) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.expect("body");

@@ -33,6 +33,7 @@ async fn start_consumer(args: &[&str]) -> Spawned {
 
 #[tokio::test]
 async fn prometheus_scrapes_request_backlog_and_allocator_series_with_the_documented_labels() {
+    let _machine = crate::common::shared_machine().await;
     let consumer = start_consumer(&["--executors", "1"]).await;
     let base = consumer.url("http");
     let client = reqwest::Client::new();
@@ -235,6 +236,7 @@ async fn prometheus_scrapes_request_backlog_and_allocator_series_with_the_docume
 
 #[tokio::test]
 async fn promtool_finds_nothing_to_lint_in_the_exposition() {
+    let _machine = crate::common::shared_machine().await;
     let consumer = start_consumer(&[]).await;
     let base = consumer.url("http");
     let client = reqwest::Client::new();

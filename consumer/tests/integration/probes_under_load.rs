@@ -7,6 +7,7 @@ use testkit::Spawned;
 
 #[tokio::test]
 async fn probes_answer_under_50ms_while_every_core_burns() {
+    let _machine = crate::common::whole_machine().await;
     let consumer = Spawned::start(
         env!("CARGO_BIN_EXE_consumer"),
         &[

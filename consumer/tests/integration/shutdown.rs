@@ -7,6 +7,7 @@ use testkit::Spawned;
 
 #[tokio::test]
 async fn sigterm_with_requests_in_flight_drops_none_flips_readiness_first_and_exits_zero() {
+    let _machine = crate::common::shared_machine().await;
     let mut consumer = Spawned::start(
         env!("CARGO_BIN_EXE_consumer"),
         &[
@@ -107,6 +108,7 @@ async fn sigterm_with_requests_in_flight_drops_none_flips_readiness_first_and_ex
 
 #[tokio::test]
 async fn sigint_on_an_idle_process_exits_zero_promptly_and_cancels_queued_jobs() {
+    let _machine = crate::common::shared_machine().await;
     let mut consumer = Spawned::start(
         env!("CARGO_BIN_EXE_consumer"),
         &[
