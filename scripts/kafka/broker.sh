@@ -14,7 +14,9 @@
 #   broker.sh classpath             print the classpath (for callers that start their own JVM)
 #
 # The tool subcommands pass the broker's address with --bootstrap-server before ARGS.
+# `start` always gives a fresh, empty broker (DIR's data is wiped) unless one already runs in DIR, which it reuses.
 # Environment: KAFKA_CACHE (jar cache), KAFKA_HEAP_OPTS (broker heap, default -Xms128m -Xmx512m),
+# KAFKA_JVM_OPTS (broker GC/JIT flags, default -XX:+UseG1GC -XX:MaxGCPauseMillis=20),
 # KAFKA_TOOL_HEAP_OPTS (tools, default -Xmx256m), KAFKA_READY_TIMEOUT (seconds, default 60),
 # KAFKA_STOP_TIMEOUT (seconds, default 30), KAFKA_NUM_PARTITIONS (default 4), MAVEN_ARGS (extra arguments for mvn).
 set -euo pipefail
@@ -252,8 +254,8 @@ start() {
       cat "$dir/format.log" >&2
       die "formatting the storage in $dir/data failed"
     fi
-    # shellcheck disable=SC2086 # heap options are a list of words
-    java "${jvm[@]}" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    # shellcheck disable=SC2086 # heap and JVM options are lists of words
+    java "${jvm[@]}" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} ${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} \
       "-Dlog4j2.configurationFile=$dir/log4j2-server.properties" \
       kafka.Kafka "$dir/server.properties" >"$dir/server.log" 2>&1 </dev/null &
     pid=$!
@@ -269,13 +271,19 @@ start() {
       fi
       sleep 0.2
     done
+    local why="did not become ready within ${timeout}s"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      local rc=0
+      wait "$pid" || rc=$?
+      why="exited with status $rc before it was ready"
+    fi
     stop "$dir" >/dev/null 2>&1 || true
     if grep -q 'Address already in use' "$dir/server.log" && [ "$attempt" -lt 3 ]; then
       say "port taken before the broker bound it; retrying with fresh ports"
       continue
     fi
     tail -n 40 "$dir/server.log" >&2
-    die "the broker in $dir did not become ready within ${timeout}s (log: $dir/server.log)"
+    die "the broker in $dir $why (log: $dir/server.log)"
   done
   die "the broker in $dir could not bind free ports after 3 attempts"
 }
