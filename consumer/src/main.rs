@@ -1,4 +1,5 @@
-//! The `consumer` binary: parse config, set up logs and traces, bind, serve until SIGTERM/SIGINT, drain, exit 0.
+//! The `consumer` binary: parse config, set up logs and traces, bind, serve until SIGTERM/SIGINT, drain, exit 0. A
+//! failure to start or serve exits 6 (`contract::exit::RUNTIME_ERROR`); clap's usage errors exit 2 (docs/exit-codes.md).
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,8 +9,19 @@ use clap::Parser;
 static ALLOCATOR: consumer::CountingAllocator = consumer::CountingAllocator::new();
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let config = consumer::Config::parse();
+    let code = match run(config).await {
+        Ok(()) => contract::exit::OK,
+        Err(error) => {
+            eprintln!("consumer: {error:#}");
+            contract::exit::RUNTIME_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(config: consumer::Config) -> anyhow::Result<()> {
     let telemetry = consumer::telemetry::init(&config.log_format)?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await

@@ -1,14 +1,30 @@
-//! The `scaler` binary: parse configuration, bind the gRPC and HTTP listeners, serve until SIGTERM/SIGINT.
+//! The `scaler` binary: parse configuration, bind the gRPC and HTTP listeners, serve until SIGTERM/SIGINT. Exit codes
+//! from `contract::exit` (docs/exit-codes.md): 0 after a clean drain, 2 for bad configuration, 6 for a runtime failure.
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use scaler::Config;
+use contract::exit;
+use scaler::{Config, ScalerError};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let config = Config::parse();
+    let code = match run(config).await {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            eprintln!("scaler: {error:#}");
+            match error.downcast_ref::<ScalerError>() {
+                Some(ScalerError::Config(_) | ScalerError::Client(_)) => exit::USAGE,
+                _ => exit::RUNTIME_ERROR,
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let _telemetry = scaler::telemetry::init()?;
     config.validate()?;
     let grpc = TcpListener::bind((config.host, config.grpc_port))

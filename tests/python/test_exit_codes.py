@@ -1,0 +1,86 @@
+"""docs/exit-codes.md is one table for every binary: each code the table gives a binary is produced by that binary for
+the cause the table names. Binaries run from target/debug (built by `cargo test --workspace`), on 127.0.0.1 only."""
+
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import ROOT, bin_path
+
+TABLE = {}
+for line in (ROOT / "docs" / "exit-codes.md").read_text().splitlines():
+    match = re.match(r"\| (\d+) \| ([a-z ]+) \|", line)
+    if match:
+        TABLE[match.group(2)] = int(match.group(1))
+
+
+def run(name, *args, timeout=60):
+    path = bin_path(name)
+    if not path.exists():
+        pytest.skip(f"{path} not built (cargo build --workspace)")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    return subprocess.run([str(path), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture
+def taken_port():
+    """A port on 127.0.0.1 held open for the test, so a binary told to bind it fails."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_the_table_has_the_seven_codes():
+    assert TABLE == {
+        "ok": 0, "thresholds breached": 1, "usage error": 2, "target never ready": 3,
+        "generator saturated": 4, "interrupted": 5, "runtime error": 6,
+    }
+
+
+@pytest.mark.parametrize("name", ["consumer", "scaler", "generator", "lab"])
+def test_an_unknown_flag_is_a_usage_error(name):
+    proc = run(name, "--no-such-flag")
+    assert proc.returncode == TABLE["usage error"], proc.stderr
+    assert "--no-such-flag" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["consumer", "scaler", "generator", "lab"])
+def test_help_and_version_exit_ok(name):
+    assert run(name, "--help").returncode == TABLE["ok"]
+    assert run(name, "--version").returncode == TABLE["ok"]
+
+
+def test_consumer_that_cannot_bind_is_a_runtime_error(taken_port):
+    proc = run("consumer", "--host", "127.0.0.1", "--port", str(taken_port))
+    assert proc.returncode == TABLE["runtime error"], proc.stderr
+    assert "cannot listen" in proc.stderr
+
+
+def test_scaler_that_cannot_bind_is_a_runtime_error(taken_port):
+    proc = run("scaler", "--host", "127.0.0.1", "--grpc-port", str(taken_port), "--http-port", "0")
+    assert proc.returncode == TABLE["runtime error"], proc.stderr
+    assert "cannot bind gRPC" in proc.stderr
+
+
+def test_scaler_with_an_unreadable_ca_file_is_a_usage_error(tmp_path):
+    proc = run("scaler", "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0",
+               "--ca-file", str(tmp_path / "missing.pem"))
+    assert proc.returncode == TABLE["usage error"], proc.stderr
+    assert "ca-file" in proc.stderr
+
+
+def test_generator_wait_for_a_target_that_never_answers(taken_port):
+    # The port is bound but never accepts HTTP answers in time: `wait` gives up after its timeout.
+    proc = run("generator", "wait", "--url", f"http://127.0.0.1:{taken_port}", "--timeout", "1s")
+    assert proc.returncode == TABLE["target never ready"], proc.stderr
+
+
+def test_lab_with_a_bad_scaledobject_is_a_usage_error(tmp_path):
+    bad = tmp_path / "so.yaml"
+    bad.write_text("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec: {}\n")
+    proc = run("lab", "--scaledobject", str(bad), "--out", str(tmp_path / "out"), "--live", "off")
+    assert proc.returncode == TABLE["usage error"], proc.stderr
