@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::OUTPUT_DRAIN;
 use crate::output::{Output, capture};
 use crate::registry::Registry;
-use crate::signal::{Handle, SIGTERM};
+use crate::signal::{Handle, SIGKILL, SIGTERM};
 
 /// How many output lines an error message quotes.
 const QUOTED_LINES: usize = 15;
@@ -237,7 +238,7 @@ pub struct Child {
 pub enum StopOutcome {
     /// Exited after SIGTERM within the grace period, with this code.
     Drained(Option<i32>),
-    /// Needed SIGKILL.
+    /// Needed SIGKILL (after the grace, or from a [`crate::Registry::kill_all`] meanwhile).
     Killed,
     /// Had already exited, with this code.
     AlreadyExited(Option<i32>),
@@ -341,6 +342,8 @@ impl Child {
         }
         self.signal(SIGTERM);
         match self.wait(grace).await {
+            // Someone else's SIGKILL (a supervisor's kill switch) ended it during the grace.
+            Some(status) if status.signal() == Some(SIGKILL) => StopOutcome::Killed,
             Some(status) => StopOutcome::Drained(status.code()),
             None => {
                 self.kill_and_reap().await;

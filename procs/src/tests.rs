@@ -180,3 +180,31 @@ async fn the_registry_kills_every_live_child_whoever_owns_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_kill_switch_during_a_graceful_stop_ends_it_at_once() {
+    let registry = Registry::new();
+    // Listening only once SIGTERM is ignored, so the stop's SIGTERM cannot end it first.
+    let mut child = sh(&format!(
+        "trap '' TERM; {LISTEN_HTTP}; while true; do sleep 0.05; done"
+    ))
+    .listening(&["http"], Duration::from_secs(10))
+    .register(&registry)
+    .start()
+    .await
+    .expect("spawned");
+    let started = std::time::Instant::now();
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        registry.kill_all()
+    };
+    let (outcome, killed) = tokio::join!(child.stop(Duration::from_secs(30)), kill);
+    assert_eq!(outcome, StopOutcome::Killed);
+    assert_eq!(killed, vec![child.pid()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(registry.live().is_empty());
+}
