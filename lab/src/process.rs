@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// How many output lines of a child are kept for error messages (a replica logs for as long as it runs).
 const KEPT_LINES: usize = 200;
+/// How many of them a start error quotes.
+const QUOTED_LINES: usize = 15;
 
 /// The binary `name` beside the running executable (target/<profile>/), or the explicit path.
 pub fn locate_binary(explicit: Option<&Path>, name: &str) -> PathBuf {
@@ -37,6 +39,7 @@ pub fn child(
         .args(args)
         .listening(kinds, timeout)
         .keep_lines(KEPT_LINES)
+        .quote_lines(QUOTED_LINES)
         .register(registry)
 }
 

@@ -17,9 +17,6 @@ use crate::output::{Output, capture};
 use crate::registry::Registry;
 use crate::signal::{Handle, SIGKILL, SIGTERM};
 
-/// How many output lines an error message quotes.
-const QUOTED_LINES: usize = 15;
-
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +54,7 @@ pub struct Spawn {
     kinds: Vec<String>,
     timeout: Duration,
     keep: Option<usize>,
+    quote: Option<usize>,
     registry: Option<Registry>,
 }
 
@@ -77,6 +75,7 @@ impl Spawn {
             kinds: Vec::new(),
             timeout: Duration::from_secs(30),
             keep: None,
+            quote: None,
             registry: None,
         }
     }
@@ -117,6 +116,12 @@ impl Spawn {
     /// Keep only the last `lines` output lines (default: all).
     pub fn keep_lines(mut self, lines: usize) -> Spawn {
         self.keep = Some(lines);
+        self
+    }
+
+    /// A start error quotes the last `lines` output lines (default: every line kept).
+    pub fn quote_lines(mut self, lines: usize) -> Spawn {
+        self.quote = Some(lines);
         self
     }
 
@@ -179,6 +184,7 @@ impl Spawn {
             status: None,
         };
 
+        let quote = self.quote.unwrap_or(usize::MAX);
         let deadline = tokio::time::Instant::now() + self.timeout;
         while let Some(missing) = child.missing(&self.kinds) {
             match tokio::time::timeout_at(deadline, listen_rx.recv()).await {
@@ -198,7 +204,7 @@ impl Spawn {
                     return Err(Error::Exited {
                         name: child.name.clone(),
                         status,
-                        output: child.output.tail(QUOTED_LINES),
+                        output: child.output.tail(quote),
                     });
                 }
                 Err(_) => {
@@ -207,7 +213,7 @@ impl Spawn {
                         name: child.name.clone(),
                         missing,
                         timeout: self.timeout,
-                        output: child.output.tail(QUOTED_LINES),
+                        output: child.output.tail(quote),
                     });
                 }
             }

@@ -208,3 +208,33 @@ async fn a_kill_switch_during_a_graceful_stop_ends_it_at_once() {
     );
     assert!(registry.live().is_empty());
 }
+
+#[tokio::test]
+async fn a_start_error_quotes_every_line_unless_told_fewer() {
+    let script = "echo 'error: the reason, first'; i=0; while [ $i -lt 30 ]; do echo \"  at frame $i\"; i=$((i+1)); done; exit 1";
+    let err = sh(script)
+        .listening(&["http"], Duration::from_secs(10))
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the reason, first") && err.contains("frame 29"),
+        "{err}"
+    );
+    let err = sh(script)
+        .listening(&["http"], Duration::from_secs(10))
+        .quote_lines(5)
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("the reason") && err.contains("frame 29"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("frame 24") && err.contains("frame 25"),
+        "{err}"
+    );
+}
