@@ -11,15 +11,29 @@ struct Cli {
     args: lab::LabArgs,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    let code = match lab::run(cli.args).await {
-        Ok(code) => code,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("lab: {error}");
-            error.exit_code()
+            eprintln!("lab: cannot start the async runtime: {error}");
+            std::process::exit(contract::exit::RUNTIME_ERROR);
         }
     };
+    let code = runtime.block_on(async {
+        match lab::run(cli.args).await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("lab: {error}");
+                error.exit_code()
+            }
+        }
+    });
+    // `run` has stopped every child it registered. Shutting the runtime down drops every task still alive (and with
+    // it any child handle, killed on drop) before `exit`, which would skip those destructors.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
 }

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::process::{ChildProcess, StopOutcome};
+use contract::listening::kind;
+use contract::routes;
+use procs::{Child, StopOutcome};
+
+use crate::process;
 use generator::client::SimpleClient;
 use generator::targets::TargetSet;
 
@@ -31,7 +35,7 @@ struct Entry {
     state: ReplicaState,
     /// Scale-in chose this replica while it was still starting: stop it as soon as it is up.
     stop_requested: bool,
-    process: Option<ChildProcess>,
+    process: Option<Child>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +53,8 @@ struct State {
     spec: u32,
     /// Replicas that died on their own and were replaced.
     restarts: u32,
+    /// Set by [`ReplicaPool::shutdown`]: no replica is started after it.
+    closed: bool,
 }
 
 /// A point-in-time view of the pool.
@@ -72,6 +78,8 @@ pub struct ReplicaTemplate {
     pub grace: Duration,
     /// Bound on start + readiness.
     pub start_timeout: Duration,
+    /// Every replica is tracked here from spawn to reap.
+    pub children: procs::Registry,
 }
 
 /// The consumer replicas.
@@ -137,8 +145,12 @@ impl ReplicaPool {
 
     /// Start or stop replicas so that `desired` exist. Scale-in picks replicas that are not ready yet
     /// first, then the newest.
-    pub fn scale_to(&self, desired: u32) {
+    pub fn scale_to(&self, mut desired: u32) {
         let mut state = self.lock();
+        if state.closed {
+            // A decision that raced the shutdown: nothing may start once the pool is closing.
+            desired = 0;
+        }
         state.spec = desired;
         let live: Vec<usize> = state
             .entries
@@ -208,13 +220,15 @@ impl ReplicaPool {
             "json".to_string(),
         ];
         args.extend(self.template.extra_args.iter().cloned());
-        let started = ChildProcess::start(
+        let started = process::child(
             &name,
             &self.template.binary,
             &args,
-            &["http"],
+            &[kind::HTTP],
             self.template.start_timeout,
+            &self.template.children,
         )
+        .start()
         .await;
         let process = match started {
             Ok(p) => p,
@@ -225,21 +239,21 @@ impl ReplicaPool {
                 return;
             }
         };
-        let Some(addr) = process.addr("http") else {
+        let Some(addr) = process.addr(kind::HTTP) else {
             self.lock().entries.retain(|e| e.id != id);
             return;
         };
         let url = format!("http://{addr}");
         {
             let mut state = self.lock();
-            state.pids.push(process.pid);
+            state.pids.push(process.pid());
             if let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) {
                 entry.url = Some(url.clone());
             }
         }
         // Readiness: poll /ready until 200 (the readinessProbe), bounded by the start timeout.
         let client = SimpleClient::new(Duration::from_secs(2));
-        let ready_url = format!("{url}/ready");
+        let ready_url = format!("{url}{}", routes::READY);
         let deadline = tokio::time::Instant::now() + self.template.start_timeout;
         let mut ready = false;
         while tokio::time::Instant::now() < deadline {
@@ -290,8 +304,8 @@ impl ReplicaPool {
             .is_none_or(|e| e.stop_requested)
     }
 
-    async fn drain(&self, id: u32, process: ChildProcess) {
-        let name = process.name.clone();
+    async fn drain(&self, id: u32, mut process: Child) {
+        let name = process.name().to_string();
         let outcome = process.stop(self.template.grace).await;
         let mut state = self.lock();
         match outcome {
@@ -318,46 +332,56 @@ impl ReplicaPool {
 
     /// Detect replicas that died on their own: drop them from the targets and the pool, as a crashed pod's
     /// endpoint leaves its Service, and start replacements, as the ReplicaSet keeps `spec.replicas`.
-    /// Returns what happened to each, for the problems list.
-    pub fn reap_dead(&self) -> Vec<String> {
+    /// Returns what happened to each, with its last output, for the problems list.
+    pub async fn reap_dead(&self) -> Vec<String> {
         let dead = self.remove_dead();
-        if !dead.is_empty() {
-            let spec = {
-                let mut state = self.lock();
-                state.restarts += dead.len() as u32;
-                state.spec
-            };
-            self.scale_to(spec);
+        if dead.is_empty() {
+            return Vec::new();
         }
-        dead
+        let spec = {
+            let mut state = self.lock();
+            state.restarts += dead.len() as u32;
+            state.spec
+        };
+        self.scale_to(spec);
+        let mut messages = Vec::new();
+        for (name, mut process) in dead {
+            // The exit is known; wait for the end of its output too, so the message holds its last words.
+            let status = process.wait(Duration::from_secs(1)).await;
+            let status = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
+            messages.push(format!(
+                "{name}: exited unexpectedly ({status}), replaced; last output:\n{}",
+                process.last_output(15)
+            ));
+        }
+        self.lock().problems.extend(messages.iter().cloned());
+        messages
     }
 
-    fn remove_dead(&self) -> Vec<String> {
+    /// Takes the replicas whose process has exited out of the pool and the targets.
+    fn remove_dead(&self) -> Vec<(String, Child)> {
         let mut state = self.lock();
         let mut dead = Vec::new();
-        let mut dead_ids = Vec::new();
         for entry in state.entries.iter_mut() {
-            if let Some(process) = entry.process.as_mut()
-                && let Some(status) = process.exited()
-            {
-                dead.push(format!(
-                    "{}: exited unexpectedly ({status}), replaced; last output:\n{}",
-                    entry.name,
-                    process.last_output()
-                ));
+            let exited = entry
+                .process
+                .as_mut()
+                .is_some_and(|p| p.try_exited().is_some());
+            if exited && let Some(process) = entry.process.take() {
                 if let Some(url) = &entry.url {
                     self.targets.remove(url);
                 }
-                dead_ids.push(entry.id);
+                dead.push((entry.name.clone(), process));
             }
         }
-        state.entries.retain(|e| !dead_ids.contains(&e.id));
-        state.problems.extend(dead.iter().cloned());
+        let names: Vec<&String> = dead.iter().map(|(name, _)| name).collect();
+        state.entries.retain(|e| !names.contains(&&e.name));
         dead
     }
 
     /// Stop every replica (SIGTERM, grace, SIGKILL) and wait for all start/drain tasks.
     pub async fn shutdown(&self) {
+        self.lock().closed = true;
         self.scale_to(0);
         self.tasks.close();
         self.tasks.wait().await;

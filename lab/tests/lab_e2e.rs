@@ -1,34 +1,19 @@
-//! End to end: `lab` with the project's ScaledObject and the demo profile at time scale 0.25
+//! End to end through the library: `lab` with the project's ScaledObject and the demo profile at time scale 0.25
 //! starts the real scaler and consumer processes, scales 1 -> at least 2 replicas under load and back to 1
 //! after it, leaves no child process behind, and its report's timeline agrees with the controller's log.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use lab::run_with;
 use lab::view::DecisionRecord;
-use lab::{LabArgs, run_with};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-struct Wrapper {
-    #[command(flatten)]
-    lab: LabArgs,
-}
-
-fn binary(env: &str, name: &str) -> PathBuf {
-    std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::bin_path(name))
-}
-
-/// Is `pid` still a process (running or an unreaped zombie)?
-fn process_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
+use crate::{Wrapper, binary, heavy, process_exists};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_scales_up_under_load_and_back_to_one() {
+    let _machine = heavy().await;
     let consumer = binary("LAB_CONSUMER_BIN", "consumer");
     let scaler = binary("LAB_SCALER_BIN", "scaler");
     assert!(
@@ -271,6 +256,7 @@ async fn bad_input_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupt_stops_every_child_and_still_reports() {
+    let _machine = heavy().await;
     let consumer = binary("LAB_CONSUMER_BIN", "consumer");
     let scaler = binary("LAB_SCALER_BIN", "scaler");
     let out = tempfile::tempdir().expect("temp dir");
@@ -300,7 +286,7 @@ async fn an_interrupt_stops_every_child_and_still_reports() {
         .await
         .expect("the lab stopped within 60 s of starting")
         .expect("the lab ran");
-    assert_eq!(outcome.exit_code, 130);
+    assert_eq!(outcome.exit_code, contract::exit::INTERRUPTED);
     assert!(outcome.report.interrupted);
     assert!(outcome.pids.len() >= 2, "{:?}", outcome.pids);
     for pid in &outcome.pids {
@@ -311,6 +297,7 @@ async fn an_interrupt_stops_every_child_and_still_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
+    let _machine = heavy().await;
     let consumer = testkit::Spawned::start(
         binary("LAB_CONSUMER_BIN", "consumer"),
         &[
@@ -435,6 +422,7 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
+    let _machine = heavy().await;
     use lab::replicas::{ReplicaPool, ReplicaTemplate};
     let targets = generator::TargetSet::default();
     let pool = ReplicaPool::new(
@@ -443,6 +431,7 @@ async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
             extra_args: vec!["--executors".into(), "2".into()],
             grace: Duration::from_secs(10),
             start_timeout: Duration::from_secs(30),
+            children: procs::Registry::new(),
         },
         targets.clone(),
     );
@@ -451,7 +440,7 @@ async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
         async move {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                pool.reap_dead();
+                pool.reap_dead().await;
                 let s = pool.snapshot();
                 if s.ready == ready && s.current == ready && s.draining == 0 {
                     return s;
@@ -485,7 +474,7 @@ async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while pool.restarts() == 0 {
-        pool.reap_dead();
+        pool.reap_dead().await;
         assert!(
             Instant::now() < deadline,
             "the dead replica was never noticed"

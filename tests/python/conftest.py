@@ -82,18 +82,24 @@ class Proc:
         self._cond = threading.Condition()
         # Separate readers: merged into one pipe, a program's stderr progress can land in the middle of a stdout log
         # line and hide the `listening` record.
-        for stream in (self.popen.stdout, self.popen.stderr):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.popen.stdout, self.popen.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
         deadline = time.monotonic() + timeout
         with self._cond:
             while any(k not in self.addrs for k in kinds):
                 left = deadline - time.monotonic()
                 if left <= 0 or self.popen.poll() is not None:
-                    self.kill()
-                    raise RuntimeError(
-                        f"{self.argv[0]} did not log listening for {kinds}:\n" + "\n".join(self.lines[-40:])
-                    )
+                    break
                 self._cond.wait(min(left, 0.2))
+            else:
+                return
+        # Outside the lock: the readers need it to finish, and the error should quote the child's last words.
+        self.kill()
+        raise RuntimeError(f"{self.argv[0]} did not log listening for {kinds}:\n" + "\n".join(self.lines[-40:]))
 
     def _read(self, stream):
         for line in stream:
@@ -115,10 +121,18 @@ class Proc:
     def url(self, kind="http") -> str:
         return f"http://{self.addrs[kind]}"
 
+    def wait(self, timeout: float = 10.0) -> int:
+        """Waits for the exit, then for the end of both pipes, so `lines` holds everything the process wrote: a process
+        can exit before the reader threads have drained its pipes."""
+        code = self.popen.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
     def kill(self):
         if self.popen.poll() is None:
             self.popen.kill()
-            self.popen.wait(timeout=10)
+        self.wait(timeout=10)
 
 
 @pytest.fixture

@@ -1,0 +1,226 @@
+//! The lab's control loop: every pollingInterval it asks the scaler for each trigger (as KEDA does), steps the
+//! `autoscaler` controller (KEDA + HPA), logs the decision and applies it to the replica pool; and the replica view
+//! the load engine's monitor reads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use autoscaler::{Controller, Decision, ScalingConfig, StepInput};
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use generator::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
+
+use crate::keda::{ScalerLink, local_metadata};
+use crate::replicas::ReplicaPool;
+use crate::view::DecisionRecord;
+
+/// An `external-push` trigger's StreamIsActive: the metadata it is opened with, and its latest answer.
+pub(crate) type PushChannel = (
+    Arc<Mutex<HashMap<String, String>>>,
+    Arc<Mutex<Option<bool>>>,
+);
+
+/// The shared state between the control loop, the live view and the replica monitor.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub last_decision: Option<Decision>,
+    pub simulated_replicas: Option<u32>,
+}
+
+/// The lab's [`ReplicaSource`]: replicas as the pool and the controller see them.
+pub(crate) struct LabSource {
+    pub(crate) pool: Option<ReplicaPool>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+}
+
+impl ReplicaSource for LabSource {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(async move {
+            let shared = self.shared.lock().expect("shared lock");
+            let desired = shared.last_decision.as_ref().map(|d| d.desired);
+            let detail = shared
+                .last_decision
+                .as_ref()
+                .map(|d| format!("decision at {:.3}s: {d}", d.at.as_secs_f64()));
+            let (current, ready) = match &self.pool {
+                Some(pool) => {
+                    let s = pool.snapshot();
+                    (Some(s.current), Some(s.ready))
+                }
+                None => (shared.simulated_replicas, None),
+            };
+            Ok(ReplicaSnapshot {
+                desired,
+                current,
+                ready,
+                detail,
+                source: "lab".into(),
+            })
+        })
+    }
+
+    fn name(&self) -> String {
+        "lab".into()
+    }
+}
+
+/// Everything the control loop reads and writes.
+pub(crate) struct ControlLoop {
+    pub config: ScalingConfig,
+    /// The replicas it scales; `None` with --no-spawn (the count is simulated).
+    pub pool: Option<ReplicaPool>,
+    pub shared: Arc<Mutex<Shared>>,
+    pub decisions: Arc<Mutex<Vec<DecisionRecord>>>,
+    pub link: ScalerLink,
+    pub scaler_addr: String,
+    pub push_state: HashMap<String, PushChannel>,
+    /// A StreamIsActive answer changed.
+    pub wake: Arc<Notify>,
+    /// decisions.jsonl, opened before the loop starts.
+    pub log: File,
+    pub epoch: Instant,
+    /// Set once the load is over: only then may a settled count end the watch.
+    pub load_over: Arc<AtomicBool>,
+    /// Cancelled here once the scale-down after the load is complete.
+    pub settle_done: CancellationToken,
+    /// Ends the loop.
+    pub stop: CancellationToken,
+}
+
+impl ControlLoop {
+    /// Runs the loop in a task until `stop` is cancelled, at once even in the middle of a poll (a step has no state
+    /// that an interruption could leave half-written: applying a decision is one synchronous call).
+    pub fn spawn(self) -> JoinHandle<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = self.run() => {}
+            }
+        })
+    }
+
+    async fn run(self) {
+        let ControlLoop {
+            config,
+            pool,
+            shared,
+            decisions,
+            link,
+            scaler_addr,
+            push_state,
+            wake,
+            mut log,
+            epoch,
+            load_over,
+            settle_done,
+            stop,
+        } = self;
+        let mut controller = Controller::new(config.clone());
+        loop {
+            let snapshot = match &pool {
+                Some(p) => {
+                    p.reap_dead().await;
+                    Some(p.snapshot())
+                }
+                None => None,
+            };
+            let (current, ready) = match &snapshot {
+                Some(s) => (s.current, s.ready),
+                None => {
+                    let simulated = shared
+                        .lock()
+                        .expect("shared")
+                        .simulated_replicas
+                        .unwrap_or(1);
+                    (simulated, simulated)
+                }
+            };
+            let urls = snapshot.as_ref().map(|s| s.ready_urls.clone());
+            // All triggers are asked at once: one slow source must not delay the others' readings.
+            let asks = config.triggers.iter().map(|trigger| {
+                let metadata =
+                    local_metadata(trigger, &scaler_addr, urls.as_deref(), config.time_scale);
+                let pushed = push_state.get(&trigger.name).and_then(|(m, latest)| {
+                    *m.lock().expect("metadata lock") = metadata.clone();
+                    *latest.lock().expect("push lock")
+                });
+                let link = &link;
+                async move { link.observe(trigger, &metadata, pushed).await }
+            });
+            let observations = futures::future::join_all(asks).await;
+            let decision = controller.step(&StepInput {
+                now: epoch.elapsed(),
+                current_replicas: current,
+                ready_replicas: ready,
+                observations,
+            });
+            let record = DecisionRecord::from_decision(&decision, ready);
+            // A failed write is not worth stopping the run for; the same records are returned and charted.
+            let _ = writeln!(
+                log,
+                "{}",
+                serde_json::to_string(&record).unwrap_or_default()
+            );
+            if decision.desired != decision.current {
+                tracing::debug!(
+                    t_s = record.t_s,
+                    current = decision.current,
+                    desired = decision.desired,
+                    reason = %decision,
+                    "scaling decision"
+                );
+            }
+            decisions.lock().expect("decisions").push(record);
+            match &pool {
+                Some(pool) if decision.desired != decision.current => {
+                    pool.scale_to(decision.desired)
+                }
+                Some(_) => {}
+                None => shared.lock().expect("shared").simulated_replicas = Some(decision.desired),
+            }
+            // After the load, stop watching once the target is back at its resting count (KEDA's
+            // idle/zero count or the HPA minimum) with nothing left to drain: the cycle is complete.
+            let resting = config
+                .idle_replica_count
+                .unwrap_or(if config.min_replica_count == 0 {
+                    0
+                } else {
+                    config.hpa_min_replicas()
+                });
+            let settled = load_over.load(Ordering::Relaxed)
+                && decision.desired == decision.current
+                && decision.current <= resting
+                && snapshot.as_ref().is_none_or(|s| s.draining == 0);
+            let at_idle = decision.desired <= resting && resting == 0;
+            shared.lock().expect("shared").last_decision = Some(decision);
+            if settled {
+                settle_done.cancel();
+            }
+            // Next poll after pollingInterval. A StreamIsActive push wakes the loop early only while the
+            // target is idle (at zero): KEDA uses pushes for activation; the HPA keeps its own pace.
+            let next_poll = tokio::time::Instant::now() + config.polling_interval;
+            let stopped = loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break true,
+                    _ = tokio::time::sleep_until(next_poll) => break false,
+                    _ = wake.notified() => {
+                        if at_idle {
+                            break false;
+                        }
+                    }
+                }
+            };
+            if stopped {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! One run of the lab and its supervision. Every child (the scaler, each consumer replica) is registered from spawn to
+//! reap, and every way out of a run passes through one stop of all of them: the end of the profile, an error at any
+//! step after the first spawn, and interrupts. The first SIGINT/SIGTERM stops the load, drains the children (SIGTERM,
+//! then SIGKILL after the grace) and writes the partial report; a second one SIGKILLs every child at once and the
+//! lab exits shortly after. Whatever happens, the registry's children are SIGKILLed before [`run`] returns.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contract::listening::kind;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use autoscaler::ScalingConfig;
+use generator::engine::{RunOptions, run_load};
+use generator::monitor::ReplicaSource;
+use generator::profile::Profile;
+use generator::report::Report;
+use generator::targets::TargetSet;
+
+use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
+use crate::keda::{ScalerLink, local_metadata};
+use crate::process::{child, locate_binary};
+use crate::replicas::{ReplicaPool, ReplicaTemplate};
+use crate::setup::{default_settle, load_profile, load_scaledobject};
+use crate::view::{DecisionRecord, LabView, LiveMode};
+use crate::{LabArgs, LabError, LabOutcome, chart};
+
+/// After a second interrupt killed every child, how long the run may take to reap them and write its partial report
+/// before the lab exits without it.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+/// The scaler's SIGTERM grace.
+const SCALER_GRACE: Duration = Duration::from_secs(10);
+/// Bound on a child's start (`listening`) and on the first replica's readiness.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run the lab as the `lab` binary does, with SIGINT/SIGTERM handling; returns the process exit code
+/// (docs/exit-codes.md).
+pub async fn run(args: LabArgs) -> Result<i32, LabError> {
+    let interrupt = CancellationToken::new();
+    let immediate = CancellationToken::new();
+    let registry = procs::Registry::new();
+    // Installed before the first child is spawned: from here on no signal ends the lab without its children.
+    let signals = Signals::install()
+        .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
+    let watcher =
+        tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
+    let run = run_supervised(args, interrupt, &registry);
+    tokio::pin!(run);
+    let result = tokio::select! {
+        result = &mut run => result,
+        _ = immediate.cancelled() => match tokio::time::timeout(AFTER_KILL, &mut run).await {
+            Ok(result) => result,
+            Err(_) => Err(LabError::Interrupted),
+        },
+    };
+    watcher.abort();
+    // Nothing outlives the lab, whichever way the run ended (an abandoned run's replica tasks included).
+    registry.kill_all();
+    result.map(|outcome| outcome.exit_code)
+}
+
+/// SIGINT and SIGTERM, counted.
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+
+    async fn watch(
+        mut self,
+        interrupt: CancellationToken,
+        immediate: CancellationToken,
+        registry: procs::Registry,
+    ) {
+        let first = self.next().await;
+        eprintln!(
+            "lab: {first}: stopping the load and every child (a second signal kills them at once)"
+        );
+        interrupt.cancel();
+        let second = self.next().await;
+        let killed = registry.kill_all();
+        eprintln!(
+            "lab: {second} again: killed {} child process(es)",
+            killed.len()
+        );
+        immediate.cancel();
+    }
+}
+
+/// Run the lab until the profile and the settle phase end or `interrupt` is cancelled; every child is stopped before
+/// this returns, on every path.
+pub async fn run_with(args: LabArgs, interrupt: CancellationToken) -> Result<LabOutcome, LabError> {
+    let registry = procs::Registry::new();
+    let outcome = run_supervised(args, interrupt, &registry).await;
+    registry.kill_all();
+    outcome
+}
+
+/// What the lab started: stopped on every path out of a run.
+struct Children {
+    registry: procs::Registry,
+    scaler: Option<procs::Child>,
+    pool: Option<ReplicaPool>,
+}
+
+impl Children {
+    /// Stop the replicas, then the scaler (SIGTERM, grace, SIGKILL); returns every pid that was spawned.
+    async fn stop(&mut self) -> Vec<u32> {
+        let mut pids = self.pool.as_ref().map(|p| p.pids()).unwrap_or_default();
+        if let Some(pool) = &self.pool {
+            pool.shutdown().await;
+        }
+        if let Some(mut scaler) = self.scaler.take() {
+            pids.push(scaler.pid());
+            scaler.stop(SCALER_GRACE).await;
+        }
+        pids
+    }
+}
+
+/// The binaries to spawn, checked before anything starts.
+struct Binaries {
+    scaler: PathBuf,
+    consumer: PathBuf,
+}
+
+impl Binaries {
+    fn locate(args: &LabArgs) -> Result<Binaries, LabError> {
+        let found = |explicit: Option<&std::path::Path>, name: &str, flag: &str| {
+            let path = locate_binary(explicit, name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(LabError::Usage(format!(
+                    "{name} binary not found at {} (build it with `cargo build -p {name}`, or pass {flag})",
+                    path.display()
+                )))
+            }
+        };
+        Ok(Binaries {
+            scaler: found(args.scaler_bin.as_deref(), "scaler", "--scaler-bin")?,
+            consumer: found(args.consumer_bin.as_deref(), "consumer", "--consumer-bin")?,
+        })
+    }
+}
+
+/// [`run_with`] with the caller's registry of children (the `lab` binary SIGKILLs them on a second interrupt).
+pub async fn run_supervised(
+    args: LabArgs,
+    interrupt: CancellationToken,
+    registry: &procs::Registry,
+) -> Result<LabOutcome, LabError> {
+    let (origin, config) = load_scaledobject(&args)?;
+    let profile = load_profile(&args)?;
+    let binaries = if args.no_spawn {
+        None
+    } else {
+        Some(Binaries::locate(&args)?)
+    };
+    let settle = args.settle.unwrap_or_else(|| default_settle(&config));
+    std::fs::create_dir_all(&args.out).map_err(|source| LabError::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+
+    let mut view = LabView::new(
+        LiveMode::parse(&args.live),
+        &config,
+        &origin,
+        &profile,
+        args.time_scale,
+        args.no_spawn,
+    );
+    view.banner();
+    if let Some(max) = args.max_replicas {
+        view.note(&format!(
+            "--max-replicas {max}: maxReplicaCount overridden for this machine (the ScaledObject says otherwise)"
+        ));
+    }
+
+    let mut children = Children {
+        registry: registry.clone(),
+        scaler: None,
+        pool: None,
+    };
+    let plan = Plan {
+        args: &args,
+        config: &config,
+        profile: &profile,
+        settle,
+        interrupt: &interrupt,
+    };
+    let ran = plan.drive(binaries, &mut view, &mut children).await;
+    // One stop for every path: the run ended, failed at any step, or was interrupted.
+    let pids = children.stop().await;
+    let (report, decisions) = ran?;
+    let pool = children.pool.as_ref();
+    let final_snapshot = pool.map(|p| p.snapshot());
+
+    // --- results ---------------------------------------------------------------------------------------
+    let io = |path: &PathBuf| {
+        let path = path.display().to_string();
+        move |source| LabError::Io { path, source }
+    };
+    let report_path = args.out.join("report.json");
+    let svg_path = report.write_files(&report_path).map_err(io(&report_path))?;
+    let summary = view.finish(
+        &report,
+        &decisions,
+        pool.map(|p| p.stop_counts()),
+        final_snapshot.as_ref(),
+    );
+    let triggers_path = args.out.join("triggers.svg");
+    std::fs::write(
+        &triggers_path,
+        chart::render(
+            &decisions,
+            &format!("{}: triggers and replicas", config.name),
+        ),
+    )
+    .map_err(io(&triggers_path))?;
+    let summary_path = args.out.join("summary.txt");
+    std::fs::write(&summary_path, &summary).map_err(io(&summary_path))?;
+    println!("{summary}");
+    println!(
+        "report: {}  charts: {} {}  decisions: {}",
+        report_path.display(),
+        svg_path.display(),
+        triggers_path.display(),
+        args.out.join("decisions.jsonl").display()
+    );
+    let exit_code = if interrupt.is_cancelled() {
+        contract::exit::INTERRUPTED
+    } else {
+        report.exit_code
+    };
+    Ok(LabOutcome {
+        exit_code,
+        report,
+        decisions,
+        pids,
+        out_dir: args.out.clone(),
+    })
+}
+
+/// A run's inputs, resolved.
+struct Plan<'a> {
+    args: &'a LabArgs,
+    config: &'a ScalingConfig,
+    profile: &'a Profile,
+    settle: Duration,
+    interrupt: &'a CancellationToken,
+}
+
+impl Plan<'_> {
+    /// Start the children (into `children`, so the caller stops them whatever this returns), then decide and load
+    /// until the profile and the settle phase end.
+    async fn drive(
+        &self,
+        binaries: Option<Binaries>,
+        view: &mut LabView,
+        children: &mut Children,
+    ) -> Result<(Report, Vec<DecisionRecord>), LabError> {
+        let targets = TargetSet::default();
+        let scaler_addr = match binaries {
+            None => {
+                for url in &self.args.consumer_url {
+                    targets
+                        .add(url)
+                        .map_err(|e| LabError::Usage(format!("--consumer-url: {e}")))?;
+                }
+                self.args.scaler_addr.clone().unwrap_or_default()
+            }
+            Some(binaries) => {
+                self.start_children(binaries, &targets, view, children)
+                    .await?
+            }
+        };
+        let pool = children.pool.clone();
+
+        let link = ScalerLink::new(&scaler_addr, &self.config.name, Duration::from_secs(2))
+            .map_err(LabError::Usage)?;
+        let log_path = self.args.out.join("decisions.jsonl");
+        let log = std::fs::File::create(&log_path).map_err(|source| LabError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+        let shared = Arc::new(Mutex::new(Shared {
+            last_decision: None,
+            simulated_replicas: pool.is_none().then_some(self.config.hpa_min_replicas()),
+        }));
+        let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
+        let stop_control = CancellationToken::new();
+        // Stops the decisions and the push watchers on every path out of this function.
+        let _stop_control_on_exit = stop_control.clone().drop_guard();
+        let load_over = Arc::new(AtomicBool::new(false));
+        // The load engine stops at an interrupt, or once the scale-down after the load is complete (cancelling
+        // after the load phase only shortens the watch; it does not mark the run interrupted).
+        let load_shutdown = self.interrupt.child_token();
+
+        // external-push triggers: a held-open StreamIsActive each.
+        let wake = Arc::new(Notify::new());
+        let mut push_state: HashMap<String, PushChannel> = HashMap::new();
+        let ready_urls = pool.as_ref().map(|p| p.snapshot().ready_urls);
+        for trigger in self
+            .config
+            .triggers
+            .iter()
+            .filter(|t| t.kind == "external-push")
+        {
+            let metadata = Arc::new(Mutex::new(local_metadata(
+                trigger,
+                &scaler_addr,
+                ready_urls.as_deref(),
+                self.config.time_scale,
+            )));
+            let latest = Arc::new(Mutex::new(None));
+            tokio::spawn(link.clone().watch_push(
+                metadata.clone(),
+                latest.clone(),
+                wake.clone(),
+                stop_control.clone(),
+            ));
+            push_state.insert(trigger.name.clone(), (metadata, latest));
+        }
+
+        let control = ControlLoop {
+            config: self.config.clone(),
+            pool: pool.clone(),
+            shared: shared.clone(),
+            decisions: decisions.clone(),
+            link,
+            scaler_addr,
+            push_state,
+            wake,
+            log,
+            epoch: Instant::now(),
+            load_over: load_over.clone(),
+            settle_done: load_shutdown.clone(),
+            stop: stop_control.clone(),
+        }
+        .spawn();
+
+        let loaded = self
+            .load(targets, &pool, &shared, &load_over, load_shutdown, view)
+            .await;
+        // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
+        stop_control.cancel();
+        let _ = control.await;
+        let report = loaded?;
+        let decisions = decisions.lock().expect("decisions").clone();
+        Ok((report, decisions))
+    }
+
+    /// Start the scaler and the first consumer replica(s); returns the scaler's gRPC address.
+    async fn start_children(
+        &self,
+        binaries: Binaries,
+        targets: &TargetSet,
+        view: &mut LabView,
+        children: &mut Children,
+    ) -> Result<String, LabError> {
+        let scaler_args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let starting = child(
+            "scaler",
+            &binaries.scaler,
+            &scaler_args,
+            &[kind::GRPC, kind::HTTP],
+            START_TIMEOUT,
+            &children.registry,
+        )
+        .start();
+        let scaler = tokio::select! {
+            started = starting => started.map_err(|source| LabError::Start {
+                what: "the scaler".into(),
+                source,
+            })?,
+            // Dropping the start kills the half-started scaler.
+            _ = self.interrupt.cancelled() => return Err(LabError::Interrupted),
+        };
+        let address = |kind: &str| scaler.addr(kind).map(|a| a.to_string()).unwrap_or_default();
+        let scaler_addr = address(kind::GRPC);
+        view.note(&format!(
+            "scaler pid {} grpc {} http {}",
+            scaler.pid(),
+            scaler_addr,
+            address(kind::HTTP)
+        ));
+        children.scaler = Some(scaler);
+
+        let pool = ReplicaPool::new(
+            ReplicaTemplate {
+                binary: binaries.consumer,
+                extra_args: self.args.consumer_args.clone(),
+                grace: Duration::from_secs(10),
+                start_timeout: START_TIMEOUT,
+                children: children.registry.clone(),
+            },
+            targets.clone(),
+        );
+        children.pool = Some(pool.clone());
+        // The Deployment starts at the HPA's minimum.
+        let initial = self.config.hpa_min_replicas();
+        pool.scale_to(initial);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let snapshot = pool.snapshot();
+            if snapshot.ready >= initial {
+                view.note(&format!(
+                    "{initial} consumer replica(s) ready: {} (pid {})",
+                    snapshot.ready_urls.join(", "),
+                    pool.pids()
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                return Ok(scaler_addr);
+            }
+            if self.interrupt.is_cancelled() {
+                return Err(LabError::Interrupted);
+            }
+            // A replica that failed to start is not retried here: the user needs the reason, not a 30 s wait.
+            if !snapshot.problems.is_empty() || Instant::now() >= deadline {
+                let why = if snapshot.problems.is_empty() {
+                    format!("not ready within {START_TIMEOUT:?}")
+                } else {
+                    snapshot.problems.join("\n")
+                };
+                return Err(LabError::NotReady(format!(
+                    "the first consumer replica did not become ready: {why}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Run the load engine against the ready replicas and draw the live view until the engine returns.
+    async fn load(
+        &self,
+        targets: TargetSet,
+        pool: &Option<ReplicaPool>,
+        shared: &Arc<Mutex<Shared>>,
+        load_over: &AtomicBool,
+        shutdown: CancellationToken,
+        view: &mut LabView,
+    ) -> Result<Report, LabError> {
+        let (progress_tx, mut progress_rx) = mpsc::channel(64);
+        let monitor: Arc<dyn ReplicaSource> = Arc::new(LabSource {
+            pool: pool.clone(),
+            shared: shared.clone(),
+        });
+        let opts = RunOptions {
+            interval: Duration::from_secs(1),
+            monitor_interval: Duration::from_millis(500),
+            watch_after: self.settle,
+            ..RunOptions::default()
+        };
+        let load = tokio::spawn(run_load(
+            self.profile.clone(),
+            targets,
+            opts,
+            Some(monitor),
+            Some(progress_tx),
+            shutdown,
+        ));
+        let profile_end = self.profile.duration().as_secs_f64();
+        while let Some(stats) = progress_rx.recv().await {
+            if stats.start_s >= profile_end {
+                load_over.store(true, Ordering::Relaxed);
+            }
+            let pool_snapshot = pool.as_ref().map(|p| p.snapshot());
+            let decision = shared.lock().expect("shared").last_decision.clone();
+            view.tick(&stats, decision.as_ref(), pool_snapshot.as_ref());
+        }
+        let report = load
+            .await
+            .map_err(|e| LabError::Runtime(format!("the load engine stopped: {e}")))??;
+        Ok(report)
+    }
+}

@@ -1,0 +1,84 @@
+//! What a run is made of, before anything starts: the ScaledObject (a file, the repository's default, or the copy
+//! built in), the load profile, both time-scaled, and how long to watch the scale-down after the load.
+
+use std::time::Duration;
+
+use autoscaler::ScalingConfig;
+use generator::profile::Profile;
+
+use crate::keda::check_trigger;
+use crate::{LabArgs, LabError};
+
+/// The project's default ScaledObject, built in so the lab runs from any directory.
+const BUILTIN_SCALEDOBJECT: &str =
+    include_str!("../../manifests/components/keda/scaledobject.yaml");
+/// Where the default ScaledObject lives in the repository (preferred when it exists: edits take effect).
+const DEFAULT_SCALEDOBJECT_PATH: &str = "manifests/components/keda/scaledobject.yaml";
+
+/// Resolve the ScaledObject: the given file, the repository's default, or the built-in copy.
+pub(crate) fn load_scaledobject(args: &LabArgs) -> Result<(String, ScalingConfig), LabError> {
+    let (origin, text) = match &args.scaledobject {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(|e| {
+                LabError::Usage(format!(
+                    "cannot read --scaledobject {}: {e}",
+                    path.display()
+                ))
+            })?,
+        ),
+        None => match std::fs::read_to_string(DEFAULT_SCALEDOBJECT_PATH) {
+            Ok(text) => (DEFAULT_SCALEDOBJECT_PATH.to_string(), text),
+            Err(_) => (
+                format!("{DEFAULT_SCALEDOBJECT_PATH} (built-in copy)"),
+                BUILTIN_SCALEDOBJECT.to_string(),
+            ),
+        },
+    };
+    let spec_error = |source| LabError::Spec {
+        path: origin.clone(),
+        source,
+    };
+    let mut config = ScalingConfig::from_yaml(&text).map_err(spec_error)?;
+    for trigger in &config.triggers {
+        check_trigger(trigger).map_err(|m| LabError::Usage(format!("{origin}: {m}")))?;
+    }
+    if let Some(max) = args.max_replicas {
+        config.max_replica_count = max;
+        config.min_replica_count = config.min_replica_count.min(max);
+    }
+    let scaled = config.time_scaled(args.time_scale).map_err(spec_error)?;
+    Ok((origin, scaled))
+}
+
+pub(crate) fn load_profile(args: &LabArgs) -> Result<Profile, LabError> {
+    let profile = match Profile::builtin(&args.test) {
+        Some(p) => p,
+        None => {
+            let path = std::path::Path::new(&args.test);
+            if path.is_file() {
+                Profile::from_file(path).map_err(|e| LabError::Usage(e.to_string()))?
+            } else {
+                return Err(LabError::Usage(format!(
+                    "--test {:?} is neither a built-in profile ({}) nor a profile file",
+                    args.test,
+                    Profile::builtin_names().join(", ")
+                )));
+            }
+        }
+    };
+    Ok(profile.scale_time(args.time_scale))
+}
+
+/// How long to watch after the load for the scale-down: stabilization, enough policy periods to halve
+/// from max to min, the cooldown when scaling to zero, and a few polls.
+pub(crate) fn default_settle(config: &ScalingConfig) -> Duration {
+    let down = &config.scale_down;
+    let halvings = (config.max_replica_count.max(2) as f64).log2().ceil() as u32;
+    let mut settle =
+        down.stabilization_window + down.longest_period() * halvings + config.polling_interval * 4;
+    if config.min_replica_count == 0 {
+        settle += config.cooldown_period;
+    }
+    settle.max(Duration::from_secs(5)) + Duration::from_secs(3)
+}
