@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 
-WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "testkit", "timeline"]
+WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "procs", "testkit", "timeline"]
 
 # crate -> the workspace crates it may link (normal dependencies, transitively). Anything else is a violation.
 ALLOWED = {
@@ -18,10 +18,11 @@ ALLOWED = {
     "keda-proto": set(),
     "autoscaler": set(),
     "timeline": set(),
+    "procs": {"contract"},
     "consumer": {"contract"},
     "generator": {"contract", "timeline"},
     "scaler": {"contract", "keda-proto", "autoscaler"},
-    "lab": {"contract", "keda-proto", "autoscaler", "generator", "timeline"},
+    "lab": {"contract", "keda-proto", "autoscaler", "generator", "procs", "timeline"},
 }
 SOURCE_LINES_LIMIT = 700
 
