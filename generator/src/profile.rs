@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Why a profile could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// The YAML did not parse; serde_yaml's message names the field path, line and column.
+    /// The YAML did not parse; serde_norway's message names the field path, line and column.
     #[error("profile YAML: {0}")]
     Yaml(String),
     /// The YAML parsed but a field's value is out of range.
@@ -406,7 +406,7 @@ impl Profile {
     /// Parse and validate a profile from YAML (the format `generator profiles show` prints).
     pub fn from_yaml(text: &str) -> Result<Profile, ProfileError> {
         let profile: Profile =
-            serde_yaml::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
         profile.validate().map_err(|e| match e {
             ProfileError::Invalid { field, reason, .. } => ProfileError::Invalid {
                 line: locate_field(text, &field),
@@ -429,7 +429,7 @@ impl Profile {
 
     /// Render as YAML; `from_yaml(to_yaml())` gives back the same profile.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("a profile always serializes")
+        serde_norway::to_string(self).expect("a profile always serializes")
     }
 
     /// Check every field's range.
