@@ -572,9 +572,10 @@ pub async fn run_with(args: LabArgs, shutdown: CancellationToken) -> Result<LabO
         let decision = shared.lock().expect("shared").last_decision.clone();
         view.tick(&stats, decision.as_ref(), pool_snapshot.as_ref());
     }
-    let report = load
-        .await
-        .map_err(|e| LabError::Usage(format!("load task failed: {e}")))??;
+    let report = generator::report::Report::assemble(
+        load.await
+            .map_err(|e| LabError::Usage(format!("load task failed: {e}")))??,
+    );
 
     // --- shutdown: stop deciding, then stop every child ---------------------------------------------
     stop_control.cancel();

@@ -1,6 +1,8 @@
 //! Test support for the lab's integration tests: spawn the lab's binaries and learn their ephemeral ports from the
 //! `listening` log line, run a real Prometheus on 127.0.0.1, and await readiness instead of sleeping.
 
+pub mod svg;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::net::SocketAddr;

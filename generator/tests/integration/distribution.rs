@@ -2,7 +2,7 @@
 //! added mid-run; connection recycling makes a Service-style (per-connection) balancer reach a new backend; `x-served-by`
 //! counts show the spread; `--cleanup` stops sustained work and waits for memory to be released.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use generator::client::{RecyclePolicy, SimpleClient};
 use generator::profile::RequestSpec;
-use generator::{Profile, RunOptions, Split, TargetSet, run_load};
+use generator::{Profile, RunOptions, Split, TargetSet};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +30,7 @@ async fn three_generators_together_hit_the_total_rate() {
                 split: Split { index, count: 3 },
                 ..RunOptions::default()
             };
-            run_load(profile, targets, opts, None, None, CancellationToken::new())
+            common::run_load(profile, targets, opts, None, None, CancellationToken::new())
                 .await
                 .unwrap()
         })
@@ -80,7 +80,7 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
         Duration::from_secs(3),
         RequestSpec::new("GET", "/health", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         targets,
         RunOptions::default(),
@@ -158,7 +158,7 @@ async fn recycled_connections_reach_a_backend_that_joins_a_service_mid_run() {
         },
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&service).unwrap(),
         opts,

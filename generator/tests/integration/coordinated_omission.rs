@@ -2,6 +2,8 @@
 //! request's scheduled start) shows the stall and the requests beyond the outstanding cap are counted as dropped,
 //! while a closed-loop measurement of the same stall hides it.
 
+use crate::common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use generator::profile::RequestSpec;
-use generator::{ArrivalMode, Profile, RunOptions, TargetSet, run_load};
+use generator::{ArrivalMode, Profile, RunOptions, TargetSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +51,7 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
         Duration::from_secs(4),
         RequestSpec::new("GET", "/", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         RunOptions {
@@ -112,7 +114,7 @@ async fn a_closed_loop_measurement_hides_the_same_stall() {
         Duration::from_secs(3),
         RequestSpec::new("GET", "/", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         RunOptions {

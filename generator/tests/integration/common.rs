@@ -1,4 +1,5 @@
-//! Shared helpers of the generator's integration tests: a real consumer served in-process on 127.0.0.1:0.
+//! Shared helpers of the generator's integration tests: a real consumer served in-process on 127.0.0.1:0, and a run
+//! that ends in its report.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -42,4 +43,18 @@ pub async fn start_consumer(pod: &str, extra: &[&str]) -> Consumer {
         .await
         .expect("consumer ready");
     Consumer { url, _stop: tx }
+}
+
+/// Run the load and assemble the report from the run's data, as `generator run` does.
+pub async fn run_load(
+    profile: generator::Profile,
+    targets: generator::TargetSet,
+    opts: generator::RunOptions,
+    monitor: Option<std::sync::Arc<dyn generator::ReplicaSource>>,
+    progress: Option<tokio::sync::mpsc::Sender<generator::IntervalStats>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<generator::Report, generator::EngineError> {
+    generator::run_load(profile, targets, opts, monitor, progress, shutdown)
+        .await
+        .map(generator::Report::assemble)
 }

@@ -2,7 +2,7 @@
 //! SIGTERM writes a partial report, `wait` succeeds and times out, `profiles show` round-trips, bad input is a usage
 //! error, and the verdict reaches the termination log.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
