@@ -58,3 +58,18 @@ pub async fn run_load(
         .await
         .map(generator::Report::assemble)
 }
+
+/// Tests that measure the generator's own timing (rates, stalls, saturation) run alone; every other async test
+/// shares. Before the tests were one binary each such file ran in a process of its own; in one binary they would
+/// otherwise compete for the machine's cores with the rest and measure the competition.
+static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held by a test that may run beside others (taken once, first thing, so no test waits while holding it).
+pub async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    CPU.read().await
+}
+
+/// Held by a timing-sensitive test: no other async test runs meanwhile.
+pub async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write().await
+}

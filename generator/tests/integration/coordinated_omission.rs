@@ -44,6 +44,7 @@ fn schedule_stall(s: Arc<Mutex<Option<Instant>>>, after: Duration, length: Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
+    let _cpu = common::alone().await;
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1500), Duration::from_secs(1));
     let profile = Profile::constant(
@@ -107,6 +108,7 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_loop_measurement_hides_the_same_stall() {
+    let _cpu = common::alone().await;
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1000), Duration::from_secs(1));
     let profile = Profile::constant(

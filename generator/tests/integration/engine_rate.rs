@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn achieved_rate_is_within_two_percent_at_2000_per_second() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("rate-pod", &[]).await;
     let profile = Profile::constant(
         2000.0,

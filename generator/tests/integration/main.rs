@@ -7,6 +7,7 @@ mod common;
 mod coordinated_omission;
 mod distribution;
 mod engine_rate;
+mod exit_codes;
 mod job_args;
 mod metrics_prometheus;
 mod monitor_explain;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_generator_series() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("metrics-pod", &[]).await;
     let metrics = GeneratorMetrics::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -112,6 +113,7 @@ async fn prometheus_scrapes_the_generator_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_targets_cpu_cost_per_request_comes_from_prometheus() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("cost-pod", &[]).await;
     let addr: std::net::SocketAddr = consumer.url.trim_start_matches("http://").parse().unwrap();
     let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500))

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scalers_explain_drives_the_scaling_report() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("explain-pod", &["--executors", "2"]).await;
     let config =
         <scaler::Config as clap::Parser>::try_parse_from(["scaler", "--host", "127.0.0.1"])

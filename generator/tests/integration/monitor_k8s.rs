@@ -132,6 +132,7 @@ fn two_phase_profile() -> Profile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("mon-pod", &[]).await;
     let (api, _start) = stand_in().await;
     let source: Arc<dyn ReplicaSource> =
@@ -219,6 +220,7 @@ async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_falls_through_to_the_next_source() {
+    let _cpu = common::shared().await;
     let (api, _start) = stand_in().await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

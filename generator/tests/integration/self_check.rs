@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_starved_generator_reports_itself_saturated() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("self-pod", &[]).await;
     // Hog the single runtime thread for 150 ms out of every 200 ms.
     let hog = tokio::spawn(async {
@@ -78,6 +79,7 @@ async fn a_starved_generator_reports_itself_saturated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_run_is_not_saturated() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("self-pod", &[]).await;
     let profile = Profile::constant(
         200.0,

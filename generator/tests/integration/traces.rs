@@ -64,6 +64,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver() {
+    let _cpu = common::shared().await;
     // OTLP receiver.
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -149,6 +150,7 @@ async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_exporter_the_sample_share_still_gets_traceparent() {
+    let _cpu = common::shared().await;
     let seen: Arc<Mutex<u64>> = Arc::default();
     async fn handler(State(seen): State<Arc<Mutex<u64>>>, headers: HeaderMap) -> &'static str {
         if headers.contains_key("traceparent") {
