@@ -2,7 +2,7 @@
 //! capped pool of workers, latency measured from the scheduled start, per-interval statistics, replica monitoring,
 //! and a closed-loop mode (`--rate max`) for capacity tests. [`run_load`] wires the parts together: [`schedule`]
 //! decides when requests go, [`dispatch`] sends them, [`collect`] turns what happened into intervals; it returns
-//! the run's [`RunData`], from which [`crate::report`] assembles the report.
+//! the run's [`RunData`], from which the `report` module assembles the report.
 
 mod collect;
 mod dispatch;

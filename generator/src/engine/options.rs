@@ -1,5 +1,5 @@
 //! What a run is asked for ([`RunOptions`]), why it may refuse to start ([`EngineError`]) and what it hands back
-//! ([`RunData`]: the measurements from which [`crate::report`] assembles the report).
+//! ([`RunData`]: the measurements from which the `report` module assembles the report).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -123,7 +123,7 @@ impl RunOptions {
     }
 }
 
-/// What the engine hands to [`Report::assemble`](crate::report::Report::assemble).
+/// What the engine hands to `report::Report::assemble`.
 #[derive(Debug)]
 pub struct RunData {
     pub profile: Profile,

@@ -73,7 +73,7 @@ pub(crate) async fn open_model(
             scheduled: due,
         };
         let lag = Instant::now().saturating_duration_since(due);
-        match pool.dispatch(&ctx, job) {
+        match pool.dispatch(ctx, job) {
             Ok(()) => {
                 let mut sc = ctx.sched.lock().expect("sched lock");
                 sc.scheduled += 1;
