@@ -97,3 +97,20 @@ impl Default for Split {
         Split { index: 0, count: 1 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels_are_the_contracts_and_match_the_serde_names() {
+        let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(labels, REQUEST_OUTCOMES);
+        for o in Outcome::ALL {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::json!(o.label())
+            );
+        }
+    }
+}

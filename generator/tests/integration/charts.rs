@@ -81,3 +81,14 @@ fn report_chart_ticks_lie_on_their_axes_evenly_and_in_nice_numbers() {
             .unwrap_or_else(|e| panic!("{seconds}s run, {peak} replicas: {e}\n{svg}"));
     }
 }
+
+/// The charts the docs show (regenerated from `lab --test demo`) pass the same reading.
+#[test]
+fn the_documented_demo_charts_read_correctly() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for file in ["lab-demo.svg", "lab-demo-triggers.svg"] {
+        let svg = std::fs::read_to_string(docs.join(file)).expect(file);
+        testkit::svg::check_chart(&svg, |title| title.starts_with("replicas"))
+            .unwrap_or_else(|e| panic!("docs/{file}: {e}"));
+    }
+}
