@@ -20,7 +20,7 @@ pub struct ScaledObject {
     pub spec: ScaledObjectSpec,
     /// Ignored: a `kubectl get -o yaml` dump carries it, the lab does not need it.
     #[serde(default, skip_serializing)]
-    pub status: Option<serde_yaml::Value>,
+    pub status: Option<serde_norway::Value>,
 }
 
 /// The part of Kubernetes' ObjectMeta the lab uses; every other field is accepted and ignored.
@@ -31,7 +31,7 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml::Value>,
+    pub other: BTreeMap<String, serde_norway::Value>,
 }
 
 /// `spec` of a ScaledObject. Unknown fields are errors, so a typo such as `pollingIntervall` is reported
@@ -103,7 +103,7 @@ pub struct Advanced {
     pub restore_to_original_replica_count: Option<bool>,
     pub horizontal_pod_autoscaler_config: Option<HorizontalPodAutoscalerConfig>,
     /// Accepted so real manifests parse; the lab refuses to run a ScaledObject that sets a formula.
-    pub scaling_modifiers: Option<serde_yaml::Value>,
+    pub scaling_modifiers: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -129,7 +129,7 @@ pub struct ScalingRules {
     pub select_policy: Option<SelectPolicy>,
     pub policies: Option<Vec<ScalingPolicy>>,
     /// A Kubernetes quantity (`0.05`, `"50m"`), int-or-string in the CRD.
-    pub tolerance: Option<serde_yaml::Value>,
+    pub tolerance: Option<serde_norway::Value>,
 }
 
 /// `autoscaling/v2` ScalingPolicySelect.
@@ -188,10 +188,10 @@ pub struct Trigger {
     pub name: Option<String>,
     /// The CRD declares string values; numbers are rejected with a hint to quote them, as the API server would.
     #[serde(default)]
-    pub metadata: BTreeMap<String, serde_yaml::Value>,
+    pub metadata: BTreeMap<String, serde_norway::Value>,
     pub metric_type: Option<MetricType>,
     pub use_cached_metrics: Option<bool>,
-    pub authentication_ref: Option<serde_yaml::Value>,
+    pub authentication_ref: Option<serde_norway::Value>,
 }
 
 /// `autoscaling/v2` MetricTargetType.
@@ -222,7 +222,7 @@ impl Trigger {
         let mut out = BTreeMap::new();
         for (key, value) in &self.metadata {
             let text = match value {
-                serde_yaml::Value::String(s) => s.clone(),
+                serde_norway::Value::String(s) => s.clone(),
                 other => {
                     return Err(SpecError::Invalid {
                         field: format!("spec.triggers[{index}].metadata.{key}"),
@@ -239,22 +239,22 @@ impl Trigger {
     }
 }
 
-fn yaml_scalar_text(value: &serde_yaml::Value) -> String {
+fn yaml_scalar_text(value: &serde_norway::Value) -> String {
     match value {
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
-        serde_yaml::Value::Null => String::new(),
+        serde_norway::Value::Number(n) => n.to_string(),
+        serde_norway::Value::Bool(b) => b.to_string(),
+        serde_norway::Value::Null => String::new(),
         _ => "...".to_string(),
     }
 }
 
 /// Parse a Kubernetes quantity as used for `tolerance` (`0.1`, `"0.05"`, `"50m"`, `"1e-2"`).
-pub fn parse_quantity(value: &serde_yaml::Value) -> Result<f64, String> {
+pub fn parse_quantity(value: &serde_norway::Value) -> Result<f64, String> {
     let text = match value {
-        serde_yaml::Value::Number(n) => {
+        serde_norway::Value::Number(n) => {
             return n.as_f64().ok_or_else(|| format!("{n} is not a number"));
         }
-        serde_yaml::Value::String(s) => s.trim().to_string(),
+        serde_norway::Value::String(s) => s.trim().to_string(),
         other => {
             return Err(format!(
                 "expected a number or quantity string, got {other:?}"
@@ -281,8 +281,8 @@ impl ScaledObject {
     /// Parse the first `ScaledObject` in a (possibly multi-document) YAML text and validate it.
     pub fn from_yaml(text: &str) -> Result<ScaledObject, SpecError> {
         let mut seen_kinds = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(text) {
-            let value = serde_yaml::Value::deserialize(document)
+        for document in serde_norway::Deserializer::from_str(text) {
+            let value = serde_norway::Value::deserialize(document)
                 .map_err(|e| SpecError::Yaml(e.to_string()))?;
             if value.is_null() {
                 continue;
@@ -297,7 +297,7 @@ impl ScaledObject {
                 continue;
             }
             let object: ScaledObject =
-                serde_yaml::from_value(value).map_err(|e| SpecError::Yaml(e.to_string()))?;
+                serde_norway::from_value(value).map_err(|e| SpecError::Yaml(e.to_string()))?;
             object.validate()?;
             return Ok(object);
         }

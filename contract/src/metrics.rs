@@ -406,6 +406,13 @@ pub const EXTERNAL: [(&str, &[&str]); 3] = [
     ),
 ];
 
+/// The kube-state-metrics series the generator's Prometheus replica source reads (listed in [`EXTERNAL`] too).
+pub mod kube_state_metrics {
+    pub const DEPLOYMENT_SPEC_REPLICAS: &str = "kube_deployment_spec_replicas";
+    pub const DEPLOYMENT_STATUS_REPLICAS: &str = "kube_deployment_status_replicas";
+    pub const DEPLOYMENT_STATUS_REPLICAS_READY: &str = "kube_deployment_status_replicas_ready";
+}
+
 /// The whole contract as the JSON document `contract/metric-contract.json` (read by the Python tests).
 pub fn contract_json() -> serde_json::Value {
     let external: serde_json::Map<String, serde_json::Value> = EXTERNAL
@@ -498,5 +505,17 @@ mod tests {
             "{} is out of date: run `UPDATE_CONTRACT=1 cargo test -p contract`",
             path.display()
         );
+    }
+
+    #[test]
+    fn kube_state_metric_names_are_external_names() {
+        let (_, names) = EXTERNAL[0];
+        for name in [
+            kube_state_metrics::DEPLOYMENT_SPEC_REPLICAS,
+            kube_state_metrics::DEPLOYMENT_STATUS_REPLICAS,
+            kube_state_metrics::DEPLOYMENT_STATUS_REPLICAS_READY,
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
     }
 }

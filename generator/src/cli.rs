@@ -192,7 +192,7 @@ pub struct RunArgs {
     pub wait_ready: Option<Duration>,
 
     /// Readiness path used by --wait-ready.
-    #[arg(long, env = "READY_PATH", default_value = "/ready")]
+    #[arg(long, env = "READY_PATH", default_value = contract::routes::READY)]
     pub ready_path: String,
 
     /// Recycle a keep-alive connection after this age (default 5s with a profile, off ad hoc; 0 = off).
@@ -302,7 +302,7 @@ pub struct WaitArgs {
     #[arg(long, env = "WAIT_TIMEOUT", value_parser = duration, default_value = "300s")]
     pub timeout: Duration,
     /// Readiness path.
-    #[arg(long, env = "READY_PATH", default_value = "/ready")]
+    #[arg(long, env = "READY_PATH", default_value = contract::routes::READY)]
     pub ready_path: String,
     /// Time between attempts.
     #[arg(long, env = "WAIT_INTERVAL", value_parser = duration, default_value = "1s")]

@@ -12,10 +12,10 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::stats::Outcome;
+use crate::model::Outcome;
 use crate::targets::{Target, TargetSet};
 
-const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+const SERVED_BY: HeaderName = HeaderName::from_static(contract::headers::SERVED_BY);
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// When to replace a keep-alive connection by a fresh one. A Service balances per connection, so without

@@ -2,11 +2,13 @@
 //! dynamic target set, replica monitoring, reports, thresholds and the CLI that `main.rs` runs.
 
 pub mod app;
+pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod exit;
 pub mod metrics;
+pub mod model;
 pub mod monitor;
 pub mod profile;
 pub mod report;
@@ -16,8 +18,9 @@ pub mod threshold;
 pub mod trace;
 
 pub use cli::Cli;
-pub use engine::{ArrivalMode, EngineError, RunOptions, Split, run_load};
-pub use monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
+pub use engine::{EngineError, RunData, RunOptions, run_load};
+pub use model::{ArrivalMode, Outcome, ReplicaSnapshot, Split, TimelinePoint};
+pub use monitor::{MonitorError, ReplicaSource};
 pub use profile::{Profile, RequestSpec, Stage};
 pub use report::Report;
 pub use stats::IntervalStats;

@@ -13,16 +13,22 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::stats::{Outcome, Shard};
+use contract::metrics::generator::{
+    DROPPED_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TARGET_RATE,
+};
+use contract::metrics::{LATENCY_BUCKETS_SECONDS, MetricDef, MetricKind, labels};
+use contract::routes;
 
-/// Histogram buckets in seconds: the consumer's, so both sides' latencies compare bucket for bucket.
-pub const BUCKETS: [f64; 15] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
-];
+use crate::model::Outcome;
+use crate::stats::Shard;
+
+/// Histogram buckets in seconds: the contract's, shared with the consumer, so both sides' latencies compare bucket
+/// for bucket.
+pub const BUCKETS: [f64; 15] = LATENCY_BUCKETS_SECONDS;
 
 #[derive(Debug, Default, Clone)]
 struct Hist {
-    cumulative: [u64; 15],
+    cumulative: [u64; LATENCY_BUCKETS_SECONDS.len()],
     count: u64,
     sum: f64,
 }
@@ -74,56 +80,59 @@ impl GeneratorMetrics {
         self.state.lock().expect("metrics lock").target_rate = rate;
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition, names, types and help from the contract.
     pub fn render(&self) -> String {
         let st = self.state.lock().expect("metrics lock");
         let mut s = String::new();
-        s.push_str("# HELP generator_requests_total Requests completed by the load generator.\n");
-        s.push_str("# TYPE generator_requests_total counter\n");
+        header(&mut s, &REQUESTS_TOTAL);
         for ((ep, outcome), n) in &st.requests {
             let _ = writeln!(
                 s,
-                "generator_requests_total{{endpoint=\"{}\",outcome=\"{outcome}\"}} {n}",
-                escape(ep)
+                "{}{{{}=\"{}\",{}=\"{outcome}\"}} {n}",
+                REQUESTS_TOTAL.name,
+                labels::ENDPOINT,
+                escape(ep),
+                labels::OUTCOME
             );
         }
-        s.push_str(
-            "# HELP generator_request_duration_seconds Request latency measured from the scheduled start.\n",
-        );
-        s.push_str("# TYPE generator_request_duration_seconds histogram\n");
+        header(&mut s, &REQUEST_DURATION_SECONDS);
+        let name = REQUEST_DURATION_SECONDS.name;
+        let endpoint = labels::ENDPOINT;
         for (ep, h) in &st.durations {
             let ep = escape(ep);
             for (j, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     s,
-                    "generator_request_duration_seconds_bucket{{endpoint=\"{ep}\",le=\"{b}\"}} {}",
+                    "{name}_bucket{{{endpoint}=\"{ep}\",{}=\"{b}\"}} {}",
+                    labels::LE,
                     h.cumulative[j]
                 );
             }
             let _ = writeln!(
                 s,
-                "generator_request_duration_seconds_bucket{{endpoint=\"{ep}\",le=\"+Inf\"}} {}",
+                "{name}_bucket{{{endpoint}=\"{ep}\",{}=\"+Inf\"}} {}",
+                labels::LE,
                 h.count
             );
-            let _ = writeln!(
-                s,
-                "generator_request_duration_seconds_sum{{endpoint=\"{ep}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                s,
-                "generator_request_duration_seconds_count{{endpoint=\"{ep}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(s, "{name}_sum{{{endpoint}=\"{ep}\"}} {}", h.sum);
+            let _ = writeln!(s, "{name}_count{{{endpoint}=\"{ep}\"}} {}", h.count);
         }
-        s.push_str("# HELP generator_target_rate Arrival rate this generator is asked for now, in requests per second.\n");
-        s.push_str("# TYPE generator_target_rate gauge\n");
-        let _ = writeln!(s, "generator_target_rate {}", st.target_rate);
-        s.push_str("# HELP generator_dropped_total Requests that could not start on time (outstanding cap reached).\n");
-        s.push_str("# TYPE generator_dropped_total counter\n");
-        let _ = writeln!(s, "generator_dropped_total {}", st.dropped);
+        header(&mut s, &TARGET_RATE);
+        let _ = writeln!(s, "{} {}", TARGET_RATE.name, st.target_rate);
+        header(&mut s, &DROPPED_TOTAL);
+        let _ = writeln!(s, "{} {}", DROPPED_TOTAL.name, st.dropped);
         s
     }
+}
+
+fn header(s: &mut String, def: &MetricDef) {
+    let kind = match def.kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+    };
+    let _ = writeln!(s, "# HELP {} {}", def.name, def.help);
+    let _ = writeln!(s, "# TYPE {} {kind}", def.name);
 }
 
 fn escape(v: &str) -> String {
@@ -149,8 +158,8 @@ pub async fn serve(
         tracing::info!(kind = "metrics", addr = %addr, "listening");
     }
     let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/health", get(|| async { "ok" }))
+        .route(routes::METRICS, get(metrics_handler))
+        .route(routes::HEALTH, get(|| async { "ok" }))
         .with_state(metrics);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -179,22 +188,17 @@ mod tests {
         r.record_dropped(0, 0, 2);
         m.observe_interval(&["/load/io".into()], &r.drain(), 12.5);
         let text = m.render();
-        assert!(
-            text.contains("generator_requests_total{endpoint=\"/load/io\",outcome=\"ok\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "generator_requests_total{endpoint=\"/load/io\",outcome=\"throttled\"} 1"
-            )
-        );
-        assert!(text.contains(
-            "generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.005\"} 1"
-        ));
-        assert!(text.contains(
-            "generator_request_duration_seconds_bucket{endpoint=\"/load/io\",le=\"0.5\"} 2"
-        ));
-        assert!(text.contains("generator_target_rate 12.5"));
-        assert!(text.contains("generator_dropped_total 2"));
+        let (requests, duration) = (REQUESTS_TOTAL.name, REQUEST_DURATION_SECONDS.name);
+        for line in [
+            format!("{requests}{{endpoint=\"/load/io\",outcome=\"ok\"}} 1"),
+            format!("{requests}{{endpoint=\"/load/io\",outcome=\"throttled\"}} 1"),
+            format!("{duration}_bucket{{endpoint=\"/load/io\",le=\"0.005\"}} 1"),
+            format!("{duration}_bucket{{endpoint=\"/load/io\",le=\"0.5\"}} 2"),
+            format!("{} 12.5", TARGET_RATE.name),
+            format!("{} 2", DROPPED_TOTAL.name),
+            format!("# TYPE {duration} histogram"),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 }

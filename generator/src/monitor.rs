@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contract::explain::Explain;
+use contract::metrics::kube_state_metrics as ksm;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use serde::{Deserialize, Serialize};
+
+pub use crate::model::ReplicaSnapshot;
 
 /// Why an observation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,23 +26,6 @@ pub enum MonitorError {
     NoSource(String),
     #[error("{0}")]
     Other(String),
-}
-
-/// One observation of the target's replicas. Counts are `None` when the source does not know them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReplicaSnapshot {
-    /// Replicas the autoscaler wants (HPA `desiredReplicas`, or the Deployment's `spec.replicas`).
-    pub desired: Option<u32>,
-    /// Replicas that exist (Deployment `status.replicas`).
-    pub current: Option<u32>,
-    /// Replicas ready for traffic (Deployment `status.readyReplicas`).
-    pub ready: Option<u32>,
-    /// Free text: ScaledObject conditions, the scaler's reasoning, ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Which source answered (`kubernetes`, `explain`, `prometheus`, `lab`, ...).
-    #[serde(default)]
-    pub source: String,
 }
 
 /// Something that can tell how many replicas the target has. The generator polls it during a run; the lab implements
@@ -206,20 +192,29 @@ impl ReplicaSource for KubeSource {
     }
 }
 
-/// Observes replicas through the scaler's `GET /explain` JSON. The scaler knows the metric values and targets, not the
-/// Deployment, so it reports what the HPA formula would want: `desired` (when the scaler gives replica fields, they
-/// are used as they are) and the trigger values as the detail.
+/// Observes one ScaledObject through the scaler's `GET /explain` ([`contract::explain::Explain`]). The scaler knows the
+/// metric values and targets, not the Deployment: `desired` is the largest replica count the ScaledObject's fresh
+/// triggers ask for (the scaler's own `replicas_for_value`, the HPA formula of the autoscaler crate), `current` the
+/// count the scaler last saw, and the trigger values are the detail. Other ScaledObjects the scaler serves are
+/// ignored.
 #[derive(Debug, Clone)]
 pub struct ExplainSource {
     url: String,
+    scaled_object: String,
     client: crate::client::SimpleClient,
 }
 
 impl ExplainSource {
-    /// `base` is the scaler's HTTP base URL, e.g. `http://scaler:6001`.
-    pub fn new(base: &str) -> ExplainSource {
+    /// `base` is the scaler's HTTP base URL, e.g. `http://scaler:6001`; `scaled_object` is `namespace/name` (or a
+    /// name the scaler serves only once).
+    pub fn new(base: &str, scaled_object: &str) -> ExplainSource {
         ExplainSource {
-            url: format!("{}/explain", base.trim_end_matches('/')),
+            url: format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                contract::routes::EXPLAIN
+            ),
+            scaled_object: scaled_object.to_string(),
             client: crate::client::SimpleClient::new(Duration::from_secs(3)),
         }
     }
@@ -237,92 +232,46 @@ impl ExplainSource {
         if status != 200 {
             return Err(err(format!("status {status}")));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| err(format!("not JSON: {e}")))?;
-        parse_explain(&v).ok_or_else(|| err("no replica or trigger fields in the answer".into()))
+        let explain: Explain = serde_json::from_slice(&body)
+            .map_err(|e| err(format!("not the scaler's /explain document: {e}")))?;
+        snapshot_of(&explain, &self.scaled_object).map_err(err)
     }
 }
 
-/// Read replica counts from an `/explain` document: the first object found (at the top, or in an array of
-/// ScaledObjects) with `desired_replicas`/`desiredReplicas`/`replicas`, `current_replicas`, `ready_replicas`; when only
-/// trigger values and targets are there, desired = max over triggers of ceil(value / target).
-pub fn parse_explain(v: &serde_json::Value) -> Option<ReplicaSnapshot> {
-    fn num(v: &serde_json::Value, keys: &[&str]) -> Option<u32> {
-        keys.iter()
-            .find_map(|k| v.get(*k).and_then(|x| x.as_f64()))
-            .map(|f| f.max(0.0).round() as u32)
-    }
-    fn walk(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                out.push(v.clone());
-                for x in m.values() {
-                    walk(x, out);
-                }
+/// The replicas of one ScaledObject in an `/explain` document, or why it is not there.
+pub fn snapshot_of(explain: &Explain, scaled_object: &str) -> Result<ReplicaSnapshot, String> {
+    let Some(object) = explain.scaled_object(scaled_object) else {
+        let served: Vec<&str> = explain
+            .scaled_objects
+            .iter()
+            .map(|o| o.scaled_object.as_str())
+            .collect();
+        return Err(format!(
+            "ScaledObject {scaled_object} is not served by this scaler (it serves: {})",
+            if served.is_empty() {
+                "none".to_string()
+            } else {
+                served.join(", ")
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    let mut objects = Vec::new();
-    walk(v, &mut objects);
-    let mut snap = ReplicaSnapshot {
-        source: "explain".into(),
-        ..Default::default()
+        ));
     };
-    for o in &objects {
-        if snap.desired.is_none() {
-            snap.desired = num(o, &["desired_replicas", "desiredReplicas", "desired"]);
-        }
-        if snap.current.is_none() {
-            snap.current = num(o, &["current_replicas", "currentReplicas", "replicas"]);
-        }
-        if snap.ready.is_none() {
-            snap.ready = num(o, &["ready_replicas", "readyReplicas"]);
-        }
-    }
-    let mut details = Vec::new();
-    let mut want: Option<u32> = None;
-    for o in &objects {
-        let value = o.get("value").and_then(|x| x.as_f64());
-        let target = o.get("target").and_then(|x| x.as_f64());
-        if let (None, Some(target), Some(name)) =
-            (value, target, o.get("trigger").and_then(|x| x.as_str()))
-        {
-            // A trigger the scaler knows but has not read yet.
-            details.push(format!("{name} -/{target} (no value yet)"));
-        }
-        if let (Some(value), Some(target)) = (value, target) {
-            let name = ["trigger", "metric_name", "metricName", "name"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(|x| x.as_str()))
-                .unwrap_or("metric");
-            details.push(format!("{name} {value:.3}/{target}"));
-            // The scaler's own HPA arithmetic when it gives it, else ceil(value / target).
-            let w = match num(o, &["replicas_for_value"]) {
-                Some(w) => Some(w.max(1)),
-                None if target > 0.0 => Some((value / target).ceil().max(1.0) as u32),
-                None => None,
-            };
-            if let Some(w) = w {
-                want = Some(want.map_or(w, |x| x.max(w)));
-            }
-        }
-    }
-    if snap.desired.is_none() {
-        snap.desired = want;
-    }
-    if !details.is_empty() {
-        snap.detail = Some(details.join(", "));
-    }
-    if snap.desired.is_none()
-        && snap.current.is_none()
-        && snap.ready.is_none()
-        && snap.detail.is_none()
-    {
-        return None;
-    }
-    Some(snap)
+    let (desired, current) = object.replicas();
+    let details: Vec<String> = object
+        .triggers
+        .iter()
+        .map(|t| match t.value {
+            Some(v) if t.stale => format!("{} {v:.3}/{} (stale)", t.trigger, t.target),
+            Some(v) => format!("{} {v:.3}/{}", t.trigger, t.target),
+            None => format!("{} -/{} (no value yet)", t.trigger, t.target),
+        })
+        .collect();
+    Ok(ReplicaSnapshot {
+        desired: desired.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
+        current,
+        ready: None,
+        detail: (!details.is_empty()).then(|| details.join(", ")),
+        source: "explain".into(),
+    })
 }
 
 impl ReplicaSource for ExplainSource {
@@ -330,7 +279,7 @@ impl ReplicaSource for ExplainSource {
         Box::pin(self.observe_now())
     }
     fn name(&self) -> String {
-        format!("scaler {}", self.url)
+        format!("scaler {} ({})", self.url, self.scaled_object)
     }
 }
 
@@ -350,9 +299,9 @@ impl PrometheusSource {
         let sel = format!("namespace=\"{namespace}\",deployment=\"{deployment}\"");
         PrometheusSource {
             base: base.trim_end_matches('/').to_string(),
-            desired_query: format!("max(kube_deployment_spec_replicas{{{sel}}})"),
-            current_query: format!("max(kube_deployment_status_replicas{{{sel}}})"),
-            ready_query: format!("max(kube_deployment_status_replicas_ready{{{sel}}})"),
+            desired_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_SPEC_REPLICAS),
+            current_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_STATUS_REPLICAS),
+            ready_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_STATUS_REPLICAS_READY),
             client: crate::client::SimpleClient::new(Duration::from_secs(3)),
         }
     }
@@ -485,34 +434,59 @@ impl ReplicaSource for FallbackSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contract::explain::{ExplainScaledObject, ExplainTrigger};
     use serde_json::json;
 
-    #[test]
-    fn explain_with_replica_fields() {
-        let v = json!({"scaled_objects": [{"name": "default/consumer", "desired_replicas": 3, "current_replicas": 2,
-            "triggers": [{"trigger": "backlog", "value": 25.0, "target": 10.0}]}]});
-        let s = parse_explain(&v).unwrap();
-        assert_eq!((s.desired, s.current, s.ready), (Some(3), Some(2), None));
-        assert_eq!(s.detail.as_deref(), Some("backlog 25.000/10"));
+    fn trigger(object: &str, name: &str, value: Option<f64>, wants: Option<u64>) -> ExplainTrigger {
+        serde_json::from_value(json!({
+            "scaled_object": object, "trigger": name, "metric_name": name, "kind": "backlog",
+            "source": "direct:x", "query": "", "value": value, "age_seconds": 0.5, "stale": false,
+            "target": 10.0, "activation_target": 0.0, "active": true, "above_activation": true,
+            "metric_type": "AverageValue", "window_seconds": 30, "route": null, "current_replicas": 2,
+            "replicas_for_value": wants, "error": null, "pending": null, "note": null
+        }))
+        .expect("a trigger in the contract's schema")
+    }
+
+    fn explain() -> Explain {
+        let object = |key: &str, triggers: Vec<ExplainTrigger>| ExplainScaledObject {
+            scaled_object: key.into(),
+            active: true,
+            triggers,
+        };
+        Explain {
+            generated_at: "now".into(),
+            scaled_objects: vec![
+                object(
+                    "lab/consumer",
+                    vec![
+                        trigger("lab/consumer", "backlog", Some(30.0), Some(6)),
+                        trigger("lab/consumer", "rate", None, None),
+                    ],
+                ),
+                object(
+                    "lab/other",
+                    vec![trigger("lab/other", "backlog", Some(900.0), Some(90))],
+                ),
+            ],
+            sources: vec![],
+        }
     }
 
     #[test]
-    fn explain_in_the_scaler_schema() {
-        let v = json!({"generated_at": "x", "scaled_objects": [{"scaled_object": "lab/consumer", "active": true,
-            "triggers": [{"trigger": "backlog", "value": 30.0, "target": 10.0, "current_replicas": 2,
-                          "replicas_for_value": 6},
-                         {"trigger": "request_rate", "value": 5.0, "target": 10.0, "current_replicas": 2,
-                          "replicas_for_value": 1}]}], "sources": []});
-        let s = parse_explain(&v).unwrap();
-        assert_eq!((s.desired, s.current), (Some(6), Some(2)));
-    }
-
-    #[test]
-    fn explain_with_only_triggers() {
-        let v = json!({"triggers": [{"metric_name": "backlog", "value": 25.0, "target": 10.0},
-                                    {"metric_name": "rps", "value": 5.0, "target": 10.0}]});
-        assert_eq!(parse_explain(&v).unwrap().desired, Some(3));
-        assert!(parse_explain(&json!({"hello": "world"})).is_none());
+    fn reads_only_the_monitored_scaled_object() {
+        let s = snapshot_of(&explain(), "lab/consumer").unwrap();
+        assert_eq!((s.desired, s.current, s.ready), (Some(6), Some(2), None));
+        assert_eq!(
+            s.detail.as_deref(),
+            Some("backlog 30.000/10, rate -/10 (no value yet)")
+        );
+        assert_eq!(snapshot_of(&explain(), "other").unwrap().desired, Some(90));
+        let missing = snapshot_of(&explain(), "lab/nothing").unwrap_err();
+        assert!(
+            missing.contains("lab/consumer, lab/other"),
+            "names what is served: {missing}"
+        );
     }
 
     #[test]

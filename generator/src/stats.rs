@@ -9,6 +9,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::Outcome;
+use crate::model::ReplicaSnapshot;
+
 /// Highest latency a histogram records (1 hour, in microseconds); larger values are clamped.
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;
 
@@ -18,57 +21,6 @@ const SERVED_BY_LIMIT: usize = 1000;
 /// A fresh latency histogram in microseconds, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("static histogram bounds are valid")
-}
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// 1xx-3xx response.
-    Ok,
-    /// 429 Too Many Requests: the target shed load on purpose.
-    Throttled,
-    /// Any other 4xx/5xx response.
-    HttpError,
-    /// No complete response within the per-request timeout.
-    Timeout,
-    /// Could not connect.
-    ConnectError,
-    /// The connection failed mid-request, or the target set was empty.
-    OtherError,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Ok,
-        Outcome::Throttled,
-        Outcome::HttpError,
-        Outcome::Timeout,
-        Outcome::ConnectError,
-        Outcome::OtherError,
-    ];
-
-    /// The `outcome` label value of `generator_requests_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Throttled => "throttled",
-            Outcome::HttpError => "http_error",
-            Outcome::Timeout => "timeout",
-            Outcome::ConnectError => "connect_error",
-            Outcome::OtherError => "other_error",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether the latency of this outcome is recorded (responses and timeouts; a failed connect says nothing about
-    /// the target's latency).
-    pub fn has_latency(self) -> bool {
-        !matches!(self, Outcome::ConnectError | Outcome::OtherError)
-    }
 }
 
 /// Counters and latency of one endpoint over some period.
@@ -395,7 +347,7 @@ pub struct IntervalStats {
     pub served_by: BTreeMap<String, u64>,
     /// Latest replica observation when monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<crate::monitor::ReplicaSnapshot>,
+    pub replicas: Option<ReplicaSnapshot>,
     pub self_check: SelfCheck,
 }
 

@@ -11,7 +11,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tokio::time::Instant;
 
 use crate::client::{Executed, PreparedRequest};
-use crate::stats::Outcome;
+use crate::model::Outcome;
 use crate::targets::Target;
 
 /// Why the exporter could not be built.

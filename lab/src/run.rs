@@ -502,9 +502,9 @@ impl Plan<'_> {
             let decision = shared.lock().expect("shared").last_decision.clone();
             view.tick(&stats, decision.as_ref(), pool_snapshot.as_ref());
         }
-        let report = load
+        let data = load
             .await
             .map_err(|e| LabError::Runtime(format!("the load engine stopped: {e}")))??;
-        Ok(report)
+        Ok(generator::report::Report::assemble(data))
     }
 }

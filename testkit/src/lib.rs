@@ -6,6 +6,7 @@ pub mod http;
 pub mod otlp;
 pub mod prometheus;
 pub mod spawn;
+pub mod svg;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use scaler::trigger::{DirectTargets, MetricType, SourceSpec, TriggerSpec};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const SCALED_OBJECT: &str = "manifests/components/keda/scaledobject.yaml";
 
@@ -21,7 +21,7 @@ fn manifest_triggers() -> Vec<ManifestTrigger> {
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let doc: Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{SCALED_OBJECT} is not YAML: {e}"));
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{SCALED_OBJECT} is not YAML: {e}"));
     assert_eq!(doc["kind"].as_str(), Some("ScaledObject"));
     let triggers = doc["spec"]["triggers"]
         .as_sequence()

@@ -1,8 +1,9 @@
 //! `--monitor` without a Kubernetes API, through the real scaler's `GET /explain`: the scaler (in-process, as KEDA
 //! would drive it over gRPC) reads a real consumer directly; when the generator's load builds a backlog, /explain's
-//! HPA arithmetic asks for more replicas and the scaling report shows when.
+//! HPA arithmetic asks for more replicas and the scaling report shows when. The scaler serves a second ScaledObject
+//! on the same backlog that asks for far more replicas: the monitor must read only the one it watches.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use std::time::Duration;
 
 use generator::monitor::{ExplainSource, ReplicaSource};
 use generator::profile::{RequestSpec, Stage};
-use generator::{Profile, RunOptions, TargetSet, run_load};
+use generator::{Profile, RunOptions, TargetSet};
 use keda_proto::ScaledObjectRef;
 use keda_proto::external_scaler_client::ExternalScalerClient;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scalers_explain_drives_the_scaling_report() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("explain-pod", &["--executors", "2"]).await;
     let config =
         <scaler::Config as clap::Parser>::try_parse_from(["scaler", "--host", "127.0.0.1"])
@@ -40,27 +42,48 @@ async fn the_scalers_explain_drives_the_scaling_report() {
     let mut client = ExternalScalerClient::connect(format!("http://{grpc_addr}"))
         .await
         .unwrap();
-    let metadata: HashMap<String, String> = [
-        ("trigger", "backlog".to_string()),
-        ("targets", format!("{}/metrics", consumer.url)),
-        ("target", "2".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let reference = ScaledObjectRef {
-        name: "consumer".into(),
-        namespace: "lab".into(),
-        scaler_metadata: metadata,
+    // Two ScaledObjects on the same consumer's backlog: the watched one wants backlog/2 replicas, the other
+    // backlog/0.05, i.e. 40 times as many.
+    for (name, target) in [("consumer", "2"), ("other", "0.05")] {
+        let metadata: HashMap<String, String> = [
+            ("trigger", "backlog".to_string()),
+            ("targets", format!("{}/metrics", consumer.url)),
+            ("target", target.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let reference = ScaledObjectRef {
+            name: name.into(),
+            namespace: "lab".into(),
+            scaler_metadata: metadata,
+        };
+        let spec = client
+            .get_metric_spec(reference)
+            .await
+            .expect("trigger accepted")
+            .into_inner();
+        assert_eq!(spec.metric_specs.len(), 1);
+    }
+    let other = ExplainSource::new(&scaler_url, "lab/other");
+    let other_stop = CancellationToken::new();
+    let other_peak = {
+        let stop = other_stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0u32;
+            loop {
+                if let Ok(s) = other.observe().await {
+                    peak = peak.max(s.desired.unwrap_or(0));
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return peak,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        })
     };
-    let spec = client
-        .get_metric_spec(reference)
-        .await
-        .expect("trigger accepted")
-        .into_inner();
-    assert_eq!(spec.metric_specs.len(), 1);
 
-    let source: Arc<dyn ReplicaSource> = Arc::new(ExplainSource::new(&scaler_url));
+    let source: Arc<dyn ReplicaSource> = Arc::new(ExplainSource::new(&scaler_url, "lab/consumer"));
     let idle = source.observe().await.unwrap();
     assert_eq!(idle.source, "explain");
 
@@ -84,7 +107,7 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         monitor_interval: Duration::from_millis(250),
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         opts,
@@ -106,6 +129,23 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         .time_to_scale_s
         .unwrap_or_else(|| panic!("no scale-up decision seen: {:?}", s.timeline));
     assert!(t > 0.0 && t < 4.5, "time to scale {t}");
+    other_stop.cancel();
+    let other_peak = other_peak.await.unwrap();
+    let watched_peak = s.peak_desired_replicas.unwrap_or(0);
+    assert!(
+        other_peak > 10 * watched_peak,
+        "the watched ScaledObject's figure ({watched_peak}) must not be the other's ({other_peak}): {:?}",
+        s.timeline
+    );
+    let unknown = ExplainSource::new(&scaler_url, "lab/missing")
+        .observe()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("lab/consumer, lab/other"),
+        "an unknown ScaledObject names those served: {unknown}"
+    );
     assert!(s.timeline.iter().any(|p| {
         p.snapshot
             .detail

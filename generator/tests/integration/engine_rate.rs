@@ -1,15 +1,16 @@
 //! Open-model accuracy against the real consumer: 2000 req/s for 10 s lands within 2 %, with latency recorded.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use generator::profile::RequestSpec;
-use generator::{Profile, RunOptions, TargetSet, run_load};
+use generator::{Profile, RunOptions, TargetSet};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn achieved_rate_is_within_two_percent_at_2000_per_second() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("rate-pod", &[]).await;
     let profile = Profile::constant(
         2000.0,
@@ -24,7 +25,7 @@ async fn achieved_rate_is_within_two_percent_at_2000_per_second() {
         }
         n
     });
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         RunOptions {

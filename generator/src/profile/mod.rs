@@ -5,10 +5,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod builtin;
+mod schedule;
+
+use builtin::BUILTIN_NAMES;
+pub use schedule::Schedule;
+
 /// Why a profile could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// The YAML did not parse; serde_yaml's message names the field path, line and column.
+    /// The YAML did not parse; serde_norway's message names the field path, line and column.
     #[error("profile YAML: {0}")]
     Yaml(String),
     /// The YAML parsed but a field's value is out of range.
@@ -182,219 +188,7 @@ mod duration_text {
     }
 }
 
-const BUILTIN_NAMES: &[&str] = &[
-    "light",
-    "medium",
-    "heavy",
-    "burst",
-    "memory-stress",
-    "cpu-stress",
-    "sustained",
-    "demo",
-];
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn hold(seconds: u64, rate: f64, name: &str) -> Stage {
-    Stage {
-        name: Some(name.to_string()),
-        duration: secs(seconds),
-        rate,
-        ramp: false,
-    }
-}
-
-fn ramp(seconds: u64, rate: f64, name: &str) -> Stage {
-    Stage {
-        name: Some(name.to_string()),
-        duration: secs(seconds),
-        rate,
-        ramp: true,
-    }
-}
-
-fn req(path: &str, body: serde_json::Value, weight: u32) -> RequestSpec {
-    RequestSpec {
-        name: None,
-        method: "POST".into(),
-        path: path.into(),
-        body: Some(body),
-        weight,
-    }
-}
-
 impl Profile {
-    /// Names of the built-in profiles, in the order `generator profiles` lists them.
-    pub fn builtin_names() -> &'static [&'static str] {
-        BUILTIN_NAMES
-    }
-
-    /// A built-in profile by name (`cpu_stress` and `cpu-stress` both work, as the seed's Jobs write either).
-    pub fn builtin(name: &str) -> Option<Profile> {
-        use serde_json::json;
-        let name = name.trim().to_ascii_lowercase().replace('_', "-");
-        let p = |n: &str, d: &str, start: f64, stages: Vec<Stage>, requests: Vec<RequestSpec>| {
-            Some(Profile {
-                name: n.into(),
-                description: d.into(),
-                start_rate: start,
-                stages,
-                requests,
-                recycle_connections: true,
-            })
-        };
-        match name.as_str() {
-            "light" => p(
-                "light",
-                "Baseline: ~5 min at a few req/s of async work; should stay at the minimum replica count.",
-                0.0,
-                vec![
-                    ramp(30, 5.0, "warm-up"),
-                    hold(240, 5.0, "steady"),
-                    ramp(30, 0.0, "ramp-down"),
-                ],
-                vec![
-                    req("/load/io", json!({"delay_ms": 100, "mode": "async"}), 6),
-                    req("/load/cpu", json!({"duration_ms": 50, "mode": "async"}), 3),
-                    req(
-                        "/load/memory",
-                        json!({"size_mb": 8, "duration_ms": 1000, "mode": "async"}),
-                        1,
-                    ),
-                ],
-            ),
-            "medium" => p(
-                "medium",
-                "Realistic moderate load: ~8 min, ramps to 15 req/s; a small scale-up is expected.",
-                0.0,
-                vec![
-                    ramp(60, 15.0, "ramp-up"),
-                    hold(360, 15.0, "steady"),
-                    ramp(60, 0.0, "ramp-down"),
-                ],
-                vec![
-                    req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 6),
-                    req("/load/cpu", json!({"duration_ms": 100, "mode": "async"}), 3),
-                    req(
-                        "/load/memory",
-                        json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}),
-                        1,
-                    ),
-                ],
-            ),
-            "heavy" => p(
-                "heavy",
-                "Immediate scale-up: ~10 min, jumps straight to 40 req/s of async work, well past one replica.",
-                40.0,
-                vec![hold(540, 40.0, "peak"), ramp(60, 0.0, "ramp-down")],
-                vec![
-                    req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 6),
-                    req("/load/cpu", json!({"duration_ms": 200, "mode": "async"}), 3),
-                    req(
-                        "/load/memory",
-                        json!({"size_mb": 16, "duration_ms": 2000, "mode": "async"}),
-                        1,
-                    ),
-                ],
-            ),
-            "burst" => {
-                let mut stages = Vec::new();
-                for i in 0..5 {
-                    stages.push(hold(30, 5.0, &format!("calm-{}", i + 1)));
-                    stages.push(hold(30, 80.0, &format!("spike-{}", i + 1)));
-                }
-                p(
-                    "burst",
-                    "High-concurrency spikes: ~5 min alternating 30 s at 5 req/s and 30 s at 80 req/s.",
-                    5.0,
-                    stages,
-                    vec![
-                        req("/load/io", json!({"delay_ms": 200, "mode": "async"}), 8),
-                        req("/load/cpu", json!({"duration_ms": 50, "mode": "async"}), 2),
-                    ],
-                )
-            }
-            "memory-stress" => p(
-                "memory-stress",
-                "Memory-based scaling: ~10 min of async 32 MiB allocations held 3 s at up to 4 req/s (~400 MiB held).",
-                0.0,
-                vec![
-                    ramp(60, 4.0, "ramp-up"),
-                    hold(480, 4.0, "steady"),
-                    ramp(60, 0.0, "ramp-down"),
-                ],
-                vec![req(
-                    "/load/memory",
-                    json!({"size_mb": 32, "duration_ms": 3000, "mode": "async"}),
-                    1,
-                )],
-            ),
-            "cpu-stress" => p(
-                "cpu-stress",
-                "CPU-intensive blocking requests: ~10 min of sync 200 ms CPU burns at up to 8 req/s (~1.6 cores).",
-                0.0,
-                vec![
-                    ramp(60, 8.0, "ramp-up"),
-                    hold(480, 8.0, "steady"),
-                    ramp(60, 0.0, "ramp-down"),
-                ],
-                vec![req(
-                    "/load/cpu",
-                    json!({"duration_ms": 200, "complexity": 5, "mode": "sync"}),
-                    1,
-                )],
-            ),
-            "sustained" => p(
-                "sustained",
-                "Scale-up/down cycle: ~30 min, two 10-minute peaks at 30 req/s separated by quiet phases, with \
-                 sustained background CPU jobs.",
-                2.0,
-                vec![
-                    hold(180, 2.0, "quiet-1"),
-                    ramp(60, 30.0, "ramp-up-1"),
-                    hold(420, 30.0, "peak-1"),
-                    ramp(60, 2.0, "ramp-down-1"),
-                    hold(300, 2.0, "quiet-2"),
-                    ramp(60, 30.0, "ramp-up-2"),
-                    hold(420, 30.0, "peak-2"),
-                    ramp(60, 2.0, "ramp-down-2"),
-                    hold(240, 2.0, "cool-down"),
-                ],
-                vec![
-                    req("/load/io", json!({"delay_ms": 300, "mode": "async"}), 70),
-                    req(
-                        "/load/cpu",
-                        json!({"duration_ms": 100, "mode": "async"}),
-                        29,
-                    ),
-                    req(
-                        "/load/cpu/sustained",
-                        json!({"workers": 1, "duration_seconds": 30, "complexity": 5}),
-                        1,
-                    ),
-                ],
-            ),
-            "demo" => p(
-                "demo",
-                "The local lab's demo: ~90 s on 2 cores. Sync 200 ms I/O requests, each holding an executor slot; 50 req/s \
-                 saturates one 4-executor replica (~20 req/s) 2.5x, then back to 5 req/s, so the backlog and the latency \
-                 the client sees rise on one replica and fall as replicas are added.",
-                5.0,
-                vec![
-                    hold(10, 5.0, "baseline"),
-                    ramp(5, 50.0, "ramp-up"),
-                    hold(35, 50.0, "peak"),
-                    ramp(5, 5.0, "ramp-down"),
-                    hold(35, 5.0, "recovery"),
-                ],
-                vec![req("/load/io", json!({"delay_ms": 200, "mode": "sync"}), 1)],
-            ),
-            _ => None,
-        }
-    }
-
     /// A built-in profile, or an error listing the known names.
     pub fn builtin_or_err(name: &str) -> Result<Profile, ProfileError> {
         Profile::builtin(name).ok_or_else(|| ProfileError::Unknown {
@@ -406,7 +200,7 @@ impl Profile {
     /// Parse and validate a profile from YAML (the format `generator profiles show` prints).
     pub fn from_yaml(text: &str) -> Result<Profile, ProfileError> {
         let profile: Profile =
-            serde_yaml::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| ProfileError::Yaml(e.to_string()))?;
         profile.validate().map_err(|e| match e {
             ProfileError::Invalid { field, reason, .. } => ProfileError::Invalid {
                 line: locate_field(text, &field),
@@ -429,7 +223,7 @@ impl Profile {
 
     /// Render as YAML; `from_yaml(to_yaml())` gives back the same profile.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("a profile always serializes")
+        serde_norway::to_string(self).expect("a profile always serializes")
     }
 
     /// Check every field's range.
@@ -586,190 +380,9 @@ impl Profile {
     }
 }
 
-/// One piece of the piecewise-linear arrival rate.
-#[derive(Debug, Clone)]
-struct Segment {
-    stage: usize,
-    start: f64,
-    duration: f64,
-    rate_from: f64,
-    rate_to: f64,
-    count_before: f64,
-}
-
-impl Segment {
-    fn count(&self) -> f64 {
-        (self.rate_from + self.rate_to) / 2.0 * self.duration
-    }
-}
-
-/// The arrival schedule of a profile: rate r(t) is piecewise linear, and request k starts at the time t_k where the
-/// cumulative count N(t) = ∫r reaches k. Start times are exact, so no drift accumulates over a long run.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    segments: Vec<Segment>,
-    total: f64,
-    duration: f64,
-}
-
-impl Schedule {
-    pub fn new(profile: &Profile) -> Schedule {
-        let mut segments = Vec::new();
-        let mut rate = profile.start_rate;
-        let mut t = 0.0;
-        let mut count = 0.0;
-        for (i, s) in profile.stages.iter().enumerate() {
-            let d = s.duration.as_secs_f64();
-            let from = if s.ramp { rate } else { s.rate };
-            let seg = Segment {
-                stage: i,
-                start: t,
-                duration: d,
-                rate_from: from,
-                rate_to: s.rate,
-                count_before: count,
-            };
-            count += seg.count();
-            t += d;
-            rate = s.rate;
-            segments.push(seg);
-        }
-        Schedule {
-            segments,
-            total: count,
-            duration: t,
-        }
-    }
-
-    /// Expected requests over the whole schedule.
-    pub fn total_count(&self) -> f64 {
-        self.total
-    }
-
-    /// Length of the schedule in seconds.
-    pub fn duration_secs(&self) -> f64 {
-        self.duration
-    }
-
-    fn segment_at(&self, t: f64) -> Option<&Segment> {
-        self.segments
-            .iter()
-            .find(|s| t >= s.start && t < s.start + s.duration)
-    }
-
-    /// Arrival rate at `t` seconds.
-    pub fn rate_at(&self, t: f64) -> f64 {
-        match self.segment_at(t) {
-            Some(s) => s.rate_from + (s.rate_to - s.rate_from) * (t - s.start) / s.duration,
-            None => 0.0,
-        }
-    }
-
-    /// Index of the stage running at `t` seconds.
-    pub fn stage_at(&self, t: f64) -> Option<usize> {
-        self.segment_at(t).map(|s| s.stage)
-    }
-
-    /// N(t): requests due in [0, t).
-    pub fn cumulative(&self, t: f64) -> f64 {
-        if t <= 0.0 {
-            return 0.0;
-        }
-        if t >= self.duration {
-            return self.total;
-        }
-        let s = self.segment_at(t).expect("t is inside the schedule");
-        let x = t - s.start;
-        let slope = (s.rate_to - s.rate_from) / s.duration;
-        s.count_before + s.rate_from * x + slope * x * x / 2.0
-    }
-
-    /// Start time in seconds of request `k` (0-based): the t where N(t) = k. `None` past the end.
-    pub fn time_of(&self, k: f64) -> Option<f64> {
-        if k >= self.total {
-            return None;
-        }
-        // Segments are few (a profile has tens of stages), so a linear scan is fine.
-        let s = self
-            .segments
-            .iter()
-            .rev()
-            .find(|s| s.count_before <= k && s.count() > 0.0)?;
-        let m = k - s.count_before;
-        let a = (s.rate_to - s.rate_from) / s.duration / 2.0;
-        let b = s.rate_from;
-        let x = if a.abs() < 1e-12 {
-            m / b
-        } else {
-            let disc = (b * b + 4.0 * a * m).max(0.0);
-            (-b + disc.sqrt()) / (2.0 * a)
-        };
-        Some(s.start + x.clamp(0.0, s.duration))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_builtin_exists_and_validates() {
-        for name in Profile::builtin_names() {
-            let p = Profile::builtin(name).unwrap();
-            p.validate().unwrap();
-            assert_eq!(&p.name, name);
-        }
-        assert_eq!(Profile::builtin("cpu_stress").unwrap().name, "cpu-stress");
-        assert!(Profile::builtin("nope").is_none());
-    }
-
-    #[test]
-    fn seed_durations() {
-        let minutes = |n: &str| Profile::builtin(n).unwrap().duration().as_secs_f64() / 60.0;
-        assert_eq!(minutes("light"), 5.0);
-        assert_eq!(minutes("medium"), 8.0);
-        assert_eq!(minutes("heavy"), 10.0);
-        assert_eq!(minutes("burst"), 5.0);
-        assert_eq!(minutes("memory-stress"), 10.0);
-        assert_eq!(minutes("cpu-stress"), 10.0);
-        assert_eq!(minutes("sustained"), 30.0);
-        assert_eq!(minutes("demo"), 1.5);
-    }
-
-    #[test]
-    fn schedule_constant_rate() {
-        let p = Profile::constant(
-            100.0,
-            Duration::from_secs(2),
-            RequestSpec::new("GET", "/", None),
-        );
-        let s = Schedule::new(&p);
-        assert_eq!(s.total_count(), 200.0);
-        assert!((s.time_of(50.0).unwrap() - 0.5).abs() < 1e-9);
-        assert!(s.time_of(200.0).is_none());
-    }
-
-    #[test]
-    fn schedule_ramp_inverts_cumulative() {
-        let p = Profile::builtin("demo").unwrap();
-        let s = Schedule::new(&p);
-        for k in [
-            0.0,
-            10.0,
-            49.0,
-            50.0,
-            51.0,
-            200.0,
-            1000.0,
-            1500.0,
-            s.total_count() - 1.0,
-        ] {
-            let t = s.time_of(k).unwrap();
-            assert!((s.cumulative(t) - k).abs() < 1e-6, "k={k} t={t}");
-        }
-        // ramp from 5 to 50 over 5 s gives 137.5 requests
-        assert!((s.cumulative(15.0) - s.cumulative(10.0) - 137.5).abs() < 1e-9);
-    }
 
     #[test]
     fn yaml_round_trip_and_errors() {

@@ -1,6 +1,8 @@
 //! Traces start at the generator: sampled requests carry a W3C `traceparent`, and their client spans reach a real
 //! OTLP/gRPC receiver (the collector's TraceService from opentelemetry-proto) with the same trace and span ids.
 
+use crate::common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use generator::profile::RequestSpec;
 use generator::trace::Tracing;
-use generator::{Profile, RunOptions, TargetSet, run_load};
+use generator::{Profile, RunOptions, TargetSet};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -62,6 +64,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver() {
+    let _cpu = common::shared().await;
     // OTLP receiver.
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,7 +104,7 @@ async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver()
         tracing: Some(tracing.clone()),
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         opts,
@@ -147,6 +150,7 @@ async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_exporter_the_sample_share_still_gets_traceparent() {
+    let _cpu = common::shared().await;
     let seen: Arc<Mutex<u64>> = Arc::default();
     async fn handler(State(seen): State<Arc<Mutex<u64>>>, headers: HeaderMap) -> &'static str {
         if headers.contains_key("traceparent") {
@@ -170,7 +174,7 @@ async fn without_an_exporter_the_sample_share_still_gets_traceparent() {
         tracing: Some(tracing),
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         opts,

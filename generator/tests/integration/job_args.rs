@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use generator::cli::{Cli, Command};
 use generator::profile::Profile;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const JOB_DIR: &str = "manifests/components/load-generator";
 
@@ -66,7 +66,7 @@ fn every_job_parses_with_the_generator_cli_and_names_a_builtin_profile() {
     for path in job_files() {
         let file = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).expect("read job");
-        let job: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let job: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(job["kind"].as_str(), Some("Job"), "{file}");
         let pod = &job["spec"]["template"]["spec"];
 
@@ -136,7 +136,7 @@ fn the_distributed_job_splits_the_rate_across_its_pods() {
         .join(JOB_DIR)
         .join("job-distributed.yaml");
     let job: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
+        serde_norway::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
     let spec = &job["spec"];
     assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
     let parallelism = spec["parallelism"].as_u64().expect("parallelism");

@@ -3,7 +3,7 @@
 //! generator's report must place the scale-up decision, the first new ready replica, the peak and the scale-down where
 //! the script put them.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use generator::monitor::{FallbackSource, KubeSource, KubeTarget, ReplicaSource};
 use generator::profile::{RequestSpec, Stage};
-use generator::{Profile, RunOptions, TargetSet, run_load};
+use generator::{Profile, RunOptions, TargetSet};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -132,11 +132,12 @@ fn two_phase_profile() -> Profile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("mon-pod", &[]).await;
     let (api, _start) = stand_in().await;
     let source: Arc<dyn ReplicaSource> =
         Arc::new(KubeSource::for_url(&api, kube_target()).unwrap());
-    let report = run_load(
+    let report = common::run_load(
         two_phase_profile(),
         TargetSet::single(&consumer.url).unwrap(),
         RunOptions {
@@ -219,6 +220,7 @@ async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_falls_through_to_the_next_source() {
+    let _cpu = common::shared().await;
     let (api, _start) = stand_in().await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

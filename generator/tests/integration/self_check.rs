@@ -2,16 +2,17 @@
 //! CPU-starved pod would be), the intervals and the report say the tool was the bottleneck and the run gets exit
 //! code 4; a healthy run does not.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use generator::profile::RequestSpec;
-use generator::{Profile, RunOptions, TargetSet, exit, run_load};
+use generator::{Profile, RunOptions, TargetSet, exit};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_starved_generator_reports_itself_saturated() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("self-pod", &[]).await;
     // Hog the single runtime thread for 150 ms out of every 200 ms.
     let hog = tokio::spawn(async {
@@ -29,7 +30,7 @@ async fn a_starved_generator_reports_itself_saturated() {
         interval: Duration::from_millis(500),
         ..RunOptions::default()
     };
-    let mut report = run_load(
+    let mut report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         opts,
@@ -78,13 +79,14 @@ async fn a_starved_generator_reports_itself_saturated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_run_is_not_saturated() {
+    let _cpu = common::alone().await;
     let consumer = common::start_consumer("self-pod", &[]).await;
     let profile = Profile::constant(
         200.0,
         Duration::from_secs(2),
         RequestSpec::new("GET", "/health", None),
     );
-    let mut report = run_load(
+    let mut report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         RunOptions::default(),

@@ -2,7 +2,7 @@
 //! SIGTERM writes a partial report, `wait` succeeds and times out, `profiles show` round-trips, bad input is a usage
 //! error, and the verdict reaches the termination log.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,6 +30,7 @@ async fn run(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_that_hold_exit_0_and_write_the_report() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("cli-pod", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("out/report.json");
@@ -91,6 +92,7 @@ async fn thresholds_that_hold_exit_0_and_write_the_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breached_threshold_exits_1_and_names_it() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("cli-pod", &[]).await;
     let (code, stdout, _) = run(&[
         "run",
@@ -120,6 +122,7 @@ async fn a_breached_threshold_exits_1_and_names_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_output_gives_interval_lines_and_a_report_line() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("cli-pod", &[]).await;
     let (code, stdout, _) = run(&[
         "run",
@@ -155,6 +158,7 @@ async fn json_output_gives_interval_lines_and_a_report_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_a_partial_report_and_exits_5() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("cli-pod", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("partial.json");
@@ -217,6 +221,7 @@ async fn sigterm_writes_a_partial_report_and_exits_5() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_succeeds_on_a_ready_target_and_times_out_on_a_dead_one() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("cli-pod", &[]).await;
     let (code, _, stderr) = run(&["wait", "--url", &c.url, "--timeout", "10s"]).await;
     assert_eq!(code, 0, "{stderr}");
@@ -243,6 +248,7 @@ async fn wait_succeeds_on_a_ready_target_and_times_out_on_a_dead_one() {
 
 #[tokio::test]
 async fn profiles_show_parses_back_to_the_same_profile() {
+    let _cpu = common::shared().await;
     let (code, list, _) = run(&["profiles"]).await;
     assert_eq!(code, 0);
     for name in Profile::builtin_names() {
@@ -262,6 +268,7 @@ async fn profiles_show_parses_back_to_the_same_profile() {
 
 #[tokio::test]
 async fn bad_input_is_a_usage_error_with_a_clear_message() {
+    let _cpu = common::shared().await;
     let dir = tempfile::tempdir().unwrap();
     let bad_profile = dir.path().join("p.yaml");
     std::fs::write(
@@ -342,6 +349,7 @@ async fn bad_input_is_a_usage_error_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_target_that_never_gets_ready_exits_3() {
+    let _cpu = common::shared().await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()

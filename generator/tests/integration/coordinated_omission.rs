@@ -2,6 +2,8 @@
 //! request's scheduled start) shows the stall and the requests beyond the outstanding cap are counted as dropped,
 //! while a closed-loop measurement of the same stall hides it.
 
+use crate::common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use generator::profile::RequestSpec;
-use generator::{ArrivalMode, Profile, RunOptions, TargetSet, run_load};
+use generator::{ArrivalMode, Profile, RunOptions, TargetSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +44,7 @@ fn schedule_stall(s: Arc<Mutex<Option<Instant>>>, after: Duration, length: Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
+    let _cpu = common::alone().await;
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1500), Duration::from_secs(1));
     let profile = Profile::constant(
@@ -49,7 +52,7 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
         Duration::from_secs(4),
         RequestSpec::new("GET", "/", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         RunOptions {
@@ -105,6 +108,7 @@ async fn a_one_second_stall_shows_in_p99_and_drops_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_loop_measurement_hides_the_same_stall() {
+    let _cpu = common::alone().await;
     let (url, stall) = stall_server().await;
     schedule_stall(stall, Duration::from_millis(1000), Duration::from_secs(1));
     let profile = Profile::constant(
@@ -112,7 +116,7 @@ async fn a_closed_loop_measurement_hides_the_same_stall() {
         Duration::from_secs(3),
         RequestSpec::new("GET", "/", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&url).unwrap(),
         RunOptions {

@@ -2,7 +2,7 @@
 //! added mid-run; connection recycling makes a Service-style (per-connection) balancer reach a new backend; `x-served-by`
 //! counts show the spread; `--cleanup` stops sustained work and waits for memory to be released.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use generator::client::{RecyclePolicy, SimpleClient};
 use generator::profile::RequestSpec;
-use generator::{Profile, RunOptions, Split, TargetSet, run_load};
+use generator::{Profile, RunOptions, Split, TargetSet};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_generators_together_hit_the_total_rate() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("split-pod", &[]).await;
     let profile = Profile::constant(
         900.0,
@@ -30,7 +31,7 @@ async fn three_generators_together_hit_the_total_rate() {
                 split: Split { index, count: 3 },
                 ..RunOptions::default()
             };
-            run_load(profile, targets, opts, None, None, CancellationToken::new())
+            common::run_load(profile, targets, opts, None, None, CancellationToken::new())
                 .await
                 .unwrap()
         })
@@ -63,6 +64,7 @@ async fn three_generators_together_hit_the_total_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
+    let _cpu = common::shared().await;
     let a = common::start_consumer("pod-a", &[]).await;
     let b = common::start_consumer("pod-b", &[]).await;
     let targets = TargetSet::single(&a.url).unwrap();
@@ -80,7 +82,7 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
         Duration::from_secs(3),
         RequestSpec::new("GET", "/health", None),
     );
-    let report = run_load(
+    let report = common::run_load(
         profile,
         targets,
         RunOptions::default(),
@@ -137,6 +139,7 @@ fn addr_of(url: &str) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recycled_connections_reach_a_backend_that_joins_a_service_mid_run() {
+    let _cpu = common::shared().await;
     let a = common::start_consumer("svc-a", &[]).await;
     let b = common::start_consumer("svc-b", &[]).await;
     let backends = Arc::new(Mutex::new(vec![addr_of(&a.url)]));
@@ -158,7 +161,7 @@ async fn recycled_connections_reach_a_backend_that_joins_a_service_mid_run() {
         },
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&service).unwrap(),
         opts,
@@ -201,6 +204,7 @@ async fn consumer_gauge(url: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_stops_sustained_work_and_waits_for_memory_and_is_idempotent() {
+    let _cpu = common::shared().await;
     let c = common::start_consumer("clean-pod", &["--memory-budget", "256MiB"]).await;
     let client = SimpleClient::new(Duration::from_secs(5));
     let (status, body) = client

@@ -1,17 +1,18 @@
 //! The generator's /metrics, scraped by a real Prometheus: the contract's series arrive with their labels, and
 //! `promtool check metrics` accepts the exposition.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use generator::metrics::GeneratorMetrics;
 use generator::profile::RequestSpec;
-use generator::{Profile, RunOptions, TargetSet, run_load};
+use generator::{Profile, RunOptions, TargetSet};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_generator_series() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("metrics-pod", &[]).await;
     let metrics = GeneratorMetrics::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -41,7 +42,7 @@ async fn prometheus_scrapes_the_generator_series() {
         interval: Duration::from_millis(500),
         ..RunOptions::default()
     };
-    let report = run_load(
+    let report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         opts,
@@ -112,6 +113,7 @@ async fn prometheus_scrapes_the_generator_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_targets_cpu_cost_per_request_comes_from_prometheus() {
+    let _cpu = common::shared().await;
     let consumer = common::start_consumer("cost-pod", &[]).await;
     let addr: std::net::SocketAddr = consumer.url.trim_start_matches("http://").parse().unwrap();
     let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500))
@@ -135,7 +137,7 @@ async fn the_targets_cpu_cost_per_request_comes_from_prometheus() {
             Some(serde_json::json!({"duration_ms": 20, "complexity": 1})),
         ),
     );
-    let mut report = run_load(
+    let mut report = common::run_load(
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         RunOptions::default(),

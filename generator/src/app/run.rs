@@ -1,0 +1,260 @@
+//! Executing a [`RunPlan`]: readiness wait, the metrics endpoint, the monitor, the load with live progress, then the
+//! report (cost, thresholds, verdict), cleanup, output and files. Returns the run's exit code, or the error that
+//! stopped it (which carries its own).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::cleanup::cleanup;
+use super::error::AppError;
+use super::plan::RunPlan;
+use super::sources::{build_monitor, namespace_default};
+use super::verdict::{default_cost_query, judge, measure_target_cpu, write_termination_log};
+use super::wait::{WaitError, wait_ready};
+use crate::cli::{OutputFormat, RunArgs};
+use crate::engine::run_load;
+use crate::exit;
+use crate::metrics::GeneratorMetrics;
+use crate::model::ArrivalMode;
+use crate::monitor::ReplicaSource;
+use crate::report::Report;
+use crate::stats::IntervalStats;
+use crate::trace::Tracing;
+
+/// The metrics endpoint while it runs.
+struct MetricsServer {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Wait for every target's readiness path, as long as the plan says.
+async fn await_targets(
+    plan: &RunPlan,
+    args: &RunArgs,
+    shutdown: &CancellationToken,
+) -> Result<(), AppError> {
+    if plan.wait_ready.is_zero() {
+        return Ok(());
+    }
+    for base in plan.targets.urls() {
+        let url = format!("{base}{}", args.ready_path);
+        if !args.quiet {
+            eprintln!(
+                "waiting up to {} for {url}",
+                humantime::format_duration(plan.wait_ready)
+            );
+        }
+        match wait_ready(&url, plan.wait_ready, Duration::from_millis(500), shutdown).await {
+            Ok(()) => {}
+            Err(e @ WaitError::Timeout { .. }) => {
+                let err = AppError::from(e);
+                write_termination_log(&args.termination_log, &err.to_string());
+                return Err(err);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn serve_metrics(
+    args: &RunArgs,
+    metrics: &Arc<GeneratorMetrics>,
+) -> Result<Option<MetricsServer>, AppError> {
+    if args.no_metrics {
+        return Ok(None);
+    }
+    let addr = format!("{}:{}", args.metrics_host, args.metrics_port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        AppError::Runtime(format!(
+            "cannot listen on {addr} for /metrics: {e} (use --metrics-port 0 or --no-metrics)"
+        ))
+    })?;
+    let stop = CancellationToken::new();
+    let m = metrics.clone();
+    let until = stop.clone();
+    let task = tokio::spawn(async move {
+        let _ = crate::metrics::serve(listener, m, async move { until.cancelled().await }).await;
+    });
+    Ok(Some(MetricsServer { stop, task }))
+}
+
+/// The replica source, on pod 0 only in a distributed run so the cluster API sees one watcher. A source that cannot
+/// be built is reported and the run goes on without the scaling report.
+async fn monitor_for(args: &RunArgs) -> Option<Arc<dyn ReplicaSource>> {
+    if !args.monitor {
+        return None;
+    }
+    if args.pod_index != 0 {
+        if !args.quiet {
+            eprintln!(
+                "pod {} of {}: pod 0 monitors replicas",
+                args.pod_index, args.pods
+            );
+        }
+        return None;
+    }
+    match build_monitor(args).await {
+        Ok(m) => {
+            if !args.quiet {
+                eprintln!("monitoring replicas through {}", m.name());
+            }
+            Some(m)
+        }
+        Err(e) => {
+            eprintln!("generator run: --monitor: {e}; running without the scaling report");
+            None
+        }
+    }
+}
+
+/// Print each interval as it closes: a JSON line, or a progress line on stderr.
+fn spawn_printer(
+    output: OutputFormat,
+    quiet: bool,
+) -> (tokio::sync::mpsc::Sender<IntervalStats>, JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IntervalStats>(64);
+    let task = tokio::spawn(async move {
+        while let Some(stats) = rx.recv().await {
+            match output {
+                OutputFormat::Json => {
+                    let line = serde_json::json!({"type": "interval", "interval": stats});
+                    println!("{line}");
+                }
+                OutputFormat::Text if !quiet => eprintln!("{}", stats.progress_line()),
+                OutputFormat::Text => {}
+            }
+        }
+    });
+    (tx, task)
+}
+
+fn announce(plan: &RunPlan, args: &RunArgs) {
+    if args.quiet {
+        return;
+    }
+    eprintln!(
+        "running {} for {} against {} ({} model{})",
+        plan.profile.name,
+        humantime::format_duration(plan.profile.duration()),
+        plan.targets.urls().join(", "),
+        match plan.mode {
+            ArrivalMode::Open => "open".to_string(),
+            ArrivalMode::ClosedLoop { connections } =>
+                format!("closed-loop, {connections} connections"),
+        },
+        if args.pods > 1 {
+            format!(", pod {} of {}", args.pod_index, args.pods)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Run the plan to its verdict; the exit code says how it went.
+pub async fn execute(
+    plan: RunPlan,
+    args: &RunArgs,
+    shutdown: CancellationToken,
+) -> Result<i32, AppError> {
+    await_targets(&plan, args, &shutdown).await?;
+    let metrics = GeneratorMetrics::new();
+    let server = serve_metrics(args, &metrics).await?;
+    let monitor = monitor_for(args).await;
+    let tracing_ = match Tracing::from_env(args.trace_sample) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            eprintln!("generator run: tracing disabled: {e}");
+            None
+        }
+    };
+    let mut options = plan.options.clone();
+    options.tracing = tracing_.clone();
+    options.metrics = Some(metrics.clone());
+    let (progress, printer) = spawn_printer(args.output, args.quiet);
+    announce(&plan, args);
+    let result = run_load(
+        plan.profile.clone(),
+        plan.targets.clone(),
+        options,
+        monitor,
+        Some(progress),
+        shutdown.clone(),
+    )
+    .await;
+    let _ = printer.await;
+    let data = match result {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(s) = server {
+                s.stop().await;
+            }
+            return Err(AppError::usage(e));
+        }
+    };
+    let mut report = Report::assemble(data);
+    if let Some(prom) = &args.monitor_opts.prometheus_url
+        && (args.monitor || args.monitor_opts.cost_query.is_some())
+    {
+        let m = &args.monitor_opts;
+        let query = m.cost_query.clone().unwrap_or_else(|| {
+            default_cost_query(
+                &m.namespace.clone().unwrap_or_else(namespace_default),
+                &m.deployment,
+            )
+        });
+        if let Err(e) = measure_target_cpu(prom, &query, &mut report).await {
+            eprintln!("generator run: target CPU not measured: {e}");
+        }
+    }
+    judge(&mut report, &plan.thresholds);
+
+    if args.cleanup && args.pod_index == 0 && !shutdown.is_cancelled() {
+        let c = cleanup(&plan.targets, &plan.headers, Duration::from_secs(120)).await;
+        eprintln!("{}", c.message);
+    }
+    let mut code = report.exit_code;
+    match args.output {
+        OutputFormat::Json => {
+            let line = serde_json::json!({"type": "report", "report": report});
+            println!("{line}");
+        }
+        OutputFormat::Text => {
+            println!("{}", report.render_summary());
+            print!("{}", report.render_timeline(72));
+        }
+    }
+    if let Some(path) = &args.report {
+        match report.write_files(path) {
+            Ok(svg) => eprintln!("report written to {} and {}", path.display(), svg.display()),
+            Err(e) => {
+                eprintln!(
+                    "generator run: cannot write the report to {}: {e}",
+                    path.display()
+                );
+                if code == exit::OK {
+                    code = exit::RUNTIME_ERROR;
+                }
+            }
+        }
+    }
+    write_termination_log(&args.termination_log, &report.verdict);
+    if let Some(t) = tracing_ {
+        // Flushing blocks until the exporter answers; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    Ok(code)
+}

@@ -1,0 +1,78 @@
+//! The `--monitor` source chain: the Kubernetes API, then the scaler's `/explain` (reading only the monitored
+//! ScaledObject), then Prometheus; the first that answers is used.
+
+use std::sync::Arc;
+
+use crate::cli::RunArgs;
+use crate::monitor::{
+    ExplainSource, FallbackSource, KubeSource, KubeTarget, PrometheusSource, ReplicaSource,
+};
+
+pub(crate) fn namespace_default() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Build the `--monitor` source chain: Kubernetes API, then the scaler's /explain, then Prometheus.
+pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, String> {
+    let m = &args.monitor_opts;
+    let namespace = m.namespace.clone().unwrap_or_else(namespace_default);
+    let scaled_object = m
+        .scaled_object
+        .clone()
+        .unwrap_or_else(|| m.deployment.clone());
+    let kube_target = KubeTarget {
+        namespace: namespace.clone(),
+        deployment: m.deployment.clone(),
+        hpa: Some(
+            m.hpa
+                .clone()
+                .unwrap_or_else(|| format!("keda-hpa-{scaled_object}")),
+        ),
+        scaled_object: Some(scaled_object.clone()),
+    };
+    let mut sources: Vec<Arc<dyn ReplicaSource>> = Vec::new();
+    let mut notes = Vec::new();
+    let kube = match &m.kube_api_url {
+        Some(url) => KubeSource::for_url(url, kube_target).map(Some),
+        None => match KubeSource::infer(m.kubeconfig.as_deref(), kube_target).await {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if m.kubeconfig.is_some() => Err(e),
+            Err(e) => {
+                notes.push(format!("no Kubernetes config ({e})"));
+                Ok(None)
+            }
+        },
+    };
+    match kube {
+        Ok(Some(k)) => sources.push(Arc::new(k)),
+        Ok(None) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    if let Some(url) = &m.scaler_url {
+        sources.push(Arc::new(ExplainSource::new(
+            url,
+            &format!("{namespace}/{scaled_object}"),
+        )));
+    }
+    if let Some(url) = &m.prometheus_url {
+        sources.push(Arc::new(PrometheusSource::new(
+            url,
+            &namespace,
+            &m.deployment,
+        )));
+    }
+    if sources.is_empty() {
+        return Err(format!(
+            "--monitor has no source: {}; give --kube-api-url, --kubeconfig, --scaler-url or --prometheus-url",
+            notes.join("; ")
+        ));
+    }
+    if sources.len() == 1 {
+        return Ok(sources.pop().expect("one source"));
+    }
+    Ok(Arc::new(FallbackSource::new(sources)))
+}
