@@ -40,6 +40,7 @@ pub mod headers {
 
 /// Schema ids of the documents the lab writes, so readers can refuse what they do not understand.
 pub mod report {
-    /// The generator's `report.json` (`generator run --report`, the lab's `report.json`).
-    pub const GENERATOR_REPORT_SCHEMA: &str = "autoscaling-lab/generator-report/v1";
+    /// The generator's `report.json` (`generator run --report`, the lab's `report.json`). v2 added the scaling
+    /// report's analysis under `scaling` (`events[]`, `scale_downs[]`, `cost`, `advice[]`: docs/scaling-report.md).
+    pub const GENERATOR_REPORT_SCHEMA: &str = "autoscaling-lab/generator-report/v2";
 }

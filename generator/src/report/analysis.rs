@@ -235,5 +235,6 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
         replica_seconds_per_1000_requests: (requests > 0 && !tl.is_empty())
             .then(|| replica_seconds * 1000.0 / requests as f64),
         timeline: tl.clone(),
+        analysis: None,
     }
 }

@@ -175,6 +175,9 @@ impl Report {
                     sc.replica_seconds
                 );
             }
+            if let Some(analysis) = &sc.analysis {
+                s.push_str(&render_analysis(analysis));
+            }
         }
         for t in &self.thresholds {
             let _ = writeln!(
@@ -305,4 +308,26 @@ mod tests {
             "▁▅█ "
         );
     }
+}
+
+/// The scaling report's events (one phase table each), scale-down steps, cost and advice.
+pub fn render_analysis(analysis: &timeline::ScalingAnalysis) -> String {
+    let mut s = String::new();
+    match &analysis.slo {
+        Some(slo) => {
+            let _ = writeln!(s, "scale events (SLO {slo}): {}", analysis.events.len());
+        }
+        None => {
+            let _ = writeln!(s, "scale events (no SLO given): {}", analysis.events.len());
+        }
+    }
+    for event in &analysis.events {
+        for line in timeline::render_event(event).lines() {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+    for advice in &analysis.advice {
+        let _ = writeln!(s, "  advice: {advice}");
+    }
+    s
 }

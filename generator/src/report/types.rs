@@ -67,6 +67,11 @@ pub struct ScalingReport {
     pub replica_seconds: f64,
     pub replica_seconds_per_1000_requests: Option<f64>,
     pub timeline: Vec<TimelinePoint>,
+    /// Where the time to scale went: scale events with their six phases, the SLO lost, scale-down cost and advice
+    /// (the `timeline` crate's analysis, docs/scaling-report.md), flattened into this object: `scaling.events[]`,
+    /// `scaling.scale_downs[]`, `scaling.cost`, `scaling.advice[]`, `scaling.slo`, `scaling.schema`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<timeline::ScalingAnalysis>,
 }
 
 /// CPU the target used during the run: cost per request.

@@ -20,8 +20,8 @@ fn manifest_triggers() -> Vec<ManifestTrigger> {
     let path = testkit::workspace_root().join(SCALED_OBJECT);
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let doc: Value =
-        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{SCALED_OBJECT} is not YAML: {e}"));
+    let doc: Value = serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("{SCALED_OBJECT} is not YAML: {e}"));
     assert_eq!(doc["kind"].as_str(), Some("ScaledObject"));
     let triggers = doc["spec"]["triggers"]
         .as_sequence()
