@@ -3,6 +3,7 @@
 //! ([`svg`]).
 
 pub mod analysis;
+pub mod scaling_input;
 pub mod svg;
 pub mod text;
 pub mod types;
