@@ -1,5 +1,6 @@
 //! Test support for the lab's integration tests: spawn the lab's binaries and learn their ephemeral ports from the
-//! `listening` log line, run a real Prometheus on 127.0.0.1, and await readiness instead of sleeping.
+//! `listening` log line, run a real Prometheus on 127.0.0.1, and await readiness instead of sleeping. [`kafka`] runs a
+//! real Kafka broker (scripts/kafka/broker.sh) and sets up known offsets.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod kafka;
 pub mod otlp;
 
 /// How long a spawned binary may take to log that it is listening.
