@@ -102,7 +102,8 @@ async fn kafka_lag_is_exact_and_capped_at_the_partitions() {
     };
     // Lags 20/0/6 and 1 for the partition without a committed offset (latest: one consumer stays): 27.
     // (name, extra metadata, expected GetMetrics value)
-    let cases: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+    let cases: Vec<Case> = vec![
         // lagThreshold 5 x 4 partitions caps 27 at 20.
         ("capped", with(&[("lagThreshold", "5")]), 20.0),
         ("uncapped", with(&[("lagThreshold", "100")]), 27.0),
