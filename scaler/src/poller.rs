@@ -118,6 +118,11 @@ impl Poller {
             }
             source.poll_finished();
         }
+        // No trigger left (or shutdown): the Kafka series of this source go.
+        let keys: Vec<TriggerKey> = kafka_state.series.keys().cloned().collect();
+        for key in keys {
+            self.remove_partition_lags(&mut kafka_state, &key);
+        }
         tracing::info!(source = %source.id, "source poller stopped");
     }
 
@@ -335,32 +340,90 @@ impl Poller {
             };
             let previous = state.previous.entry(entry.key.clone()).or_default();
             match kafka::evaluate(rules, &read.offsets, previous) {
-                Ok(report) => self.apply_value(
-                    entry,
-                    Observed {
-                        value: report.value as f64,
-                        at: polled_at,
-                        wall,
-                        note: None,
-                        replicas: None,
-                        series: None,
-                        activation_value: Some(report.activation_value() as f64),
-                        kafka: Some(Arc::new(report)),
-                    },
-                ),
+                Ok(report) => {
+                    self.publish_partition_lags(state, &entry.key, &report);
+                    self.apply_value(
+                        entry,
+                        Observed {
+                            value: report.value as f64,
+                            at: polled_at,
+                            wall,
+                            note: None,
+                            replicas: None,
+                            series: None,
+                            activation_value: Some(report.activation_value() as f64),
+                            kafka: Some(Arc::new(report)),
+                        },
+                    )
+                }
                 Err(error) => {
                     first_error.get_or_insert(error.clone());
                     entry.record_error(error);
                 }
             }
         }
-        // A forgotten trigger's memory goes with it.
+        // A forgotten trigger's memory and series go with it.
         state
             .previous
             .retain(|key, _| triggers.iter().any(|t| t.key == *key));
+        let gone: Vec<TriggerKey> = state
+            .series
+            .keys()
+            .filter(|key| !triggers.iter().any(|t| t.key == **key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove_partition_lags(state, &key);
+        }
         match first_error {
             Some(error) => Err(error),
             None => Ok(()),
+        }
+    }
+
+    /// Sets `scaler_kafka_partition_lag` for the report's partitions and removes the trigger's series of partitions
+    /// that are no longer counted.
+    fn publish_partition_lags(
+        &self,
+        state: &mut KafkaState,
+        key: &TriggerKey,
+        report: &kafka::LagReport,
+    ) {
+        let current: HashSet<(String, i32)> = report
+            .partitions
+            .iter()
+            .map(|p| (p.offsets.topic.clone(), p.offsets.partition))
+            .collect();
+        for p in &report.partitions {
+            self.metrics
+                .kafka_partition_lag
+                .with_label_values(&[
+                    key.scaled_object.as_str(),
+                    key.metric_name.as_str(),
+                    p.offsets.topic.as_str(),
+                    &p.offsets.partition.to_string(),
+                ])
+                .set(p.lag);
+        }
+        let before = state.series.insert(key.clone(), current.clone());
+        for (topic, partition) in before.unwrap_or_default().difference(&current) {
+            let _ = self.metrics.kafka_partition_lag.remove_label_values(&[
+                key.scaled_object.as_str(),
+                key.metric_name.as_str(),
+                topic.as_str(),
+                &partition.to_string(),
+            ]);
+        }
+    }
+
+    fn remove_partition_lags(&self, state: &mut KafkaState, key: &TriggerKey) {
+        for (topic, partition) in state.series.remove(key).unwrap_or_default() {
+            let _ = self.metrics.kafka_partition_lag.remove_label_values(&[
+                key.scaled_object.as_str(),
+                key.metric_name.as_str(),
+                topic.as_str(),
+                &partition.to_string(),
+            ]);
         }
     }
 
@@ -387,4 +450,6 @@ impl Poller {
 struct KafkaState {
     reader: Option<Arc<LagReader>>,
     previous: HashMap<TriggerKey, PreviousOffsets>,
+    /// The `scaler_kafka_partition_lag` series each trigger exports, to remove those that went away.
+    series: HashMap<TriggerKey, HashSet<(String, i32)>>,
 }

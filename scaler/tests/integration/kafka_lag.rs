@@ -198,6 +198,23 @@ async fn kafka_lag_is_exact_and_capped_at_the_partitions() {
         "{}",
         trigger.source
     );
+    // The same per-partition figures on /metrics, for dashboards.
+    let text = scaler.metrics_text().await;
+    let partition_lag = |partition: &str| {
+        text.lines()
+            .find(|line| {
+                line.starts_with("scaler_kafka_partition_lag{")
+                    && line.contains("scaled_object=\"lab/capped\"")
+                    && line.contains(&format!("partition=\"{partition}\""))
+                    && line.contains("topic=\"lag-exact\"")
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        ["0", "1", "2", "3"].map(partition_lag),
+        [Some(20.0), Some(0.0), Some(6.0), Some(1.0)],
+        "{text}"
+    );
     let earliest = explained_kafka(&scaler, "earliest").await;
     assert_eq!(
         earliest.partition_lags[3].rule,
