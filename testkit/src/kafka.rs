@@ -242,11 +242,37 @@ impl KafkaBroker {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
                 .map_err(|e| KafkaError::Client(e.to_string()))?;
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| KafkaError::Client(format!("commit for group {group}: {e}")))?;
-        Ok(())
+        // A fresh broker creates its offsets topic on the first group request, and answers "coordinator not
+        // available" / "load in progress" until it is ready: retry, bounded.
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => return Ok(()),
+                Err(e) if coordinator_not_ready(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(KafkaError::Client(format!("commit for group {group}: {e}")));
+                }
+            }
+        }
     }
+}
+
+/// The errors a group request gets while the broker's group coordinator is still starting.
+fn coordinator_not_ready(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::CoordinatorNotAvailable
+                | Code::WaitingForCoordinator
+                | Code::CoordinatorLoadInProgress
+                | Code::NotCoordinator
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+        )
+    )
 }
 
 impl Drop for KafkaBroker {

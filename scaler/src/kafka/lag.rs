@@ -513,13 +513,9 @@ mod tests {
         );
         // Without the option nothing is remembered and nothing excluded.
         let mut untouched = PreviousOffsets::new();
-        let plain = evaluate(&spec_without_exclusion(), &poll2, &mut untouched).unwrap();
+        let plain = evaluate(&base(), &poll2, &mut untouched).unwrap();
         assert_eq!(plain.total_lag, 30);
         assert!(untouched.is_empty());
-    }
-
-    fn spec_without_exclusion() -> KafkaSpec {
-        base()
     }
 
     #[test]

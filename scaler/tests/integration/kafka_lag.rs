@@ -285,13 +285,35 @@ async fn kafka_lag_is_exact_and_capped_at_the_partitions() {
     );
     assert_eq!(excluded.total_lag_with_persistent, 27);
 
+    // A topic that does not exist: UNAVAILABLE naming it, never a made-up 0.
+    let missing = kafka_ref(
+        "missing",
+        &broker,
+        &[("consumerGroup", "g-exact"), ("topic", "no-such-topic")],
+    );
+    let spec = client
+        .get_metric_spec(missing.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let status = client
+        .get_metrics(metrics_request(&missing, &spec.metric_specs[0].metric_name))
+        .await
+        .expect_err("a missing topic has no lag");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("no-such-topic"),
+        "{}",
+        status.message()
+    );
+
     // One Kafka source (one poller) serves every trigger on the same brokers, group and topic.
     let sources = scaler.explained().await.sources;
     let kafka_sources: Vec<_> = sources.iter().filter(|s| s.kind == "kafka").collect();
     assert_eq!(
         kafka_sources.len(),
-        2,
-        "one per topic setting: {kafka_sources:?}"
+        3,
+        "one per group and topic: {kafka_sources:?}"
     );
     scaler.shutdown().await;
 }
