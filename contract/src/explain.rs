@@ -72,9 +72,9 @@ pub struct ExplainTrigger {
     /// The metricName (also the `trigger` label of the scaler's metrics).
     pub trigger: String,
     pub metric_name: String,
-    /// The trigger kind (`request_rate`, `latency`, `allocator_pressure`, `backlog`, `query`).
+    /// The trigger kind (`request_rate`, `latency`, `allocator_pressure`, `backlog`, `query`, `kafka`).
     pub kind: String,
-    /// The source id (`prometheus:<url>` or `direct:<targets>`).
+    /// The source id (`prometheus:<url>`, `direct:<targets>` or `kafka:<bootstrapServers>/<group>/<topic or *>`).
     pub source: String,
     /// The PromQL (or the direct-source description) that gives the value.
     pub query: String,
@@ -97,13 +97,61 @@ pub struct ExplainTrigger {
     pub error: Option<String>,
     pub pending: Option<String>,
     pub note: Option<String>,
+    /// `kafka` triggers only: the lag of every partition, the rule KEDA's kafka scaler applies to it, and the
+    /// partition cap. Absent for the other kinds (their JSON is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<ExplainKafka>,
+}
+
+/// How a `kafka` trigger's value was made from the consumer group's offsets (KEDA's kafka scaler rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainKafka {
+    pub consumer_group: String,
+    /// The topic, or None for every topic the group has committed offsets for.
+    pub topic: Option<String>,
+    /// Sum of the partitions' `lag` (persistent lag excluded when `excludePersistentLag`), before the cap.
+    pub total_lag: i64,
+    /// Sum of the partitions' `lag_with_persistent`: what activation compares with `activationLagThreshold`.
+    pub total_lag_with_persistent: i64,
+    /// Partitions counted (after `partitionLimitation`).
+    pub partitions: u64,
+    /// Partitions whose `lag` is above 0.
+    pub partitions_with_lag: u64,
+    /// Most replicas the value may ask for (the partition count, or the partitions with lag when
+    /// `limitToPartitionsWithLag`); None when `allowIdleConsumers` lifts the cap.
+    pub cap_replicas: Option<u64>,
+    /// `cap_replicas × lagThreshold`: the largest value the trigger reports; None without a cap.
+    pub cap_value: Option<i64>,
+    /// Whether the cap lowered the value (`total_lag` > `cap_value`).
+    pub cap_applied: bool,
+    /// One entry per partition counted, sorted by topic and partition.
+    pub partition_lags: Vec<ExplainKafkaPartition>,
+}
+
+/// One partition of a `kafka` trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainKafkaPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset; None when the group has none (Kafka's -1, "invalid offset").
+    pub committed: Option<i64>,
+    /// The partition's log-end offset (high watermark); None when the broker did not return it.
+    pub log_end: Option<i64>,
+    /// The committed offset seen by the previous poll (kept only with `excludePersistentLag`).
+    pub previous_committed: Option<i64>,
+    /// The lag counted in the value.
+    pub lag: i64,
+    /// The lag counted for activation (persistent lag included).
+    pub lag_with_persistent: i64,
+    /// Which rule gave `lag`, e.g. `log-end - committed`, `invalid offset, latest -> 1`, `persistent lag excluded`.
+    pub rule: String,
 }
 
 /// One metric source and its polling statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExplainSource {
     pub source: String,
-    /// `prometheus` or `direct`.
+    /// `prometheus`, `direct` or `kafka`.
     pub kind: String,
     pub poll_interval_seconds: f64,
     pub max_staleness_seconds: f64,
@@ -148,6 +196,7 @@ mod tests {
                     replicas_for_value: *replicas,
                     error: None,
                     pending: None,
+                    kafka: None,
                     note: None,
                 })
                 .collect(),
@@ -215,5 +264,15 @@ mod tests {
         };
         let text = serde_json::to_string(&explain).unwrap();
         assert_eq!(serde_json::from_str::<Explain>(&text).unwrap(), explain);
+    }
+
+    #[test]
+    fn the_kafka_field_is_absent_for_other_triggers_and_optional_when_reading() {
+        let trigger = object("ns/a", &[(Some(1), false)]).triggers.remove(0);
+        let json = serde_json::to_value(&trigger).unwrap();
+        assert!(json.get("kafka").is_none(), "{json}");
+        // An older document (no `kafka` key) still parses.
+        let back: ExplainTrigger = serde_json::from_value(json).unwrap();
+        assert_eq!(back, trigger);
     }
 }

@@ -71,6 +71,10 @@ pub mod labels {
     pub const ENDPOINT: &str = "endpoint";
     /// The `le` bucket bound of a histogram series.
     pub const LE: &str = "le";
+    /// A Kafka topic (the scaler's `kafka` trigger).
+    pub const TOPIC: &str = "topic";
+    /// A Kafka partition id.
+    pub const PARTITION: &str = "partition";
 }
 
 /// `route` label value of requests no route matched.
@@ -326,9 +330,15 @@ pub mod scaler {
         &[l::RPC],
         "Open StreamIsActive / StreamMetricSpec streams.",
     );
+    pub const KAFKA_PARTITION_LAG: MetricDef = def(
+        "scaler_kafka_partition_lag",
+        Gauge,
+        &[l::SCALED_OBJECT, l::TRIGGER, l::TOPIC, l::PARTITION],
+        "Lag of one partition as a kafka trigger counts it (KEDA's rules applied, before the partition cap).",
+    );
 
     /// Every scaler metric.
-    pub const ALL: [MetricDef; 10] = [
+    pub const ALL: [MetricDef; 11] = [
         GRPC_REQUESTS_TOTAL,
         GRPC_REQUEST_DURATION_SECONDS,
         METRIC_VALUE,
@@ -339,6 +349,7 @@ pub mod scaler {
         SOURCE_POLLS_TOTAL,
         SOURCE_POLL_DURATION_SECONDS,
         STREAMS_OPEN,
+        KAFKA_PARTITION_LAG,
     ];
 }
 

@@ -27,7 +27,7 @@ pub struct Config {
     /// PEM bundle of CA certificates trusted for https sources, in addition to the system's roots.
     #[arg(long, env = "CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Poll interval for every source; overrides the two per-kind defaults below.
+    /// Poll interval for every source; overrides the per-kind defaults below.
     #[arg(long, env = "POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
     /// Poll interval of direct (pod-scraping) sources.
@@ -36,6 +36,9 @@ pub struct Config {
     /// Poll interval of Prometheus sources.
     #[arg(long, env = "PROMETHEUS_POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub prometheus_poll_interval: Duration,
+    /// Poll interval of Kafka sources (`kafka` triggers: one offset read per bootstrapServers, group and topic).
+    #[arg(long, env = "KAFKA_POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub kafka_poll_interval: Duration,
     /// How old a cached value may be before GetMetrics/IsActive answer UNAVAILABLE (default: 3 poll intervals of its
     /// source).
     #[arg(long, env = "MAX_STALENESS", value_parser = humantime::parse_duration)]
@@ -74,6 +77,11 @@ impl Config {
         self.poll_interval.unwrap_or(self.prometheus_poll_interval)
     }
 
+    /// The effective poll interval of a Kafka source.
+    pub fn kafka_interval(&self) -> Duration {
+        self.poll_interval.unwrap_or(self.kafka_poll_interval)
+    }
+
     /// The staleness bound for a source polled every `interval`.
     pub fn staleness_for(&self, interval: Duration) -> Duration {
         self.max_staleness.unwrap_or(interval * 3)
@@ -89,6 +97,7 @@ impl Config {
         for (field, value) in [
             ("--direct-poll-interval", self.direct_interval()),
             ("--prometheus-poll-interval", self.prometheus_interval()),
+            ("--kafka-poll-interval", self.kafka_interval()),
         ] {
             if value < Duration::from_millis(100) || value > Duration::from_secs(3600) {
                 return bad(

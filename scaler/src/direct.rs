@@ -136,6 +136,10 @@ impl History {
             TriggerKind::Query { .. } => {
                 Evaluation::Pending("the query trigger needs a Prometheus source".into())
             }
+            // A kafka trigger has its own source; metadata parsing never pairs it with `targets`.
+            TriggerKind::Kafka(_) => {
+                Evaluation::Pending("the kafka trigger reads a Kafka source, not pods".into())
+            }
         }
     }
 

@@ -198,10 +198,11 @@ impl Source {
         update(&mut lock(&self.stats));
     }
 
-    /// `direct` or `prometheus`.
+    /// `direct`, `prometheus` or `kafka`.
     pub fn kind(&self) -> &'static str {
         match self.spec {
             SourceSpec::Direct { .. } => "direct",
+            SourceSpec::Kafka { .. } => "kafka",
             _ => "prometheus",
         }
     }

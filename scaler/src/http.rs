@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::trigger::SourceSpec;
 
 #[derive(Clone)]
 struct AppState {
@@ -106,7 +107,9 @@ pub fn build_explain(registry: &Registry) -> Explain {
             target: spec.target,
             activation_target: spec.activation_target,
             active: reading.active,
-            above_activation: reading.value.map(|v| v > spec.activation_target),
+            above_activation: reading
+                .value
+                .map(|v| reading.activation_value.unwrap_or(v) > spec.activation_target),
             metric_type: spec.metric_type.to_string(),
             window_seconds: spec.window.as_secs(),
             route: spec.route.clone(),
@@ -120,6 +123,17 @@ pub fn build_explain(registry: &Registry) -> Explain {
             error: reading.error.clone(),
             pending: reading.pending.clone(),
             note: reading.note.clone(),
+            kafka: reading
+                .kafka
+                .as_ref()
+                .and_then(|report| match &spec.source {
+                    SourceSpec::Kafka {
+                        consumer_group,
+                        topic,
+                        ..
+                    } => Some(report.explain(consumer_group, topic.as_deref())),
+                    _ => None,
+                }),
         };
         by_object
             .entry(entry.key.scaled_object.clone())

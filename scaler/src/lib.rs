@@ -7,7 +7,8 @@
 //! [`poller`] per source; a poller reads Prometheus ([`prom`]) or the pods ([`scrape`], [`exposition`]), computes the
 //! direct source's rates and quantiles ([`direct`]) and writes into the [`entry`]s, whose [`reading`] holds the value,
 //! staleness and hysteresis rules. [`trigger`] parses metadata into what to measure; [`client`] holds the HTTP
-//! clients and their TLS; [`metrics`], [`config`] and [`telemetry`] are the process's own.
+//! clients and their TLS; [`metrics`], [`config`] and [`telemetry`] are the process's own. A `kafka` trigger's poller
+//! reads the group's offsets with [`kafka`]'s reader and applies KEDA's lag rules from [`kafka::lag`].
 
 pub mod client;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod entry;
 pub mod error;
 pub mod exposition;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod poller;
 pub mod prom;

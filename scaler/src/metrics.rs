@@ -33,6 +33,7 @@ pub struct Metrics {
     pub source_polls: IntCounterVec,
     pub source_poll_duration: HistogramVec,
     pub streams_open: IntGaugeVec,
+    pub kafka_partition_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -56,6 +57,7 @@ impl Metrics {
         let source_poll_duration =
             histogram(&def::SOURCE_POLL_DURATION_SECONDS, &LATENCY_BUCKETS_SECONDS);
         let streams_open = int_gauge(&def::STREAMS_OPEN);
+        let kafka_partition_lag = int_gauge(&def::KAFKA_PARTITION_LAG);
         for collector in [
             Box::new(grpc_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(grpc_duration.clone()),
@@ -67,6 +69,7 @@ impl Metrics {
             Box::new(source_polls.clone()),
             Box::new(source_poll_duration.clone()),
             Box::new(streams_open.clone()),
+            Box::new(kafka_partition_lag.clone()),
         ] {
             registry
                 .register(collector)
@@ -93,6 +96,7 @@ impl Metrics {
             source_polls,
             source_poll_duration,
             streams_open,
+            kafka_partition_lag,
         }
     }
 
@@ -135,6 +139,10 @@ mod tests {
             vec.with_label_values(&["lab/web", "t"]).set(1.0);
         }
         metrics.active.with_label_values(&["lab/web"]).set(1);
+        metrics
+            .kafka_partition_lag
+            .with_label_values(&["lab/web", "t", "orders", "0"])
+            .set(3);
         for source in [&metrics.source_errors, &metrics.source_polls] {
             source.with_label_values(&["direct:x"]).inc();
         }

@@ -1,6 +1,8 @@
 //! The source pollers: one task per distinct source polls it once per interval (a Prometheus query per distinct PromQL,
 //! or one scrape per pod), however many ScaledObjects and RPCs read it, and writes each trigger's value or failure
 //! into the registry's entries. The registry decides which triggers are still alive; the poller never looks inside it.
+//! A Kafka source is read once per interval too (one client per source, `crate::kafka`), and each of its triggers
+//! applies its own KEDA rules to the same offsets.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Clients;
 use crate::direct::{Evaluation, History};
-use crate::entry::{Source, TriggerEntry};
+use crate::entry::{Source, TriggerEntry, TriggerKey};
+use crate::kafka::{self, LagReader, PreviousOffsets};
 use crate::metrics::Metrics;
 use crate::prom::{self, QueryValue};
 use crate::reading::Observed;
@@ -39,6 +42,7 @@ impl Poller {
         let mut ticker = tokio::time::interval(source.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut history = History::default();
+        let mut kafka_state = KafkaState::default();
         tracing::info!(source = %source.id, interval = ?source.interval, "source poller started");
         loop {
             tokio::select! {
@@ -62,6 +66,19 @@ impl Poller {
                         self.poll_prometheus(&source, url, &triggers).await
                     }
                     SourceSpec::DefaultPrometheus => Err("unresolved default source".to_string()),
+                    SourceSpec::Kafka {
+                        bootstrap_servers,
+                        consumer_group,
+                        topic,
+                    } => {
+                        self.poll_kafka(
+                            &source,
+                            (bootstrap_servers, consumer_group, topic.as_deref()),
+                            &triggers,
+                            &mut kafka_state,
+                        )
+                        .await
+                    }
                 }
             };
             let outcome = match tokio::time::timeout(poll_bound, poll).await {
@@ -100,6 +117,11 @@ impl Poller {
                 tracing::warn!(source = %source.id, %error, "source poll failed");
             }
             source.poll_finished();
+        }
+        // No trigger left (or shutdown): the Kafka series of this source go.
+        let keys: Vec<TriggerKey> = kafka_state.series.keys().cloned().collect();
+        for key in keys {
+            self.remove_partition_lags(&mut kafka_state, &key);
         }
         tracing::info!(source = %source.id, "source poller stopped");
     }
@@ -179,6 +201,8 @@ impl Poller {
                             note,
                             replicas,
                             series: Some(series),
+                            activation_value: None,
+                            kafka: None,
                         },
                     );
                 }
@@ -237,6 +261,8 @@ impl Poller {
                         note: None,
                         replicas,
                         series: None,
+                        activation_value: None,
+                        kafka: None,
                     },
                 ),
                 Ok(QueryValue::Empty) if spec.ignore_null_values => {
@@ -255,6 +281,8 @@ impl Poller {
                             note: Some(note.into()),
                             replicas,
                             series: None,
+                            activation_value: None,
+                            kafka: None,
                         },
                     )
                 }
@@ -276,6 +304,129 @@ impl Poller {
         }
     }
 
+    /// One read of the group's offsets (blocking librdkafka calls on the blocking pool, bounded by the source timeout),
+    /// then every trigger's value from them with its own rules and its own memory of the previous poll.
+    async fn poll_kafka(
+        &self,
+        source: &Source,
+        (bootstrap_servers, group, topic): (&str, &str, Option<&str>),
+        triggers: &[Arc<TriggerEntry>],
+        state: &mut KafkaState,
+    ) -> Result<(), String> {
+        let polled_at = Instant::now();
+        let reader = match &state.reader {
+            Some(reader) => reader.clone(),
+            None => match LagReader::new(bootstrap_servers, group, topic, self.source_timeout) {
+                Ok(reader) => state.reader.insert(Arc::new(reader)).clone(),
+                Err(error) => return self.fail_all(triggers, error),
+            },
+        };
+        let timeout = self.source_timeout;
+        let read = match tokio::task::spawn_blocking(move || reader.read(timeout)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(error)) => return self.fail_all(triggers, error),
+            Err(error) => {
+                return self.fail_all(triggers, format!("the offset read failed: {error}"));
+            }
+        };
+        source.update_stats(|stats| stats.requests += read.requests);
+        let wall = SystemTime::now();
+        let mut first_error = None;
+        for entry in triggers {
+            let spec = entry.spec();
+            let TriggerKind::Kafka(rules) = &spec.kind else {
+                entry.record_error("not a kafka trigger".into());
+                continue;
+            };
+            let previous = state.previous.entry(entry.key.clone()).or_default();
+            match kafka::evaluate(rules, &read.offsets, previous) {
+                Ok(report) => {
+                    self.publish_partition_lags(state, &entry.key, &report);
+                    self.apply_value(
+                        entry,
+                        Observed {
+                            value: report.value as f64,
+                            at: polled_at,
+                            wall,
+                            note: None,
+                            replicas: None,
+                            series: None,
+                            activation_value: Some(report.activation_value() as f64),
+                            kafka: Some(Arc::new(report)),
+                        },
+                    )
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error.clone());
+                    entry.record_error(error);
+                }
+            }
+        }
+        // A forgotten trigger's memory and series go with it.
+        state
+            .previous
+            .retain(|key, _| triggers.iter().any(|t| t.key == *key));
+        let gone: Vec<TriggerKey> = state
+            .series
+            .keys()
+            .filter(|key| !triggers.iter().any(|t| t.key == **key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove_partition_lags(state, &key);
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets `scaler_kafka_partition_lag` for the report's partitions and removes the trigger's series of partitions
+    /// that are no longer counted.
+    fn publish_partition_lags(
+        &self,
+        state: &mut KafkaState,
+        key: &TriggerKey,
+        report: &kafka::LagReport,
+    ) {
+        let current: HashSet<(String, i32)> = report
+            .partitions
+            .iter()
+            .map(|p| (p.offsets.topic.clone(), p.offsets.partition))
+            .collect();
+        for p in &report.partitions {
+            self.metrics
+                .kafka_partition_lag
+                .with_label_values(&[
+                    key.scaled_object.as_str(),
+                    key.metric_name.as_str(),
+                    p.offsets.topic.as_str(),
+                    &p.offsets.partition.to_string(),
+                ])
+                .set(p.lag);
+        }
+        let before = state.series.insert(key.clone(), current.clone());
+        for (topic, partition) in before.unwrap_or_default().difference(&current) {
+            let _ = self.metrics.kafka_partition_lag.remove_label_values(&[
+                key.scaled_object.as_str(),
+                key.metric_name.as_str(),
+                topic.as_str(),
+                &partition.to_string(),
+            ]);
+        }
+    }
+
+    fn remove_partition_lags(&self, state: &mut KafkaState, key: &TriggerKey) {
+        for (topic, partition) in state.series.remove(key).unwrap_or_default() {
+            let _ = self.metrics.kafka_partition_lag.remove_label_values(&[
+                key.scaled_object.as_str(),
+                key.metric_name.as_str(),
+                topic.as_str(),
+                &partition.to_string(),
+            ]);
+        }
+    }
+
     fn fail_all(&self, triggers: &[Arc<TriggerEntry>], error: String) -> Result<(), String> {
         for entry in triggers {
             entry.record_error(error.clone());
@@ -291,4 +442,14 @@ impl Poller {
             .with_label_values(&[&entry.key.scaled_object, &entry.key.metric_name])
             .set(value);
     }
+}
+
+/// What a Kafka source's poller keeps between polls: its client, and each trigger's committed offsets of the previous
+/// poll (`excludePersistentLag`; per trigger, as KEDA keeps them per scaler).
+#[derive(Default)]
+struct KafkaState {
+    reader: Option<Arc<LagReader>>,
+    previous: HashMap<TriggerKey, PreviousOffsets>,
+    /// The `scaler_kafka_partition_lag` series each trigger exports, to remove those that went away.
+    series: HashMap<TriggerKey, HashSet<(String, i32)>>,
 }

@@ -3,7 +3,10 @@
 //! it); a failed poll keeps the last value (served until stale) and records why; and the staleness bound decides
 //! whether an RPC gets the value or UNAVAILABLE. No I/O: the pollers and the registry call it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::kafka::LagReport;
 
 /// The cached state of one trigger.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +29,11 @@ pub struct Reading {
     pub replicas: Option<u32>,
     /// Series that matched the trigger's filter (direct source).
     pub series: Option<usize>,
+    /// What activation compared with the activation target, when it is not `value` (kafka: the lag with persistent
+    /// lag included and no cap, as KEDA's kafka scaler decides activity).
+    pub activation_value: Option<f64>,
+    /// How a `kafka` trigger's value was made (per-partition lag, rules, cap), for `/explain`.
+    pub kafka: Option<Arc<LagReport>>,
 }
 
 /// One successful reading of a trigger's value by a poll.
@@ -37,6 +45,9 @@ pub struct Observed {
     pub note: Option<String>,
     pub replicas: Option<u32>,
     pub series: Option<usize>,
+    /// Compared with the activation target instead of `value` when set (see [`Reading::activation_value`]).
+    pub activation_value: Option<f64>,
+    pub kafka: Option<Arc<LagReport>>,
 }
 
 impl Reading {
@@ -49,7 +60,7 @@ impl Reading {
         activation_target: f64,
         deactivate_after_polls: u32,
     ) -> bool {
-        let above = observed.value > activation_target;
+        let above = observed.activation_value.unwrap_or(observed.value) > activation_target;
         self.value = Some(observed.value);
         self.value_at = Some(observed.at);
         self.value_wall = Some(observed.wall);
@@ -58,6 +69,8 @@ impl Reading {
         self.note = observed.note;
         self.replicas = observed.replicas;
         self.series = observed.series;
+        self.activation_value = observed.activation_value;
+        self.kafka = observed.kafka;
         let active = match self.active {
             Some(true) if !above => {
                 self.polls_below += 1;
@@ -118,6 +131,8 @@ mod tests {
             note: None,
             replicas: Some(1),
             series: None,
+            activation_value: None,
+            kafka: None,
         }
     }
 
@@ -168,5 +183,26 @@ mod tests {
         );
         reading.record_value(observed(1.0, t0 + Duration::from_secs(5)), 0.0, 3);
         assert_eq!(reading.error, None, "a success clears the error");
+    }
+
+    #[test]
+    fn an_activation_value_decides_activation_instead_of_the_value() {
+        let t0 = Instant::now();
+        let mut reading = Reading::default();
+        // A kafka trigger whose value is 0 (persistent lag excluded) but whose lag is 30: active, as in KEDA.
+        let stuck = Observed {
+            activation_value: Some(30.0),
+            ..observed(0.0, t0)
+        };
+        assert!(reading.record_value(stuck, 5.0, 1));
+        assert_eq!(reading.activation_value, Some(30.0));
+        let drained = Observed {
+            activation_value: Some(5.0),
+            ..observed(0.0, t0)
+        };
+        assert!(
+            !reading.record_value(drained, 5.0, 1),
+            "at the threshold is not above"
+        );
     }
 }

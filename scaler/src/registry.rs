@@ -198,6 +198,7 @@ impl Registry {
             None => {
                 let interval = match spec.source {
                     SourceSpec::Direct { .. } => self.config.direct_interval(),
+                    SourceSpec::Kafka { .. } => self.config.kafka_interval(),
                     _ => self.config.prometheus_interval(),
                 };
                 let source = Arc::new(Source::new(

@@ -1,8 +1,10 @@
 //! Test support for the workspace's integration tests: spawn its binaries and learn their ephemeral ports from the
 //! `listening` log line ([`spawn`], over the `procs` child-process type the lab also uses), await readiness instead
-//! of sleeping ([`http`]), run a real Prometheus on 127.0.0.1 ([`prometheus`]) and a real OTLP trace sink ([`otlp`]).
+//! of sleeping ([`http`]), run a real Prometheus on 127.0.0.1 ([`prometheus`]), a real OTLP trace sink ([`otlp`]) and a real Kafka
+//! broker ([`kafka`], from scripts/kafka/broker.sh).
 
 pub mod http;
+pub mod kafka;
 pub mod otlp;
 pub mod prometheus;
 pub mod spawn;

@@ -11,10 +11,11 @@ pub enum Kind {
     AllocatorPressure,
     Backlog,
     Query,
+    Kafka,
 }
 
 /// The trigger kinds accepted in `trigger`, for messages.
-pub const TRIGGER_KINDS: &str = "request_rate, latency, allocator_pressure, backlog, query";
+pub const TRIGGER_KINDS: &str = "request_rate, latency, allocator_pressure, backlog, query, kafka";
 
 /// Keys every kind accepts (minus the exceptions in [`Kind::allowed_keys`]).
 const COMMON_KEYS: [&str; 10] = [
@@ -34,12 +35,13 @@ const COMMON_KEYS: [&str; 10] = [
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::RequestRate,
         Kind::Latency,
         Kind::AllocatorPressure,
         Kind::Backlog,
         Kind::Query,
+        Kind::Kafka,
     ];
 
     /// The `trigger` metadata value.
@@ -50,6 +52,7 @@ impl Kind {
             Kind::AllocatorPressure => "allocator_pressure",
             Kind::Backlog => "backlog",
             Kind::Query => "query",
+            Kind::Kafka => "kafka",
         }
     }
 
@@ -60,12 +63,18 @@ impl Kind {
 
     /// The metadata keys this kind accepts.
     pub fn allowed_keys(self) -> Vec<&'static str> {
+        if self == Kind::Kafka {
+            // KEDA's kafka keys instead of the consumer-signal ones: lagThreshold is the target, the brokers the source.
+            let mut keys = vec!["trigger", "metricName", "metricType"];
+            keys.extend(super::kafka::KAFKA_KEYS);
+            return keys;
+        }
         let mut keys: Vec<&'static str> = COMMON_KEYS.to_vec();
         match self {
             Kind::RequestRate => keys.extend(["route", "window"]),
             Kind::Latency => keys.extend(["route", "window", "quantile"]),
             Kind::AllocatorPressure => keys.extend(["window"]),
-            Kind::Backlog => {}
+            Kind::Backlog | Kind::Kafka => {}
             Kind::Query => {
                 // A user's PromQL carries its own matchers and needs Prometheus.
                 keys.retain(|k| *k != "selector" && *k != "targets");

@@ -87,6 +87,7 @@ impl TriggerSpec {
                     query: query.to_string(),
                 }
             }
+            Kind::Kafka => return kafka_spec(&get),
         };
 
         let source = match (get("serverAddress"), get("targets")) {
@@ -162,21 +163,7 @@ impl TriggerSpec {
                 "serverAddress, or the server's --prometheus-url",
             ));
         }
-        let metric_type = match get("metricType") {
-            Some("AverageValue") => MetricType::AverageValue,
-            Some("Value") => MetricType::Value,
-            Some(other) => {
-                return Err(TriggerError::invalid(
-                    "metricType",
-                    other,
-                    "unknown metric type (it must match the ScaledObject trigger's metricType)",
-                    "AverageValue, Value",
-                ));
-            }
-            // Latency is not additive: a per-replica average of it means nothing.
-            None if kind_tag == Kind::Latency => MetricType::Value,
-            None => MetricType::AverageValue,
-        };
+        let metric_type = parse_metric_type(get("metricType"), kind_tag)?;
         let ignore_null_values = parse_bool("ignoreNullValues", get("ignoreNullValues"), true)?;
         let unsafe_ssl = parse_bool("unsafeSsl", get("unsafeSsl"), false)?;
 
@@ -201,7 +188,51 @@ impl TriggerSpec {
     }
 }
 
-fn parse_bool(key: &str, raw: Option<&str>, default: bool) -> Result<bool, TriggerError> {
+/// The `kafka` trigger: KEDA's keys (`super::kafka`); lagThreshold is the target, activationLagThreshold the
+/// activation target, and the metric type defaults to AverageValue as in KEDA.
+fn kafka_spec<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<TriggerSpec, TriggerError> {
+    let parsed = super::kafka::parse_kafka(get)?;
+    let mut spec = TriggerSpec {
+        target: parsed.spec.lag_threshold as f64,
+        activation_target: parsed.spec.activation_lag_threshold as f64,
+        kind: TriggerKind::Kafka(parsed.spec),
+        source: parsed.source,
+        route: None,
+        window: DEFAULT_WINDOW,
+        selector: Vec::new(),
+        metric_name: String::new(),
+        metric_type: parse_metric_type(get("metricType"), Kind::Kafka)?,
+        ignore_null_values: true,
+        unsafe_ssl: false,
+    };
+    spec.metric_name = match get("metricName") {
+        Some(name) => parse_metric_name(name)?,
+        None => spec.default_metric_name(),
+    };
+    Ok(spec)
+}
+
+fn parse_metric_type(raw: Option<&str>, kind: Kind) -> Result<MetricType, TriggerError> {
+    match raw {
+        Some("AverageValue") => Ok(MetricType::AverageValue),
+        Some("Value") => Ok(MetricType::Value),
+        Some(other) => Err(TriggerError::invalid(
+            "metricType",
+            other,
+            "unknown metric type (it must match the ScaledObject trigger's metricType)",
+            "AverageValue, Value",
+        )),
+        // Latency is not additive: a per-replica average of it means nothing.
+        None if kind == Kind::Latency => Ok(MetricType::Value),
+        None => Ok(MetricType::AverageValue),
+    }
+}
+
+pub(super) fn parse_bool(
+    key: &str,
+    raw: Option<&str>,
+    default: bool,
+) -> Result<bool, TriggerError> {
     match raw.map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("true") => Ok(true),

@@ -5,8 +5,10 @@
 //! - [`source`]: where the values come from (`serverAddress`, `targets`, `--prometheus-url`);
 //! - [`selector`]: the `selector` grammar (PromQL label matchers);
 //! - [`promql`]: the PromQL a trigger runs on Prometheus, and its direct-source twin (which series count);
-//! - [`naming`]: the trigger's external metric name (`metricName`).
+//! - [`naming`]: the trigger's external metric name (`metricName`);
+//! - [`kafka`]: the `kafka` trigger's keys, with KEDA's names, defaults and checks.
 
+pub mod kafka;
 pub mod kind;
 pub mod metadata;
 pub mod naming;
@@ -19,6 +21,7 @@ use std::time::Duration;
 /// How the ScaledObject hands the metric to the HPA (`autoscaler`'s type: one definition for the whole lab). The
 /// scaler accepts `AverageValue` and `Value` only; it needs the type just to explain the replica count.
 pub use autoscaler::MetricType;
+pub use kafka::{KafkaSpec, OffsetResetPolicy};
 pub use kind::{Kind, TRIGGER_KINDS};
 pub use metadata::KEDA_CONNECTION_KEYS;
 pub use selector::{MatchOp, Matcher, escape_label_value, parse_selector};
@@ -82,6 +85,8 @@ pub enum TriggerKind {
     Backlog,
     /// Any PromQL the user gives (Prometheus source only).
     Query { query: String },
+    /// A consumer group's lag on a Kafka topic, with KEDA's rules (`crate::kafka::lag`).
+    Kafka(KafkaSpec),
 }
 
 impl TriggerKind {
@@ -93,6 +98,7 @@ impl TriggerKind {
             TriggerKind::AllocatorPressure => Kind::AllocatorPressure,
             TriggerKind::Backlog => Kind::Backlog,
             TriggerKind::Query { .. } => Kind::Query,
+            TriggerKind::Kafka(_) => Kind::Kafka,
         }
     }
 

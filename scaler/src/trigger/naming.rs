@@ -7,6 +7,9 @@ impl TriggerSpec {
     /// `<kind>[-p<quantile>][-<route>]-<hash>`: readable, unique per distinct measurement (source, selector, route, window,
     /// quantile, query), and unchanged when only the target changes.
     pub(crate) fn default_metric_name(&self) -> String {
+        if let TriggerKind::Kafka(kafka) = &self.kind {
+            return self.kafka_metric_name(kafka);
+        }
         let mut name = self.kind.name().replace('_', "-");
         if let TriggerKind::Latency { quantile } = self.kind {
             name.push_str(&format!("-p{}", format_quantile(quantile)));
@@ -48,6 +51,53 @@ impl TriggerSpec {
             },
         );
         format!("{name}-{:06x}", fnv1a(identity.as_bytes()) & 0xff_ffff)
+    }
+}
+
+impl TriggerSpec {
+    /// `kafka-<topic>-<hash>` or `kafka-<group>-topics-<hash>` (KEDA's own names plus the hash): the hash covers the
+    /// source and every rule that changes the value, but not lagThreshold or activationLagThreshold (the targets).
+    fn kafka_metric_name(&self, kafka: &super::KafkaSpec) -> String {
+        let readable = match &self.source {
+            super::SourceSpec::Kafka {
+                consumer_group,
+                topic,
+                ..
+            } => match topic {
+                Some(topic) => topic.clone(),
+                None => format!("{consumer_group}-topics"),
+            },
+            _ => String::new(),
+        };
+        let mut slug: String = readable
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        // 100 characters at most: "kafka-" + slug + "-" + 6 hex.
+        slug.truncate(80);
+        let slug = slug.trim_matches('-');
+        let identity = format!(
+            "{}|{}|{}|{}|{}|{}|{:?}",
+            self.source.id(),
+            kafka.offset_reset_policy.name(),
+            kafka.allow_idle_consumers,
+            kafka.scale_to_zero_on_invalid_offset,
+            kafka.exclude_persistent_lag,
+            kafka.limit_to_partitions_with_lag,
+            kafka.partition_limitation,
+        );
+        let hash = fnv1a(identity.as_bytes()) & 0xff_ffff;
+        if slug.is_empty() {
+            format!("kafka-{hash:06x}")
+        } else {
+            format!("kafka-{slug}-{hash:06x}")
+        }
     }
 }
 

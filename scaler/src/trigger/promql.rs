@@ -68,14 +68,57 @@ impl TriggerSpec {
                 format!("sum({{{}}})", matchers.join(","))
             }
             TriggerKind::Query { query } => query.clone(),
+            // Not PromQL: the Kafka poller reads offsets; this is what /explain shows for it.
+            TriggerKind::Kafka(kafka) => self.kafka_description(kafka),
         }
+    }
+
+    fn kafka_description(&self, kafka: &super::KafkaSpec) -> String {
+        let (group, topic) = match &self.source {
+            SourceSpec::Kafka {
+                consumer_group,
+                topic,
+                ..
+            } => (consumer_group.as_str(), topic.as_deref()),
+            _ => ("", None),
+        };
+        let mut rules = vec![format!(
+            "offsetResetPolicy={}",
+            kafka.offset_reset_policy.name()
+        )];
+        for (flag, name) in [
+            (kafka.allow_idle_consumers, "allowIdleConsumers"),
+            (
+                kafka.scale_to_zero_on_invalid_offset,
+                "scaleToZeroOnInvalidOffset",
+            ),
+            (kafka.exclude_persistent_lag, "excludePersistentLag"),
+            (
+                kafka.limit_to_partitions_with_lag,
+                "limitToPartitionsWithLag",
+            ),
+        ] {
+            if flag {
+                rules.push(name.to_string());
+            }
+        }
+        if let Some(ids) = &kafka.partition_limitation {
+            rules.push(format!("partitions {ids:?}"));
+        }
+        format!(
+            "sum over partitions of (log-end offset - committed offset of group {group}) on {}, KEDA's kafka rules ({})",
+            topic
+                .map(|t| format!("topic {t}"))
+                .unwrap_or_else(|| "every topic the group has offsets for".into()),
+            rules.join(", ")
+        )
     }
 
     /// For Prometheus sources of the built-in triggers: counts the pods behind the signal (the consumer's build-info
     /// gauge is 1 per replica), so `/explain` can apply the HPA formula with the real replica count.
     pub fn replicas_promql(&self) -> Option<String> {
         match self.kind {
-            TriggerKind::Query { .. } => None,
+            TriggerKind::Query { .. } | TriggerKind::Kafka(_) => None,
             _ => Some(format!(
                 "count({}{{{}}})",
                 BUILD_INFO.name,
@@ -130,6 +173,7 @@ impl TriggerSpec {
                     self.selector_matchers().join(",")
                 ),
                 TriggerKind::Query { query } => query.clone(),
+                TriggerKind::Kafka(_) => self.promql(),
             },
             _ => self.promql(),
         }

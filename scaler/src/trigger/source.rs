@@ -1,6 +1,7 @@
 //! Where a trigger's values come from: a Prometheus URL (`serverAddress`, or the server's `--prometheus-url`), or the
 //! pods themselves (`targets`: a headless Service name or a list of `/metrics` URLs). `http` and `https` are both
-//! accepted; https is verified against the system roots plus `--ca-file` (see `crate::client`).
+//! accepted; https is verified against the system roots plus `--ca-file` (see `crate::client`). The `kafka` trigger's
+//! source is a Kafka cluster and consumer group (parsed in `super::kafka`).
 
 use std::fmt;
 
@@ -18,6 +19,13 @@ pub enum SourceSpec {
     Direct { targets: DirectTargets },
     /// No `serverAddress` nor `targets`: the server's `--prometheus-url`, if it has one.
     DefaultPrometheus,
+    /// A Kafka cluster's offsets for one consumer group: one topic, or (None) every topic the group has offsets for.
+    Kafka {
+        /// Comma list of host:port, as given (trimmed).
+        bootstrap_servers: String,
+        consumer_group: String,
+        topic: Option<String>,
+    },
 }
 
 /// The pods a direct source scrapes.
@@ -36,6 +44,14 @@ impl SourceSpec {
             SourceSpec::Prometheus { url } => format!("prometheus:{url}"),
             SourceSpec::Direct { targets } => format!("direct:{targets}"),
             SourceSpec::DefaultPrometheus => "prometheus:default".to_string(),
+            SourceSpec::Kafka {
+                bootstrap_servers,
+                consumer_group,
+                topic,
+            } => format!(
+                "kafka:{bootstrap_servers}/{consumer_group}/{}",
+                topic.as_deref().unwrap_or("*")
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 mod grpc_direct;
+mod kafka_lag;
 mod lifecycle;
 mod manifests_triggers;
 mod otlp_traces;
