@@ -1,15 +1,13 @@
 //! ScaledObject parsing: KEDA's and the HPA's defaults, the project's own manifest, clear errors for
 //! invalid input, and the time-scale helper.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use autoscaler::{
     FallbackBehavior, MetricType, PolicyKind, Rules, ScaledObject, ScalingConfig, SelectPolicy,
     SpecError,
 };
-use support::*;
 
 #[test]
 fn defaults_match_keda_and_kubernetes_documentation() {

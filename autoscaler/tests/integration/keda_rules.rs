@@ -2,10 +2,8 @@
 //! cooldownPeriod to zero, initialCooldownPeriod, idleReplicaCount, minReplicaCount and fallback on scaler
 //! errors (static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower).
 
-mod support;
-
+use crate::support::*;
 use autoscaler::{MetricStatus, MetricType, Observation, Outcome, Reading};
-use support::*;
 
 fn inactive(name: &str) -> Observation {
     Observation {

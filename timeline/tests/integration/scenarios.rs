@@ -1,9 +1,7 @@
 //! Table-driven scale-event scenarios on synthetic timelines whose answers were worked out by hand (see each case's
 //! comment). Every case also checks that the present phases sum to the event's total.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use timeline::{EventKind, Options, PhaseName, ScaleEvent, Slo, Timeline, analyse};
 
 #[derive(Debug)]

@@ -1,8 +1,6 @@
 //! Replica-seconds and waste with known answers, the text table, the live one-liner and the JSON shape.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use timeline::{
     Options, SCHEMA, ScalingAnalysis, Slo, Timeline, analyse, phase_in_progress, render_event,
 };

@@ -2,10 +2,8 @@
 //! documentation: the formula for AverageValue and Value targets, tolerance, the maximum over metrics,
 //! stabilization windows, default and custom policies, selectPolicy Min/Max/Disabled, min/max bounds.
 
-mod support;
-
+use crate::support::*;
 use autoscaler::{Direction, Limit, MetricStatus, MetricType, Outcome};
-use support::*;
 
 /// (case, metric type, value, target, current replicas, ready replicas, expected proposal)
 #[test]
