@@ -297,19 +297,6 @@ pub fn sparkline(values: &[Option<f64>], max: f64) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparkline_scales() {
-        assert_eq!(
-            sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0),
-            "▁▅█ "
-        );
-    }
-}
-
 /// The scaling report's events (one phase table each), scale-down steps, cost and advice.
 pub fn render_analysis(analysis: &timeline::ScalingAnalysis) -> String {
     let mut s = String::new();
@@ -330,4 +317,17 @@ pub fn render_analysis(analysis: &timeline::ScalingAnalysis) -> String {
         let _ = writeln!(s, "  advice: {advice}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales() {
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0),
+            "▁▅█ "
+        );
+    }
 }
