@@ -38,6 +38,21 @@ fn ceil_to_u32(x: f64) -> u32 {
     }
 }
 
+/// The usage ratio the HPA compares with 1 (its tolerance applies to it): `value / target` for a `Value` target,
+/// `value / (target x current)` for a per-replica (`AverageValue`, `Utilization`) target. `None` when there is no ratio:
+/// a per-replica target at zero replicas (any load then asks for replicas), or a target that is not above zero.
+pub fn usage_ratio(metric_type: MetricType, value: f64, target: f64, current: u32) -> Option<f64> {
+    if !(target > 0.0 && value.is_finite()) {
+        return None;
+    }
+    match metric_type {
+        MetricType::Value => Some(value / target),
+        MetricType::AverageValue | MetricType::Utilization => {
+            (current > 0).then(|| value / (target * f64::from(current)))
+        }
+    }
+}
+
 /// Desired replicas for one external metric.
 ///
 /// - `AverageValue` (what KEDA uses by default): KEDA hands the HPA the *total* and a per-replica target,
@@ -59,11 +74,7 @@ pub fn metric_replicas(
     let tolerance = |ratio: f64| within_tolerance(ratio, rules_up.tolerance, rules_down.tolerance);
     match metric_type {
         MetricType::AverageValue | MetricType::Utilization => {
-            let ratio = if current == 0 {
-                f64::INFINITY
-            } else {
-                value / (target * current as f64)
-            };
+            let ratio = usage_ratio(metric_type, value, target, current).unwrap_or(f64::INFINITY);
             if current > 0 && tolerance(ratio) {
                 return MetricReplicas {
                     replicas: current,
@@ -86,7 +97,7 @@ pub fn metric_replicas(
             }
         }
         MetricType::Value => {
-            let ratio = value / target;
+            let ratio = usage_ratio(metric_type, value, target, current).unwrap_or(f64::NAN);
             if current > 0 && tolerance(ratio) {
                 return MetricReplicas {
                     replicas: current,

@@ -216,6 +216,22 @@ impl fmt::Display for MetricType {
     }
 }
 
+impl std::str::FromStr for MetricType {
+    type Err = String;
+
+    /// The `autoscaling/v2` spelling, as [`Display`](fmt::Display) writes it.
+    fn from_str(text: &str) -> Result<MetricType, String> {
+        match text {
+            "AverageValue" => Ok(Self::AverageValue),
+            "Value" => Ok(Self::Value),
+            "Utilization" => Ok(Self::Utilization),
+            other => Err(format!(
+                "unknown metricType {other:?} (AverageValue, Value or Utilization)"
+            )),
+        }
+    }
+}
+
 impl Trigger {
     /// The trigger's metadata as strings, or an error naming the first non-string value.
     pub fn string_metadata(&self, index: usize) -> Result<BTreeMap<String, String>, SpecError> {

@@ -12,16 +12,11 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
-/// The usage ratio the HPA compares with 1 (None when the trigger had no value).
+/// The usage ratio the HPA compares with 1 (`autoscaler::hpa::usage_ratio`), per replica at least one so that a
+/// scale-from-zero moment still has a point on the chart; None when the trigger had no value.
 fn ratio(metric_type: &str, value: Option<f64>, target: f64, current: u32) -> Option<f64> {
-    let value = value?;
-    if target <= 0.0 {
-        return None;
-    }
-    match metric_type {
-        "Value" => Some(value / target),
-        _ => Some(value / (target * current.max(1) as f64)),
-    }
+    let metric_type = metric_type.parse().ok()?;
+    autoscaler::hpa::usage_ratio(metric_type, value?, target, current.max(1))
 }
 
 /// The chart of a controller log: usage ratios per trigger, then desired and current replicas.
