@@ -266,8 +266,13 @@ mod slo_tests {
 
     #[test]
     fn thresholds_make_the_slo_when_none_is_given() {
-        let slo = slo_from_thresholds(&parsed(&["p95<500ms", "errors<1%", "rate>=10", "p99[x]<2s"]))
-            .expect("an SLO");
+        let slo = slo_from_thresholds(&parsed(&[
+            "p95<500ms",
+            "errors<1%",
+            "rate>=10",
+            "p99[x]<2s",
+        ]))
+        .expect("an SLO");
         assert_eq!(slo.to_string(), "p95<500ms,errors<1%");
         assert!(slo_from_thresholds(&parsed(&["rate>=10", "p95>1ms", "max<1s"])).is_none());
         let first_wins = slo_from_thresholds(&parsed(&["p95<2s", "p95<1s"])).unwrap();

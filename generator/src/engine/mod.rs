@@ -139,6 +139,8 @@ pub async fn run_load(
         totals: collected.totals,
         intervals: collected.intervals,
         timeline,
+        scaling_record: monitor.as_ref().and_then(|m| m.record()),
+        slo: opts.slo.clone(),
         monitor_name: monitor.map(|m| m.name()),
         monitor_errors,
         monitor_last_error,

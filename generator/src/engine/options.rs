@@ -153,6 +153,10 @@ pub struct RunData {
     pub monitor_name: Option<String>,
     pub monitor_errors: u64,
     pub monitor_last_error: Option<String>,
+    /// What the replica source recorded for the scaling analysis (decisions, pods, signals, settings).
+    pub scaling_record: Option<crate::monitor::ScalingRecord>,
+    /// The SLO the run was judged by (`RunOptions::slo`).
+    pub slo: Option<timeline::Slo>,
     pub expected_requests: f64,
     pub load_end_s: f64,
     pub schedule_lag: LatencySummary,

@@ -157,7 +157,7 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "  during scale-up: {} intervals, p95 median {} max {}, errors {:.2}% | steady: {} intervals, p95 median \
+                "  during scale-up (under-provisioned): {} intervals, p95 median {} max {}, errors {:.2}% | steady: {} intervals, p95 median \
                  {} max {}, errors {:.2}%",
                 sc.during_scale_up.intervals,
                 fmt_ms(sc.during_scale_up.p95_ms_median),
@@ -177,6 +177,12 @@ impl Report {
             }
             if let Some(analysis) = &sc.analysis {
                 s.push_str(&render_analysis(analysis));
+            }
+            if let Some(from) = &sc.decisions_from {
+                let _ = writeln!(s, "  decision times from {from}");
+            }
+            for m in &sc.inputs_missing {
+                let _ = writeln!(s, "  input missing: {m}");
             }
         }
         for t in &self.thresholds {
@@ -297,19 +303,6 @@ pub fn sparkline(values: &[Option<f64>], max: f64) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparkline_scales() {
-        assert_eq!(
-            sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0),
-            "▁▅█ "
-        );
-    }
-}
-
 /// The scaling report's events (one phase table each), scale-down steps, cost and advice.
 pub fn render_analysis(analysis: &timeline::ScalingAnalysis) -> String {
     let mut s = String::new();
@@ -330,4 +323,17 @@ pub fn render_analysis(analysis: &timeline::ScalingAnalysis) -> String {
         let _ = writeln!(s, "  advice: {advice}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales() {
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(5.0), Some(10.0), None], 10.0),
+            "▁▅█ "
+        );
+    }
 }
