@@ -105,12 +105,18 @@ pub fn build_from(
             if let Some((prev_t, from)) = prev
                 && from != to
             {
-                // The HPA's own record of the step is exact; the observation only bounds it.
+                // The HPA's own record of the step is closer than the observation, which only bounds it. The API
+                // writes lastScaleTime to the second, so a step just after the previous observation can carry a time
+                // up to 1 s before it.
+                let after = decisions
+                    .last()
+                    .map_or(f64::NEG_INFINITY, |d: &timeline::DecisionPoint| d.t_s);
                 let t_s = scale_times
                     .iter()
                     .copied()
-                    .filter(|t| *t > prev_t && *t <= p.t_s)
-                    .fold(p.t_s, f64::min);
+                    .filter(|t| *t > (prev_t - 1.0).max(after) && *t <= p.t_s)
+                    .reduce(f64::max)
+                    .unwrap_or(p.t_s);
                 decisions.push(timeline::DecisionPoint {
                     t_s,
                     from,
