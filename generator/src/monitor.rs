@@ -546,6 +546,63 @@ impl ReplicaSource for FallbackSource {
     }
 }
 
+/// A source whose counts come from `inner` (the Kubernetes API, say) while the scaler's `/explain` is read on every
+/// observation too, for the trigger readings the signal phase needs (the counts alone do not say when a trigger
+/// crossed its target). An `/explain` failure does not fail the observation; it is noted as a missing input.
+pub struct SignalTap {
+    inner: Arc<dyn ReplicaSource>,
+    explain: Arc<ExplainSource>,
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for SignalTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalTap")
+            .field("inner", &self.inner.name())
+            .field("explain", &self.explain.name())
+            .finish()
+    }
+}
+
+impl SignalTap {
+    pub fn new(inner: Arc<dyn ReplicaSource>, explain: Arc<ExplainSource>) -> SignalTap {
+        SignalTap {
+            inner,
+            explain,
+            failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
+        let snap = self.inner.observe().await?;
+        // When the chain fell through to the scaler itself, that read already recorded the signals.
+        if snap.source != "explain" {
+            let result = self.explain.observe().await;
+            *self.failure.lock().expect("tap lock") = result.err().map(|e| e.to_string());
+        }
+        Ok(snap)
+    }
+}
+
+impl ReplicaSource for SignalTap {
+    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
+        Box::pin(self.observe_now())
+    }
+    fn name(&self) -> String {
+        format!("{} (signals: {})", self.inner.name(), self.explain.name())
+    }
+    fn record(&self) -> Option<ScalingRecord> {
+        let mut out = self.inner.record().unwrap_or_default();
+        if let Some(r) = self.explain.record() {
+            out.merge(r);
+        }
+        if let Some(why) = self.failure.lock().expect("tap lock").clone() {
+            out.missing.entry("signals".into()).or_insert(why);
+        }
+        Some(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,6 +659,30 @@ mod tests {
             missing.contains("lab/consumer, lab/other"),
             "names what is served: {missing}"
         );
+    }
+
+    #[test]
+    fn signals_are_the_monitored_objects_readings_with_a_value() {
+        let signals = signals_of(&explain(), "lab/consumer", 100.0);
+        assert_eq!(signals.len(), 1, "the trigger without a value says nothing");
+        let s = &signals[0];
+        assert_eq!(
+            (
+                s.trigger.as_str(),
+                s.value,
+                s.target,
+                s.metric_type,
+                s.age_s
+            ),
+            (
+                "backlog",
+                30.0,
+                10.0,
+                timeline::MetricType::AverageValue,
+                Some(0.5)
+            )
+        );
+        assert!(signals_of(&explain(), "lab/nothing", 1.0).is_empty());
     }
 
     #[test]

@@ -66,6 +66,14 @@ impl ScalingRecord {
             self.pods.entry(name).or_insert(life);
         }
         self.signals.extend(other.signals);
+        // The same `/explain` source can reach here twice (in a fallback chain and as the signal tap).
+        self.signals.sort_by(|a, b| {
+            a.at_unix
+                .total_cmp(&b.at_unix)
+                .then(a.trigger.cmp(&b.trigger))
+        });
+        self.signals
+            .dedup_by(|a, b| a.at_unix == b.at_unix && a.trigger == b.trigger);
         if self.settings.is_none() {
             self.settings = other.settings;
             self.settings_source = other.settings_source;
