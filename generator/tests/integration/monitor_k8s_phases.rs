@@ -353,3 +353,43 @@ async fn forbidden_events_leave_the_observations_and_the_report_says_so() {
     );
     phases_sum_to_total(e);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_scaler_leaves_the_counts_and_notes_the_signals_missing() {
+    let _cpu = common::shared().await;
+    let (api, _script) = stand_in(false).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let target = KubeTarget {
+        namespace: "lab".into(),
+        deployment: "consumer".into(),
+        hpa: Some("keda-hpa-consumer".into()),
+        scaled_object: Some("consumer".into()),
+    };
+    let tap = generator::monitor::SignalTap::new(
+        Arc::new(KubeSource::for_url(&api, target).unwrap()),
+        Arc::new(generator::monitor::ExplainSource::new(
+            &dead,
+            "lab/consumer",
+        )),
+    );
+    let snap = tap.observe().await.expect("the counts come from the API");
+    assert_eq!(
+        (snap.source.as_str(), snap.desired),
+        ("kubernetes", Some(1))
+    );
+    let record = tap.record().expect("a record");
+    assert!(
+        record.missing.contains_key("signals"),
+        "{:?}",
+        record.missing
+    );
+    assert_eq!(record.settings_source.as_deref(), Some("ScaledObject spec"));
+    let settings = record.settings.expect("settings");
+    assert_eq!(settings.polling_interval_s, Some(1.0));
+    assert_eq!(settings.scale_up_policy_periods_s, vec![5.0]);
+    assert_eq!(settings.trigger_windows.get("request-rate"), Some(&30.0));
+    assert_eq!(record.pods.len(), 1, "consumer-a only, before the scale-up");
+}
