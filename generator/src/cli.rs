@@ -175,6 +175,11 @@ pub struct RunArgs {
     #[arg(long = "threshold", env = "LOAD_THRESHOLDS", value_delimiter = ',')]
     pub thresholds: Vec<String>,
 
+    /// Service level objective the scaling report judges by, e.g. `p95<500ms,errors<1%` (docs/scaling-report.md).
+    /// Without it, the latency and error `--threshold`s with `<`/`<=` make the SLO.
+    #[arg(long, env = "SLO")]
+    pub slo: Option<String>,
+
     /// Progress format.
     #[arg(long, env = "LOAD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

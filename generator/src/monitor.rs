@@ -1,5 +1,12 @@
 //! Replica observation for `--monitor`: the [`ReplicaSource`] trait and its implementations (the Kubernetes API via
 //! kube-rs, the scaler's `/explain`, Prometheus), plus a fallback chain that uses the first source that answers.
+//! Besides the counts, the Kubernetes and `/explain` sources keep a [`ScalingRecord`] for the scaling analysis.
+
+mod chain;
+pub mod kube_history;
+pub mod record;
+
+pub use chain::{FallbackSource, SignalTap};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +19,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 pub use crate::model::ReplicaSnapshot;
+pub use record::ScalingRecord;
 
 /// Why an observation failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,11 @@ pub trait ReplicaSource: Send + Sync {
     fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>>;
     /// A short name for logs and the report.
     fn name(&self) -> String;
+    /// What the source recorded for the scaling analysis beyond the counts (decisions, pods, signals, settings),
+    /// `None` when it records nothing.
+    fn record(&self) -> Option<ScalingRecord> {
+        None
+    }
 }
 
 /// Where the Kubernetes API is and what to watch.
@@ -52,6 +65,8 @@ pub struct KubeTarget {
 pub struct KubeSource {
     client: kube::Client,
     target: KubeTarget,
+    record: std::sync::Mutex<ScalingRecord>,
+    seen_events: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -74,7 +89,16 @@ impl KubeSource {
         config.connect_timeout = Some(Duration::from_secs(3));
         let client =
             kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
-        Ok(KubeSource { client, target })
+        Ok(KubeSource::new(client, target))
+    }
+
+    fn new(client: kube::Client, target: KubeTarget) -> KubeSource {
+        KubeSource {
+            client,
+            target,
+            record: std::sync::Mutex::new(ScalingRecord::default()),
+            seen_events: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
     }
 
     /// A source from a kubeconfig file, or inferred (in-cluster service account, then `$KUBECONFIG`/~/.kube/config).
@@ -102,7 +126,7 @@ impl KubeSource {
         config.connect_timeout = Some(Duration::from_secs(3));
         let client =
             kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
-        Ok(KubeSource { client, target })
+        Ok(KubeSource::new(client, target))
     }
 
     async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
@@ -114,6 +138,18 @@ impl KubeSource {
             .map_err(|e| {
                 MonitorError::Kube(format!("deployment {ns}/{}: {e}", self.target.deployment))
             })?;
+        let selector = d
+            .spec
+            .selector
+            .match_labels
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
         let spec_replicas = d.spec.replicas.map(to_u32);
         let status = d.status.unwrap_or_default();
         let mut snap = ReplicaSnapshot {
@@ -128,6 +164,20 @@ impl KubeSource {
             let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), ns);
             match hpas.get_opt(hpa_name).await {
                 Ok(Some(h)) => {
+                    {
+                        let mut r = self.record.lock().expect("record lock");
+                        if let Some(t) = h.status.as_ref().and_then(|s| s.last_scale_time.as_ref())
+                        {
+                            let at = t.0.as_millisecond() as f64 / 1000.0;
+                            if !r.scale_times_unix.contains(&at) {
+                                r.scale_times_unix.push(at);
+                            }
+                        }
+                        if r.settings_source.as_deref() != Some("ScaledObject spec") {
+                            r.settings = Some(kube_history::settings_from_hpa(&h));
+                            r.settings_source = Some("HPA spec".into());
+                        }
+                    }
                     if let Some(st) = h.status {
                         snap.desired = Some(to_u32(st.desired_replicas));
                         for c in st.conditions.unwrap_or_default() {
@@ -151,6 +201,11 @@ impl KubeSource {
             let sos: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
             match sos.get_opt(so_name).await {
                 Ok(Some(so)) => {
+                    if let Some(spec) = so.data.get("spec") {
+                        let mut r = self.record.lock().expect("record lock");
+                        r.settings = Some(kube_history::settings_from_scaled_object(spec));
+                        r.settings_source = Some("ScaledObject spec".into());
+                    }
                     let conditions = so
                         .data
                         .pointer("/status/conditions")
@@ -172,6 +227,15 @@ impl KubeSource {
         if !details.is_empty() {
             snap.detail = Some(details.join(", "));
         }
+        kube_history::read_history(
+            &self.client,
+            ns,
+            selector,
+            self.target.hpa.as_deref(),
+            &self.record,
+            &self.seen_events,
+        )
+        .await;
         Ok(snap)
     }
 }
@@ -190,6 +254,9 @@ impl ReplicaSource for KubeSource {
             self.target.namespace, self.target.deployment
         )
     }
+    fn record(&self) -> Option<ScalingRecord> {
+        Some(self.record.lock().expect("record lock").clone())
+    }
 }
 
 /// Observes one ScaledObject through the scaler's `GET /explain` ([`contract::explain::Explain`]). The scaler knows the
@@ -202,6 +269,7 @@ pub struct ExplainSource {
     url: String,
     scaled_object: String,
     client: crate::client::SimpleClient,
+    signals: Arc<std::sync::Mutex<Vec<record::RecordedSignal>>>,
 }
 
 impl ExplainSource {
@@ -216,6 +284,7 @@ impl ExplainSource {
             ),
             scaled_object: scaled_object.to_string(),
             client: crate::client::SimpleClient::new(Duration::from_secs(3)),
+            signals: Arc::default(),
         }
     }
 
@@ -234,8 +303,44 @@ impl ExplainSource {
         }
         let explain: Explain = serde_json::from_slice(&body)
             .map_err(|e| err(format!("not the scaler's /explain document: {e}")))?;
+        let at = record::unix_now();
+        self.signals.lock().expect("signal lock").extend(signals_of(
+            &explain,
+            &self.scaled_object,
+            at,
+        ));
         snapshot_of(&explain, &self.scaled_object).map_err(err)
     }
+}
+
+/// The trigger readings of one ScaledObject in an `/explain` document read at `at_unix`: each trigger with a value
+/// (an errored or value-less trigger says nothing about crossing).
+pub fn signals_of(
+    explain: &Explain,
+    scaled_object: &str,
+    at_unix: f64,
+) -> Vec<record::RecordedSignal> {
+    let Some(object) = explain.scaled_object(scaled_object) else {
+        return Vec::new();
+    };
+    object
+        .triggers
+        .iter()
+        .filter_map(|t| {
+            Some(record::RecordedSignal {
+                at_unix,
+                trigger: t.trigger.clone(),
+                value: t.value?,
+                target: t.target,
+                metric_type: if t.metric_type == "Value" {
+                    timeline::MetricType::Value
+                } else {
+                    timeline::MetricType::AverageValue
+                },
+                age_s: t.age_seconds,
+            })
+        })
+        .collect()
 }
 
 /// The replicas of one ScaledObject in an `/explain` document, or why it is not there.
@@ -280,6 +385,12 @@ impl ReplicaSource for ExplainSource {
     }
     fn name(&self) -> String {
         format!("scaler {} ({})", self.url, self.scaled_object)
+    }
+    fn record(&self) -> Option<ScalingRecord> {
+        Some(ScalingRecord {
+            signals: self.signals.lock().expect("signal lock").clone(),
+            ..ScalingRecord::default()
+        })
     }
 }
 
@@ -374,63 +485,6 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// Tries its sources in order and sticks with the first that answers; when it fails later, falls through again.
-pub struct FallbackSource {
-    sources: Vec<Arc<dyn ReplicaSource>>,
-    preferred: std::sync::atomic::AtomicUsize,
-}
-
-impl std::fmt::Debug for FallbackSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackSource")
-            .field(
-                "sources",
-                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl FallbackSource {
-    pub fn new(sources: Vec<Arc<dyn ReplicaSource>>) -> FallbackSource {
-        FallbackSource {
-            sources,
-            preferred: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
-        use std::sync::atomic::Ordering;
-        let start = self.preferred.load(Ordering::Relaxed);
-        let n = self.sources.len();
-        let mut failures = Vec::new();
-        for i in 0..n {
-            let idx = (start + i) % n;
-            match self.sources[idx].observe().await {
-                Ok(s) => {
-                    self.preferred.store(idx, Ordering::Relaxed);
-                    return Ok(s);
-                }
-                Err(e) => failures.push(format!("{}: {e}", self.sources[idx].name())),
-            }
-        }
-        Err(MonitorError::NoSource(failures.join("; ")))
-    }
-}
-
-impl ReplicaSource for FallbackSource {
-    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
-        Box::pin(self.observe_now())
-    }
-    fn name(&self) -> String {
-        self.sources
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +541,30 @@ mod tests {
             missing.contains("lab/consumer, lab/other"),
             "names what is served: {missing}"
         );
+    }
+
+    #[test]
+    fn signals_are_the_monitored_objects_readings_with_a_value() {
+        let signals = signals_of(&explain(), "lab/consumer", 100.0);
+        assert_eq!(signals.len(), 1, "the trigger without a value says nothing");
+        let s = &signals[0];
+        assert_eq!(
+            (
+                s.trigger.as_str(),
+                s.value,
+                s.target,
+                s.metric_type,
+                s.age_s
+            ),
+            (
+                "backlog",
+                30.0,
+                10.0,
+                timeline::MetricType::AverageValue,
+                Some(0.5)
+            )
+        );
+        assert!(signals_of(&explain(), "lab/nothing", 1.0).is_empty());
     }
 
     #[test]

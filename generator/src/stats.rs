@@ -30,6 +30,9 @@ pub struct EndpointCounters {
     pub outcomes: [u64; 6],
     pub dropped: u64,
     pub status: BTreeMap<u16, u64>,
+    /// Requests whose recorded latency exceeded the recorder's latency limit (the SLO's first latency objective),
+    /// counted from the same value the histogram records, so exact rather than read back from histogram buckets.
+    pub over_limit: u64,
 }
 
 impl Default for EndpointCounters {
@@ -39,6 +42,7 @@ impl Default for EndpointCounters {
             outcomes: [0; 6],
             dropped: 0,
             status: BTreeMap::new(),
+            over_limit: 0,
         }
     }
 }
@@ -64,6 +68,7 @@ impl EndpointCounters {
             *a += b;
         }
         self.dropped += other.dropped;
+        self.over_limit += other.over_limit;
         for (code, n) in &other.status {
             *self.status.entry(*code).or_default() += n;
         }
@@ -73,6 +78,7 @@ impl EndpointCounters {
         self.latency.reset();
         self.outcomes = [0; 6];
         self.dropped = 0;
+        self.over_limit = 0;
         self.status.clear();
     }
 }
@@ -136,6 +142,8 @@ fn add_served_by(map: &mut HashMap<String, u64>, who: &str, n: u64) {
 pub struct Recorder {
     shards: Vec<Mutex<Shard>>,
     endpoints: usize,
+    /// Latency above which a request counts in `over_limit`, in microseconds.
+    latency_limit_us: Option<u64>,
 }
 
 impl Recorder {
@@ -145,7 +153,15 @@ impl Recorder {
                 .map(|_| Mutex::new(Shard::new(endpoints)))
                 .collect(),
             endpoints,
+            latency_limit_us: None,
         }
+    }
+
+    /// Count requests slower than `limit` (in `EndpointCounters::over_limit`).
+    pub fn with_latency_limit(mut self, limit: Option<Duration>) -> Recorder {
+        self.latency_limit_us =
+            limit.map(|l| u64::try_from(l.as_micros()).unwrap_or(LATENCY_MAX_US));
+        self
     }
 
     pub fn shard_count(&self) -> usize {
@@ -172,6 +188,9 @@ impl Recorder {
                 .unwrap_or(LATENCY_MAX_US)
                 .clamp(1, LATENCY_MAX_US);
             e.latency.saturating_record(us);
+            if self.latency_limit_us.is_some_and(|limit| us > limit) {
+                e.over_limit += 1;
+            }
         }
         if let Some(code) = status
             && outcome != Outcome::Ok
@@ -345,6 +364,9 @@ pub struct IntervalStats {
     pub latency: LatencySummary,
     /// Which replica answered how many requests (`x-served-by`).
     pub served_by: BTreeMap<String, u64>,
+    /// Requests slower than the SLO's first latency limit (`--slo`), when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_slo: Option<u64>,
     /// Latest replica observation when monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<ReplicaSnapshot>,

@@ -40,6 +40,10 @@ impl RunPlan {
             .map(|t| Threshold::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(AppError::usage)?;
+        let slo = match args.slo.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(text) => Some(timeline::Slo::parse(text).map_err(AppError::usage)?),
+            None => slo_from_thresholds(&thresholds),
+        };
         let targets = TargetSet::new(&args.url).map_err(AppError::usage)?;
         if args.pods == 0 || args.pod_index >= args.pods {
             return Err(AppError::Usage(format!(
@@ -95,6 +99,7 @@ impl RunPlan {
             monitor_interval: args.monitor_opts.monitor_interval,
             watch_after: args.monitor_opts.watch_after,
             metrics: None,
+            slo,
         };
         Ok(RunPlan {
             profile,
@@ -217,4 +222,60 @@ pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
     }
     profile.validate().map_err(|e| e.to_string())?;
     Ok((profile, mode))
+}
+
+/// The SLO the latency and error thresholds imply (`p95<500ms` and `errors<1%` become `p95<500ms,errors<1%`): upper
+/// limits on the whole run (no endpoint scope) on a percentile the SLO knows. `None` when there is none.
+pub(crate) fn slo_from_thresholds(thresholds: &[Threshold]) -> Option<timeline::Slo> {
+    use crate::threshold::{Metric, Op};
+    let clauses: Vec<String> = thresholds
+        .iter()
+        .filter(|t| t.endpoint.is_none() && matches!(t.op, Op::Lt | Op::Le) && t.value > 0.0)
+        .filter_map(|t| match &t.metric {
+            Metric::Latency(p) if matches!(p.as_str(), "p50" | "p90" | "p95" | "p99" | "p99.9") => {
+                Some((p.clone(), format!("{p}<{}ms", t.value)))
+            }
+            Metric::Errors { percent: true } if t.value <= 1.0 => {
+                Some(("errors".into(), format!("errors<{}%", t.value * 100.0)))
+            }
+            _ => None,
+        })
+        // Each objective at most once: the first threshold naming it wins.
+        .fold(Vec::<(String, String)>::new(), |mut acc, (k, c)| {
+            if !acc.iter().any(|(seen, _)| *seen == k) {
+                acc.push((k, c));
+            }
+            acc
+        })
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    if clauses.is_empty() {
+        return None;
+    }
+    timeline::Slo::parse(&clauses.join(",")).ok()
+}
+
+#[cfg(test)]
+mod slo_tests {
+    use super::*;
+
+    fn parsed(list: &[&str]) -> Vec<Threshold> {
+        list.iter().map(|t| Threshold::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn thresholds_make_the_slo_when_none_is_given() {
+        let slo = slo_from_thresholds(&parsed(&[
+            "p95<500ms",
+            "errors<1%",
+            "rate>=10",
+            "p99[x]<2s",
+        ]))
+        .expect("an SLO");
+        assert_eq!(slo.to_string(), "p95<500ms,errors<1%");
+        assert!(slo_from_thresholds(&parsed(&["rate>=10", "p95>1ms", "max<1s"])).is_none());
+        let first_wins = slo_from_thresholds(&parsed(&["p95<2s", "p95<1s"])).unwrap();
+        assert_eq!(first_wins.to_string(), "p95<2000ms");
+    }
 }

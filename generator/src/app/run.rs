@@ -21,6 +21,7 @@ use crate::metrics::GeneratorMetrics;
 use crate::model::ArrivalMode;
 use crate::monitor::ReplicaSource;
 use crate::report::Report;
+use crate::report::scaling_timeline::LivePhase;
 use crate::stats::IntervalStats;
 use crate::trace::Tracing;
 
@@ -122,16 +123,26 @@ async fn monitor_for(args: &RunArgs) -> Option<Arc<dyn ReplicaSource>> {
 fn spawn_printer(
     output: OutputFormat,
     quiet: bool,
+    slo: Option<timeline::Slo>,
 ) -> (tokio::sync::mpsc::Sender<IntervalStats>, JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<IntervalStats>(64);
     let task = tokio::spawn(async move {
+        let mut live = LivePhase::new(slo);
         while let Some(stats) = rx.recv().await {
             match output {
                 OutputFormat::Json => {
                     let line = serde_json::json!({"type": "interval", "interval": stats});
                     println!("{line}");
                 }
-                OutputFormat::Text if !quiet => eprintln!("{}", stats.progress_line()),
+                OutputFormat::Text if !quiet => {
+                    eprintln!("{}", stats.progress_line());
+                    // The scaling line only once replicas are observed (`--monitor`).
+                    if stats.replicas.is_some()
+                        && let Some(phase) = live.push(&stats)
+                    {
+                        eprintln!("          scaling: {phase}");
+                    }
+                }
                 OutputFormat::Text => {}
             }
         }
@@ -181,7 +192,7 @@ pub async fn execute(
     let mut options = plan.options.clone();
     options.tracing = tracing_.clone();
     options.metrics = Some(metrics.clone());
-    let (progress, printer) = spawn_printer(args.output, args.quiet);
+    let (progress, printer) = spawn_printer(args.output, args.quiet, plan.options.slo.clone());
     announce(&plan, args);
     let result = run_load(
         plan.profile.clone(),

@@ -1,11 +1,13 @@
 //! The `--monitor` source chain: the Kubernetes API, then the scaler's `/explain` (reading only the monitored
-//! ScaledObject), then Prometheus; the first that answers is used.
+//! ScaledObject), then Prometheus; the first that answers is used. With the Kubernetes API and a scaler URL, the
+//! scaler is also read on every observation for the trigger readings (the signal phase).
 
 use std::sync::Arc;
 
 use crate::cli::RunArgs;
 use crate::monitor::{
     ExplainSource, FallbackSource, KubeSource, KubeTarget, PrometheusSource, ReplicaSource,
+    SignalTap,
 };
 
 pub(crate) fn namespace_default() -> String {
@@ -35,6 +37,12 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
         scaled_object: Some(scaled_object.clone()),
     };
     let mut sources: Vec<Arc<dyn ReplicaSource>> = Vec::new();
+    let explain = m.scaler_url.as_ref().map(|url| {
+        Arc::new(ExplainSource::new(
+            url,
+            &format!("{namespace}/{scaled_object}"),
+        ))
+    });
     let mut notes = Vec::new();
     let kube = match &m.kube_api_url {
         Some(url) => KubeSource::for_url(url, kube_target).map(Some),
@@ -52,11 +60,9 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
         Ok(None) => {}
         Err(e) => return Err(e.to_string()),
     }
-    if let Some(url) = &m.scaler_url {
-        sources.push(Arc::new(ExplainSource::new(
-            url,
-            &format!("{namespace}/{scaled_object}"),
-        )));
+    let counts_from_cluster = !sources.is_empty();
+    if let Some(e) = &explain {
+        sources.push(e.clone());
     }
     if let Some(url) = &m.prometheus_url {
         sources.push(Arc::new(PrometheusSource::new(
@@ -71,8 +77,14 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
             notes.join("; ")
         ));
     }
-    if sources.len() == 1 {
-        return Ok(sources.pop().expect("one source"));
-    }
-    Ok(Arc::new(FallbackSource::new(sources)))
+    let chain: Arc<dyn ReplicaSource> = if sources.len() == 1 {
+        sources.pop().expect("one source")
+    } else {
+        Arc::new(FallbackSource::new(sources))
+    };
+    // With the Kubernetes API answering the counts, the scaler is still read every time for the trigger readings.
+    Ok(match explain {
+        Some(e) if counts_from_cluster => Arc::new(SignalTap::new(chain, e)),
+        _ => chain,
+    })
 }

@@ -219,6 +219,7 @@ pub(crate) fn spawn_collector(
                     .iter()
                     .map(|(k, v)| (k.clone(), *v))
                     .collect(),
+                over_slo: ctx.opts.slo_latency_limit().map(|_| overall.over_limit),
                 replicas: ctx.latest_replicas.lock().expect("replica lock").clone(),
                 self_check: SelfCheck {
                     schedule_lag_p99_ms: lag_p99_ms,

@@ -53,7 +53,8 @@ pub async fn run_load(
     let started_at = SystemTime::now();
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(endpoints.len(), shards),
+        recorder: Recorder::new(endpoints.len(), shards)
+            .with_latency_limit(opts.slo_latency_limit()),
         endpoints,
         targets,
         sched: Mutex::new(SchedCounters::new()),
@@ -138,6 +139,8 @@ pub async fn run_load(
         totals: collected.totals,
         intervals: collected.intervals,
         timeline,
+        scaling_record: monitor.as_ref().and_then(|m| m.record()),
+        slo: opts.slo.clone(),
         monitor_name: monitor.map(|m| m.name()),
         monitor_errors,
         monitor_last_error,

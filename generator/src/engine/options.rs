@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub watch_after: Duration,
     /// Prometheus metrics to update each interval.
     pub metrics: Option<Arc<GeneratorMetrics>>,
+    /// The service level objective the scaling report judges by (`--slo`, or derived from the thresholds). Its first
+    /// latency limit is counted per interval (`IntervalStats::over_slo`).
+    pub slo: Option<timeline::Slo>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -85,11 +88,20 @@ impl Default for RunOptions {
             monitor_interval: Duration::from_secs(2),
             watch_after: Duration::ZERO,
             metrics: None,
+            slo: None,
         }
     }
 }
 
 impl RunOptions {
+    /// The latency limit requests are counted against: the SLO's first latency objective.
+    pub fn slo_latency_limit(&self) -> Option<Duration> {
+        self.slo
+            .as_ref()
+            .and_then(timeline::Slo::counted_latency)
+            .map(|o| Duration::from_secs_f64(o.limit_s))
+    }
+
     /// Refuse options no run can honour.
     pub fn validate(&self) -> Result<(), EngineError> {
         if self.split.count == 0 || self.split.index >= self.split.count {
@@ -141,6 +153,10 @@ pub struct RunData {
     pub monitor_name: Option<String>,
     pub monitor_errors: u64,
     pub monitor_last_error: Option<String>,
+    /// What the replica source recorded for the scaling analysis (decisions, pods, signals, settings).
+    pub scaling_record: Option<crate::monitor::ScalingRecord>,
+    /// The SLO the run was judged by (`RunOptions::slo`).
+    pub slo: Option<timeline::Slo>,
     pub expected_requests: f64,
     pub load_end_s: f64,
     pub schedule_lag: LatencySummary,

@@ -181,23 +181,18 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
             .map(|p| p.t_s - d.load_end_s),
         _ => None,
     };
-    // An interval is "during scale-up" when, at any time within it, fewer replicas were ready than desired: the
-    // state in force at its start (the last observation before it) or any observation inside it.
-    let pending = |s: &ReplicaSnapshot| matches!((s.desired, s.ready), (Some(d), Some(r)) if d > r);
+    let built = super::scaling_timeline::build(d);
+    let analysis = timeline::analyse(
+        &built.timeline,
+        d.slo.as_ref(),
+        &timeline::Options::default(),
+    );
     let observed: Vec<&IntervalStats> = d
         .intervals
         .iter()
         .filter(|i| tl.iter().any(|p| p.t_s < i.end_s))
         .collect();
-    let (scaling, steady): (Vec<&IntervalStats>, Vec<&IntervalStats>) =
-        observed.iter().partition(|i| {
-            let at_start = tl.iter().rev().find(|p| p.t_s <= i.start_s);
-            at_start.is_some_and(|p| pending(&p.snapshot))
-                || tl
-                    .iter()
-                    .filter(|p| p.t_s > i.start_s && p.t_s < i.end_s)
-                    .any(|p| pending(&p.snapshot))
-        });
+    let (scaling, steady) = split_under_provisioned(&observed, &analysis);
     // Ready replicas x seconds, integrating the step function of observations.
     let mut replica_seconds = 0.0;
     for w in tl.windows(2) {
@@ -231,10 +226,57 @@ fn analyse_scaling(name: &str, d: &RunData, requests: u64) -> ScalingReport {
         time_to_scale_down_s,
         during_scale_up: PhaseStats::from_intervals(&scaling),
         steady: PhaseStats::from_intervals(&steady),
+        decisions_from: built.decisions_from,
+        inputs_missing: built.missing,
         replica_seconds,
         replica_seconds_per_1000_requests: (requests > 0 && !tl.is_empty())
             .then(|| replica_seconds * 1000.0 / requests as f64),
         timeline: tl.clone(),
-        analysis: None,
+        analysis: Some(analysis),
+    }
+}
+
+/// The intervals inside an event's under-provisioned window (demand to recovery; episodes start at interval starts),
+/// and the rest.
+fn split_under_provisioned<'a>(
+    intervals: &[&'a IntervalStats],
+    analysis: &timeline::ScalingAnalysis,
+) -> (Vec<&'a IntervalStats>, Vec<&'a IntervalStats>) {
+    let windows: Vec<(f64, f64)> = analysis
+        .events
+        .iter()
+        .filter(|e| e.under_provisioned_s > 0.0)
+        .filter_map(|e| {
+            let demand = e
+                .phases
+                .iter()
+                .find(|p| p.name == timeline::PhaseName::Demand)?
+                .at_s?;
+            Some((demand, demand + e.under_provisioned_s))
+        })
+        .collect();
+    intervals.iter().partition(|i| {
+        windows
+            .iter()
+            .any(|(from, to)| i.start_s >= from - 1e-9 && i.start_s < to - 1e-9)
+    })
+}
+
+impl ScalingReport {
+    /// Put an analysis made elsewhere (the lab's, with its exact decisions) in place, and recount
+    /// `during_scale_up`/`steady` from its under-provisioned windows so the two agree.
+    pub fn apply_analysis(
+        &mut self,
+        analysis: timeline::ScalingAnalysis,
+        intervals: &[IntervalStats],
+    ) {
+        let observed: Vec<&IntervalStats> = intervals
+            .iter()
+            .filter(|i| self.timeline.iter().any(|p| p.t_s < i.end_s))
+            .collect();
+        let (scaling, steady) = split_under_provisioned(&observed, &analysis);
+        self.during_scale_up = PhaseStats::from_intervals(&scaling);
+        self.steady = PhaseStats::from_intervals(&steady);
+        self.analysis = Some(analysis);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod scaling_input;
+pub mod scaling_timeline;
 pub mod svg;
 pub mod text;
 pub mod types;

@@ -25,7 +25,7 @@ pub fn sample(interval: &IntervalStats) -> timeline::Sample {
         },
         requests: interval.completed,
         errors_by_class: interval.errors_by_class.clone(),
-        over_slo: None,
+        over_slo: interval.over_slo,
         desired: replicas.and_then(|r| r.desired),
         current: replicas.and_then(|r| r.current),
         ready: replicas.and_then(|r| r.ready),

@@ -157,7 +157,7 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "  during scale-up: {} intervals, p95 median {} max {}, errors {:.2}% | steady: {} intervals, p95 median \
+                "  during scale-up (under-provisioned): {} intervals, p95 median {} max {}, errors {:.2}% | steady: {} intervals, p95 median \
                  {} max {}, errors {:.2}%",
                 sc.during_scale_up.intervals,
                 fmt_ms(sc.during_scale_up.p95_ms_median),
@@ -177,6 +177,12 @@ impl Report {
             }
             if let Some(analysis) = &sc.analysis {
                 s.push_str(&render_analysis(analysis));
+            }
+            if let Some(from) = &sc.decisions_from {
+                let _ = writeln!(s, "  decision times from {from}");
+            }
+            for m in &sc.inputs_missing {
+                let _ = writeln!(s, "  input missing: {m}");
             }
         }
         for t in &self.thresholds {

@@ -59,10 +59,20 @@ pub struct ScalingReport {
     /// From `load_end_s` to the first observation back at the initial replica count (`null` if not seen; use
     /// `--watch-after` to keep observing).
     pub time_to_scale_down_s: Option<f64>,
-    /// Intervals with fewer ready replicas than desired.
+    /// Intervals inside an under-provisioned window of the analysis (`scaling.events[]`: from the event's demand to
+    /// its recovery, `under_provisioned_s` long): the load the autoscaler had not caught up with yet, including the
+    /// wait for the signal and the decision (not only for pods). Zero intervals without an SLO or capacity.
     pub during_scale_up: PhaseStats,
     /// All other intervals with an observation.
     pub steady: PhaseStats,
+    /// Where the analysis's decision times came from (`HPA SuccessfulRescale events`, or `desiredReplicas changes
+    /// between observations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions_from: Option<String>,
+    /// Inputs of the analysis the source could not read (`events: 403 ...`): the phases they would have timed rest on
+    /// the coarser observations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs_missing: Vec<String>,
     /// Sum over the run of ready replicas x seconds.
     pub replica_seconds: f64,
     pub replica_seconds_per_1000_requests: Option<f64>,

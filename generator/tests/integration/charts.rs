@@ -63,6 +63,8 @@ fn report(seconds: usize, peak_replicas: u32) -> Report {
         monitor_name: None,
         monitor_errors: 0,
         monitor_last_error: None,
+        scaling_record: None,
+        slo: None,
         expected_requests: 10.0 * seconds as f64,
         load_end_s: seconds as f64,
         schedule_lag: LatencySummary::default(),

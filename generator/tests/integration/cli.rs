@@ -317,6 +317,22 @@ async fn bad_input_is_a_usage_error_with_a_clear_message() {
             "threshold",
         ),
         (
+            // The SLO's refusal names the clause, the text and what is allowed.
+            vec![
+                "run",
+                "--url",
+                "http://127.0.0.1:1",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--slo",
+                "p95<500ms,p42<1s",
+                "--no-metrics",
+            ],
+            "slo.p42 = \"p42<1s\"",
+        ),
+        (
             vec![
                 "run",
                 "--url",

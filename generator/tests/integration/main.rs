@@ -12,5 +12,6 @@ mod job_args;
 mod metrics_prometheus;
 mod monitor_explain;
 mod monitor_k8s;
+mod monitor_k8s_phases;
 mod self_check;
 mod traces;

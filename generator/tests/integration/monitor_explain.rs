@@ -111,7 +111,7 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         profile,
         TargetSet::single(&consumer.url).unwrap(),
         opts,
-        Some(source),
+        Some(source.clone()),
         None,
         CancellationToken::new(),
     )
@@ -129,6 +129,22 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         .time_to_scale_s
         .unwrap_or_else(|| panic!("no scale-up decision seen: {:?}", s.timeline));
     assert!(t > 0.0 && t < 4.5, "time to scale {t}");
+    // Each poll's trigger readings are the analysis's signals: the backlog rose above its target of 2 per replica.
+    let record = source
+        .record()
+        .expect("the /explain source records its readings");
+    assert!(
+        record.signals.iter().any(|r| r.value > 2.0
+            && r.target == 2.0
+            && r.metric_type == timeline::MetricType::AverageValue),
+        "{:?}",
+        record.signals
+    );
+    assert!(
+        !s.inputs_missing.iter().any(|m| m.starts_with("signals")),
+        "{:?}",
+        s.inputs_missing
+    );
     other_stop.cancel();
     let other_peak = other_peak.await.unwrap();
     let watched_peak = s.peak_desired_replicas.unwrap_or(0);

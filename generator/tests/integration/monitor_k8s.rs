@@ -179,8 +179,9 @@ async fn time_to_scale_and_peak_come_out_of_the_kubernetes_api() {
     );
     assert!(s.observations >= 40, "{} observations", s.observations);
     assert_eq!(s.observation_errors, 0, "{:?}", s.last_error);
+    // No SLO (nor capacity) here: nothing is judged under-provisioned, so every observed interval is steady.
     assert!(
-        s.during_scale_up.intervals >= 1 && s.steady.intervals >= 3,
+        s.during_scale_up.intervals == 0 && s.steady.intervals >= 5,
         "{s:?}"
     );
     assert!(
