@@ -359,7 +359,7 @@ def test_load_generator_rbac_is_read_only_and_namespaced():
     assert not by_kind_optional(docs, "ClusterRole")
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == {("apps", "deployments"), ("autoscaling", "horizontalpodautoscalers"),
-                       ("keda.sh", "scaledobjects"), ("", "pods")}
+                       ("keda.sh", "scaledobjects"), ("", "pods"), ("", "events")}
     for rule in role["rules"]:
         assert sorted(rule["verbs"]) == ["get", "list", "watch"]
     binding = by_kind(docs, "RoleBinding", "load-generator-monitor")[0]
