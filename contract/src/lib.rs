@@ -9,6 +9,7 @@
 
 pub mod exit;
 pub mod explain;
+pub mod kafka;
 pub mod listening;
 pub mod metrics;
 
