@@ -185,7 +185,7 @@ pub fn render_lab_section(analysis: &ScalingAnalysis, slo: &SloChoice, no_spawn:
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nscaling report: {} events judged by the {}; decisions from the controller's log{}",
+        "\nscaling report ({} event(s)): judged by the {}; decisions from the controller's log{}",
         analysis.events.len(),
         slo.describe(),
         if no_spawn {

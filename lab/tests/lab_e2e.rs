@@ -227,7 +227,7 @@ async fn demo_scales_up_under_load_and_back_to_one() {
     assert_eq!(events.len(), analysis.events.len());
     assert!(json["scaling"]["advice"].is_array());
     assert!(
-        summary.contains("scaling report:") && summary.contains("SLO p95<500ms,errors<1%"),
+        summary.contains("scaling report (") && summary.contains("SLO p95<500ms,errors<1%"),
         "{summary}"
     );
     assert!(summary.contains("dominant"), "{summary}");
