@@ -189,7 +189,7 @@ pub fn render_lab_section(analysis: &ScalingAnalysis, slo: &SloChoice, no_spawn:
         analysis.events.len(),
         slo.describe(),
         if no_spawn {
-            " (--no-spawn: simulated, not applied; replicas ready/serving are not observed)"
+            " (--no-spawn: simulated, not applied; readiness not observed)"
         } else {
             ""
         }
