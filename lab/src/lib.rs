@@ -5,7 +5,8 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart, [`scaling`] the scaling report's input (the `timeline` crate's analysis).
+//! [`chart`] the triggers chart, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! the interrupts.
 
 pub mod chart;
 pub mod control;
@@ -15,6 +16,7 @@ pub mod replicas;
 pub mod run;
 pub mod scaling;
 pub mod setup;
+mod signals;
 pub mod view;
 
 use std::path::PathBuf;

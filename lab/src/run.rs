@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use contract::listening::kind;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +27,7 @@ use crate::process::{child, locate_binary};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};
+use crate::signals::Signals;
 use crate::view::{DecisionRecord, LabView, LiveMode};
 use crate::{LabArgs, LabError, LabOutcome, chart};
 
@@ -63,48 +63,6 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
     // Nothing outlives the lab, whichever way the run ended (an abandoned run's replica tasks included).
     registry.kill_all();
     result.map(|outcome| outcome.exit_code)
-}
-
-/// SIGINT and SIGTERM, counted.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-        }
-    }
-
-    async fn watch(
-        mut self,
-        interrupt: CancellationToken,
-        immediate: CancellationToken,
-        registry: procs::Registry,
-    ) {
-        let first = self.next().await;
-        eprintln!(
-            "lab: {first}: stopping the load and every child (a second signal kills them at once)"
-        );
-        interrupt.cancel();
-        let second = self.next().await;
-        let killed = registry.kill_all();
-        eprintln!(
-            "lab: {second} again: killed {} child process(es)",
-            killed.len()
-        );
-        immediate.cancel();
-    }
 }
 
 /// Run the lab until the profile and the settle phase end or `interrupt` is cancelled; every child is stopped before
