@@ -5,7 +5,8 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart.
+//! [`chart`] the triggers chart, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! the interrupts.
 
 pub mod chart;
 pub mod control;
@@ -13,7 +14,9 @@ pub mod keda;
 pub mod process;
 pub mod replicas;
 pub mod run;
+pub mod scaling;
 pub mod setup;
+mod signals;
 pub mod view;
 
 use std::path::PathBuf;
@@ -66,6 +69,10 @@ pub struct LabArgs {
     /// Directory for the results (report.json, report.svg, triggers.svg, decisions.jsonl, summary.txt).
     #[arg(long, env = "LAB_OUT", default_value = "reports/lab")]
     pub out: PathBuf,
+    /// The SLO the scaling report judges each interval by, e.g. `p95<500ms,errors<1%` (percentiles p50, p90, p95,
+    /// p99, p99.9 in ms or s; errors in %). Default: `p95<500ms,errors<1%`.
+    #[arg(long, env = "LAB_SLO")]
+    pub slo: Option<String>,
     /// Live view: `auto` (redraw on a terminal, one line per second otherwise), `tty`, `plain`, `off`.
     #[arg(long, env = "LAB_LIVE", default_value = "auto", value_parser = ["auto", "tty", "plain", "off"])]
     pub live: String,
@@ -122,4 +129,8 @@ pub struct LabOutcome {
     /// Every child pid the lab spawned.
     pub pids: Vec<u32>,
     pub out_dir: PathBuf,
+    /// What the scaling report analysed (times since the load start).
+    pub timeline: timeline::Timeline,
+    /// When the load started, in seconds since the lab's epoch (the decision log's `t_s` clock).
+    pub load_start_s: f64,
 }

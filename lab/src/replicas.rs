@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
 
@@ -55,6 +55,32 @@ struct State {
     restarts: u32,
     /// Set by [`ReplicaPool::shutdown`]: no replica is started after it.
     closed: bool,
+    /// Every replica's life, kept after it is gone (the scaling report reads them).
+    lives: Vec<Life>,
+}
+
+/// One replica's life: when it was started, passed `/ready` (joined the Service) and left the Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Life {
+    pub id: u32,
+    /// Its `x-served-by` name.
+    pub name: String,
+    pub started: Instant,
+    pub ready: Option<Instant>,
+    pub stopped: Option<Instant>,
+}
+
+impl State {
+    /// Mark a replica's life over (the first time only): it left the Service.
+    fn stopped(&mut self, id: u32) {
+        if let Some(life) = self
+            .lives
+            .iter_mut()
+            .find(|l| l.id == id && l.stopped.is_none())
+        {
+            life.stopped = Some(Instant::now());
+        }
+    }
 }
 
 /// A point-in-time view of the pool.
@@ -165,6 +191,13 @@ impl ReplicaPool {
                 state.next_id += 1;
                 let id = state.next_id;
                 let name = format!("consumer-{id}");
+                state.lives.push(Life {
+                    id,
+                    name: name.clone(),
+                    started: Instant::now(),
+                    ready: None,
+                    stopped: None,
+                });
                 state.entries.push(Entry {
                     id,
                     name: name.clone(),
@@ -185,6 +218,8 @@ impl ReplicaPool {
                 (e.state == ReplicaState::Ready, std::cmp::Reverse(e.id))
             });
             for &i in victims.iter().take((current - desired) as usize) {
+                let id = state.entries[i].id;
+                state.stopped(id);
                 let entry = &mut state.entries[i];
                 if entry.state == ReplicaState::Starting {
                     entry.stop_requested = true;
@@ -235,12 +270,15 @@ impl ReplicaPool {
             Err(e) => {
                 let mut state = self.lock();
                 state.problems.push(format!("{name}: {e}"));
+                state.stopped(id);
                 state.entries.retain(|e| e.id != id);
                 return;
             }
         };
         let Some(addr) = process.addr(kind::HTTP) else {
-            self.lock().entries.retain(|e| e.id != id);
+            let mut state = self.lock();
+            state.stopped(id);
+            state.entries.retain(|e| e.id != id);
             return;
         };
         let url = format!("http://{addr}");
@@ -285,10 +323,14 @@ impl ReplicaPool {
             {
                 entry.state = ReplicaState::Ready;
                 entry.process = process.take();
+                if let Some(life) = state.lives.iter_mut().find(|l| l.id == id) {
+                    life.ready = Some(Instant::now());
+                }
                 // Join the Service only now.
                 let _ = self.targets.add(&url);
             } else if let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) {
                 entry.state = ReplicaState::Draining;
+                state.stopped(id);
             }
         }
         if let Some(process) = process {
@@ -323,6 +365,11 @@ impl ReplicaPool {
             }
         }
         state.entries.retain(|e| e.id != id);
+    }
+
+    /// Every replica's life so far, in start order.
+    pub fn lives(&self) -> Vec<Life> {
+        self.lock().lives.clone()
     }
 
     /// Replicas that died on their own and were replaced so far.
@@ -371,12 +418,17 @@ impl ReplicaPool {
                 if let Some(url) = &entry.url {
                     self.targets.remove(url);
                 }
-                dead.push((entry.name.clone(), process));
+                dead.push((entry.id, entry.name.clone(), process));
             }
         }
-        let names: Vec<&String> = dead.iter().map(|(name, _)| name).collect();
-        state.entries.retain(|e| !names.contains(&&e.name));
-        dead
+        for (id, _, _) in &dead {
+            state.stopped(*id);
+        }
+        let ids: Vec<u32> = dead.iter().map(|(id, _, _)| *id).collect();
+        state.entries.retain(|e| !ids.contains(&e.id));
+        dead.into_iter()
+            .map(|(_, name, process)| (name, process))
+            .collect()
     }
 
     /// Stop every replica (SIGTERM, grace, SIGKILL) and wait for all start/drain tasks.

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use contract::listening::kind;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +25,9 @@ use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
 use crate::process::{child, locate_binary};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
+use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};
+use crate::signals::Signals;
 use crate::view::{DecisionRecord, LabView, LiveMode};
 use crate::{LabArgs, LabError, LabOutcome, chart};
 
@@ -62,48 +63,6 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
     // Nothing outlives the lab, whichever way the run ended (an abandoned run's replica tasks included).
     registry.kill_all();
     result.map(|outcome| outcome.exit_code)
-}
-
-/// SIGINT and SIGTERM, counted.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-        }
-    }
-
-    async fn watch(
-        mut self,
-        interrupt: CancellationToken,
-        immediate: CancellationToken,
-        registry: procs::Registry,
-    ) {
-        let first = self.next().await;
-        eprintln!(
-            "lab: {first}: stopping the load and every child (a second signal kills them at once)"
-        );
-        interrupt.cancel();
-        let second = self.next().await;
-        let killed = registry.kill_all();
-        eprintln!(
-            "lab: {second} again: killed {} child process(es)",
-            killed.len()
-        );
-        immediate.cancel();
-    }
 }
 
 /// Run the lab until the profile and the settle phase end or `interrupt` is cancelled; every child is stopped before
@@ -171,6 +130,7 @@ pub async fn run_supervised(
 ) -> Result<LabOutcome, LabError> {
     let (origin, config) = load_scaledobject(&args)?;
     let profile = load_profile(&args)?;
+    let slo = SloChoice::resolve(args.slo.as_deref())?;
     let binaries = if args.no_spawn {
         None
     } else {
@@ -191,6 +151,10 @@ pub async fn run_supervised(
         args.no_spawn,
     );
     view.banner();
+    view.note(&format!(
+        "scaling report: {}; phases per scale event at the end",
+        slo.describe()
+    ));
     if let Some(max) = args.max_replicas {
         view.note(&format!(
             "--max-replicas {max}: maxReplicaCount overridden for this machine (the ScaledObject says otherwise)"
@@ -208,13 +172,39 @@ pub async fn run_supervised(
         profile: &profile,
         settle,
         interrupt: &interrupt,
+        slo: &slo,
     };
     let ran = plan.drive(binaries, &mut view, &mut children).await;
     // One stop for every path: the run ended, failed at any step, or was interrupted.
     let pids = children.stop().await;
-    let (report, decisions) = ran?;
+    let (mut report, decisions, clock) = ran?;
     let pool = children.pool.as_ref();
     let final_snapshot = pool.map(|p| p.snapshot());
+
+    // --- the scaling report: the run as the timeline crate reads it -------------------------------------
+    let replicas = pool
+        .map(|p| replica_records(&p.lives(), clock.epoch))
+        .unwrap_or_default();
+    let load_end_s = report
+        .scaling
+        .as_ref()
+        .map_or(report.duration_s, |s| s.load_end_s);
+    let timeline = build_timeline(&Recorded {
+        intervals: &report.intervals,
+        decisions: &decisions,
+        replicas: &replicas,
+        load_start_s: clock.load_start_s,
+        load_end_s: Some(load_end_s),
+        config: &config,
+    });
+    let analysis = timeline::analyse(
+        &timeline,
+        Some(&slo.slo),
+        &crate::scaling::options(args.time_scale),
+    );
+    if let Some(scaling) = report.scaling.as_mut() {
+        scaling.analysis = Some(analysis.clone());
+    }
 
     // --- results ---------------------------------------------------------------------------------------
     let io = |path: &PathBuf| {
@@ -223,12 +213,17 @@ pub async fn run_supervised(
     };
     let report_path = args.out.join("report.json");
     let svg_path = report.write_files(&report_path).map_err(io(&report_path))?;
-    let summary = view.finish(
+    let mut summary = view.finish(
         &report,
         &decisions,
         pool.map(|p| p.stop_counts()),
         final_snapshot.as_ref(),
     );
+    summary.push_str(&crate::scaling::render_lab_section(
+        &analysis,
+        &slo,
+        args.no_spawn,
+    ));
     let triggers_path = args.out.join("triggers.svg");
     std::fs::write(
         &triggers_path,
@@ -259,7 +254,17 @@ pub async fn run_supervised(
         decisions,
         pids,
         out_dir: args.out.clone(),
+        timeline,
+        load_start_s: clock.load_start_s,
     })
+}
+
+/// What the live view reads while the load runs.
+struct Live<'a> {
+    pool: &'a Option<ReplicaPool>,
+    shared: &'a Arc<Mutex<Shared>>,
+    decisions: &'a Arc<Mutex<Vec<DecisionRecord>>>,
+    epoch: Instant,
 }
 
 /// A run's inputs, resolved.
@@ -269,6 +274,15 @@ struct Plan<'a> {
     profile: &'a Profile,
     settle: Duration,
     interrupt: &'a CancellationToken,
+    slo: &'a SloChoice,
+}
+
+/// The two clocks of a run: the control loop's epoch (the decision log's and the pool's times) and when the load
+/// started on it (the intervals' zero).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    epoch: Instant,
+    load_start_s: f64,
 }
 
 impl Plan<'_> {
@@ -279,7 +293,7 @@ impl Plan<'_> {
         binaries: Option<Binaries>,
         view: &mut LabView,
         children: &mut Children,
-    ) -> Result<(Report, Vec<DecisionRecord>), LabError> {
+    ) -> Result<(Report, Vec<DecisionRecord>, Clock), LabError> {
         let targets = TargetSet::default();
         let scaler_addr = match binaries {
             None => {
@@ -343,6 +357,8 @@ impl Plan<'_> {
             push_state.insert(trigger.name.clone(), (metadata, latest));
         }
 
+        let epoch = Instant::now();
+        let epoch_wall = SystemTime::now();
         let control = ControlLoop {
             config: self.config.clone(),
             pool: pool.clone(),
@@ -353,7 +369,7 @@ impl Plan<'_> {
             push_state,
             wake,
             log,
-            epoch: Instant::now(),
+            epoch,
             load_over: load_over.clone(),
             settle_done: load_shutdown.clone(),
             stop: stop_control.clone(),
@@ -361,14 +377,36 @@ impl Plan<'_> {
         .spawn();
 
         let loaded = self
-            .load(targets, &pool, &shared, &load_over, load_shutdown, view)
+            .load(
+                targets,
+                Live {
+                    pool: &pool,
+                    shared: &shared,
+                    decisions: &decisions,
+                    epoch,
+                },
+                &load_over,
+                load_shutdown,
+                view,
+            )
             .await;
         // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
         stop_control.cancel();
         let _ = control.await;
-        let report = loaded?;
+        let (report, started_at) = loaded?;
         let decisions = decisions.lock().expect("decisions").clone();
-        Ok((report, decisions))
+        // The engine's own start time, on the epoch's clock (both read the wall clock once, a few ms apart).
+        let load_start_s = started_at
+            .duration_since(epoch_wall)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Ok((
+            report,
+            decisions,
+            Clock {
+                epoch,
+                load_start_s,
+            },
+        ))
     }
 
     /// Start the scaler and the first consumer replica(s); returns the scaler's gRPC address.
@@ -468,12 +506,17 @@ impl Plan<'_> {
     async fn load(
         &self,
         targets: TargetSet,
-        pool: &Option<ReplicaPool>,
-        shared: &Arc<Mutex<Shared>>,
+        live: Live<'_>,
         load_over: &AtomicBool,
         shutdown: CancellationToken,
         view: &mut LabView,
-    ) -> Result<Report, LabError> {
+    ) -> Result<(Report, SystemTime), LabError> {
+        let Live {
+            pool,
+            shared,
+            decisions,
+            epoch,
+        } = live;
         let (progress_tx, mut progress_rx) = mpsc::channel(64);
         let monitor: Arc<dyn ReplicaSource> = Arc::new(LabSource {
             pool: pool.clone(),
@@ -485,6 +528,10 @@ impl Plan<'_> {
             watch_after: self.settle,
             ..RunOptions::default()
         };
+        // Until the engine reports its start, the live view takes the load to start now.
+        let approx_load_start_s = epoch.elapsed().as_secs_f64();
+        let options = crate::scaling::options(self.args.time_scale);
+        let mut intervals = Vec::new();
         let load = tokio::spawn(run_load(
             self.profile.clone(),
             targets,
@@ -500,11 +547,36 @@ impl Plan<'_> {
             }
             let pool_snapshot = pool.as_ref().map(|p| p.snapshot());
             let decision = shared.lock().expect("shared").last_decision.clone();
-            view.tick(&stats, decision.as_ref(), pool_snapshot.as_ref());
+            let now_s = stats.end_s;
+            intervals.push(stats.clone());
+            // The phase in progress, from the timeline as known now (the same analysis as the end of the run).
+            let phase = {
+                let decisions = decisions.lock().expect("decisions").clone();
+                let replicas = pool
+                    .as_ref()
+                    .map(|p| replica_records(&p.lives(), epoch))
+                    .unwrap_or_default();
+                let tl = build_timeline(&Recorded {
+                    intervals: &intervals,
+                    decisions: &decisions,
+                    replicas: &replicas,
+                    load_start_s: approx_load_start_s,
+                    load_end_s: (now_s >= profile_end).then_some(profile_end),
+                    config: self.config,
+                });
+                timeline::phase_in_progress(&tl, now_s, Some(&self.slo.slo), &options)
+            };
+            view.tick(
+                &stats,
+                decision.as_ref(),
+                pool_snapshot.as_ref(),
+                phase.as_deref(),
+            );
         }
         let data = load
             .await
             .map_err(|e| LabError::Runtime(format!("the load engine stopped: {e}")))??;
-        Ok(generator::report::Report::assemble(data))
+        let started_at = data.started_at;
+        Ok((generator::report::Report::assemble(data), started_at))
     }
 }

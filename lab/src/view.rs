@@ -1,6 +1,7 @@
 //! What the lab shows: a banner saying what runs and at which time scale, a live view refreshed each
-//! second (rates, latency percentiles, each trigger's value against its target, replicas, and the last
-//! scaling decision in words), and the closing summary with the controller's scaling events.
+//! second (rates, latency percentiles, each trigger's value against its target, replicas, the last scaling
+//! decision in words, the phase an open scale event waits in), and the closing summary with the controller's
+//! scaling events.
 
 use std::io::{IsTerminal, Write};
 
@@ -179,11 +180,15 @@ impl LabView {
         stats: &IntervalStats,
         decision: Option<&Decision>,
         pool: Option<&PoolSnapshot>,
+        phase: Option<&str>,
     ) {
         match self.mode {
             LiveMode::Off => {}
             LiveMode::Plain => {
                 println!("{}", status_line(stats, decision, pool, true));
+                if let Some(phase) = phase {
+                    println!("  scale {phase}");
+                }
                 if let Some(d) = decision {
                     let key = (d.at.as_secs_f64(), d.current, d.desired);
                     if d.desired != d.current && self.last_printed_decision != Some(key) {
@@ -205,6 +210,9 @@ impl LabView {
                 screen.push('\n');
                 screen.push_str(&status_line(stats, decision, pool, false));
                 screen.push('\n');
+                if let Some(phase) = phase {
+                    screen.push_str(&format!("scale {phase}\n"));
+                }
                 if let Some(d) = decision {
                     screen.push_str(&trigger_table(d));
                     screen.push_str(&format!(

@@ -255,4 +255,16 @@ async fn bad_input_exits_usage_before_starting_anything() {
         exit_code(&mut lab, &mut seen, Duration::from_secs(30)).await,
         exit::USAGE
     );
+    // A bad SLO: the field, the text and what is allowed, before anything starts.
+    let mut lab = start_lab(out.path(), &["--slo", "p95<=500ms"]).await;
+    assert_eq!(
+        exit_code(&mut lab, &mut seen, Duration::from_secs(30)).await,
+        exit::USAGE
+    );
+    assert!(seen.is_empty(), "started {seen:?}");
+    let output = lab.output_lines().join("\n");
+    assert!(
+        output.contains("--slo: slo.p95") && output.contains("allowed"),
+        "{output}"
+    );
 }

@@ -179,6 +179,58 @@ async fn demo_scales_up_under_load_and_back_to_one() {
         summary.contains("scaling decisions (controller log)"),
         "{summary}"
     );
+
+    // The scaling report: at least one scale-up event with an under-provisioned window, whose present phases sum to
+    // its total, decided when the controller's log says it scaled.
+    let analysis = scaling
+        .analysis
+        .as_ref()
+        .expect("report.json's scaling carries the analysis");
+    let scale_ups: Vec<&timeline::ScaleEvent> = analysis
+        .events
+        .iter()
+        .filter(|e| e.kind == timeline::EventKind::ScaleUp && e.under_provisioned_s > 0.0)
+        .collect();
+    assert!(
+        !scale_ups.is_empty(),
+        "no under-provisioned scale-up:\n{summary}"
+    );
+    for e in &scale_ups {
+        let total = e.total_s.expect("a total");
+        let sum: f64 = e.phases.iter().filter_map(|p| p.duration_s).sum();
+        assert!(
+            (sum - total).abs() < 1e-6,
+            "event {}: {sum} != {total}",
+            e.id
+        );
+        assert!(total > 0.0);
+        let Some(decided) = e.phase(timeline::PhaseName::Decision).at_s else {
+            continue;
+        };
+        let (from, to) = (e.from_replicas.unwrap(), e.to_replicas.unwrap());
+        let logged = decisions
+            .iter()
+            .find(|d| ((d.t_s - outcome.load_start_s).max(0.0) - decided).abs() < 1e-6)
+            .unwrap_or_else(|| panic!("event {} decided at {decided} s: not in the log", e.id));
+        assert_eq!(logged.current, from, "{}", logged.reason);
+        assert!(logged.desired > logged.current && logged.desired <= to);
+        assert_eq!(e.trigger, logged.winner);
+    }
+    assert!(outcome.load_start_s >= 0.0 && outcome.load_start_s < 5.0);
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("report.json")).expect("report.json"),
+    )
+    .expect("report.json parses");
+    let events = json["scaling"]["events"]
+        .as_array()
+        .expect("scaling.events");
+    assert_eq!(events.len(), analysis.events.len());
+    assert!(json["scaling"]["advice"].is_array());
+    assert!(
+        summary.contains("scaling report (") && summary.contains("SLO p95<500ms,errors<1%"),
+        "{summary}"
+    );
+    assert!(summary.contains("dominant"), "{summary}");
     assert!(elapsed < Duration::from_secs(85), "took {elapsed:?}");
 }
 
@@ -410,6 +462,20 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
             "the simulated count applies each decision"
         );
     }
+    // The same scaling report as a spawning run, said to come from simulated decisions.
+    let analysis = outcome
+        .report
+        .scaling
+        .as_ref()
+        .and_then(|s| s.analysis.as_ref())
+        .expect("--no-spawn reports the scaling analysis too");
+    assert_eq!(analysis.schema, timeline::SCHEMA);
+    assert!(!outcome.timeline.decisions.is_empty());
+    let summary = std::fs::read_to_string(out.path().join("summary.txt")).expect("summary.txt");
+    assert!(
+        summary.contains("--no-spawn: simulated, not applied"),
+        "{summary}"
+    );
     // The consumer and scaler given are untouched.
     assert!(consumer.pid() > 0 && scaler.pid() > 0);
     testkit::wait_http_ok(

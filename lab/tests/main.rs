@@ -1,8 +1,10 @@
 //! The lab's integration tests, one test binary (one link step): [`lab_e2e`] drives the library end to end,
-//! [`binary`] runs the `lab` executable and checks its signals, exit codes and that no child outlives it.
+//! [`binary`] runs the `lab` executable and checks its signals, exit codes and that no child outlives it,
+//! [`scaling_report`] checks the end-of-run scaling report against a long trigger window.
 
 mod binary;
 mod lab_e2e;
+mod scaling_report;
 
 use std::path::PathBuf;
 
