@@ -44,6 +44,25 @@ fn dominant_sentence(e: &ScaleEvent, settings: &Settings) -> Option<String> {
                 backlog_trigger(settings, trigger)
             ),
         },
+        PhaseName::Decision
+            if e.phase(PhaseName::Decision)
+                .governed_by
+                .first()
+                .map(|g| g.name.as_str())
+                == Some("scale-up policy period") =>
+        {
+            format!(
+                "{head} went to the decision, held back by the scale-up policies (at most one step per {} after \
+                 the previous scale-up): a larger policy step (more Pods or Percent per period) reaches the need \
+                 sooner",
+                opt_secs(
+                    e.phase(PhaseName::Decision)
+                        .governed_by
+                        .first()
+                        .and_then(|g| g.value)
+                )
+            )
+        }
         PhaseName::Decision => format!(
             "{head} went to the decision (pollingInterval {}, scale-up stabilization window {}): a shorter \
              pollingInterval or stabilization window decides sooner",

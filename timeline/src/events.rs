@@ -130,7 +130,13 @@ fn setting(name: impl Into<String>, value: Option<f64>, unit: &str) -> Setting {
     }
 }
 
-fn governing(ctx: &Ctx, phase: PhaseName, trigger: Option<&str>, decisions: usize) -> Vec<Setting> {
+fn governing(
+    ctx: &Ctx,
+    phase: PhaseName,
+    trigger: Option<&str>,
+    decisions: usize,
+    policy_held: bool,
+) -> Vec<Setting> {
     let st = &ctx.tl.settings;
     match phase {
         PhaseName::Demand => ctx
@@ -141,11 +147,11 @@ fn governing(ctx: &Ctx, phase: PhaseName, trigger: Option<&str>, decisions: usiz
         PhaseName::Signal => {
             let mut v = Vec::new();
             if let Some(t) = trigger {
-                v.push(setting(
-                    format!("trigger window ({t})"),
-                    st.trigger_windows.get(t).copied(),
-                    "s",
-                ));
+                // A gauge (backlog) has no window: its value is read fresh each poll.
+                v.push(match st.trigger_windows.get(t) {
+                    Some(window) => setting(format!("trigger window ({t})"), Some(*window), "s"),
+                    None => setting(format!("trigger value ({t}), read each poll"), None, ""),
+                });
             }
             v.push(setting("pollingInterval", st.polling_interval_s, "s"));
             v
@@ -161,6 +167,13 @@ fn governing(ctx: &Ctx, phase: PhaseName, trigger: Option<&str>, decisions: usiz
             ];
             // The longer of the two is the main one.
             v.sort_by(|a, b| b.value.unwrap_or(-1.0).total_cmp(&a.value.unwrap_or(-1.0)));
+            if policy_held {
+                // A scale-up shortly before this one: the policy's rate limit, not the polling, held the step back.
+                v.insert(
+                    0,
+                    setting("scale-up policy period", longest_policy_period(st), "s"),
+                );
+            }
             v
         }
         PhaseName::Ready => vec![setting("pod start-up and readiness", None, "")],
@@ -185,6 +198,24 @@ fn governing(ctx: &Ctx, phase: PhaseName, trigger: Option<&str>, decisions: usiz
             v
         }
     }
+}
+
+fn longest_policy_period(st: &crate::input::Settings) -> Option<f64> {
+    st.scale_up_policy_periods_s
+        .iter()
+        .copied()
+        .max_by(f64::total_cmp)
+}
+
+/// Was the scale-up decision at `t_s` held back by the scale-up policies? True when another scale-up was decided
+/// within the longest policy period before it: the HPA then allows only the policy's step per period.
+fn policy_held(tl: &Timeline, t_s: f64) -> bool {
+    let Some(period) = longest_policy_period(&tl.settings) else {
+        return false;
+    };
+    tl.decisions
+        .iter()
+        .any(|d| d.to > d.from && d.t_s < t_s - EPS && t_s - d.t_s <= period + EPS)
 }
 
 /// Group the scale-up decisions into events (the overlap rule in the module docs).
@@ -270,6 +301,7 @@ pub(crate) fn events(ctx: &Ctx) -> Vec<ScaleEvent> {
     let mut out = Vec::new();
     for (n, g) in groups(ctx, &episodes).into_iter().enumerate() {
         let first = g.decisions.first().map(|i| &tl.decisions[*i]);
+        let held = first.is_some_and(|d| policy_held(tl, d.t_s));
         let demand = g.episode.map(|e| e.demand_s);
         let recovered = g.episode.and_then(|e| e.recovered_s);
         let signal = match (first, g.episode) {
@@ -311,7 +343,7 @@ pub(crate) fn events(ctx: &Ctx) -> Vec<ScaleEvent> {
                     name: *name,
                     at_s,
                     duration_s,
-                    governed_by: governing(ctx, *name, trigger.as_deref(), g.decisions.len()),
+                    governed_by: governing(ctx, *name, trigger.as_deref(), g.decisions.len(), held),
                 }
             })
             .collect();

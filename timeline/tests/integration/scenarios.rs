@@ -553,3 +553,48 @@ fn advice_reads_the_numbers() {
     let none = analyse(&base(20), Some(&slo), &Options::default());
     assert!(none.events.is_empty() && none.advice.is_empty(), "{none:?}");
 }
+
+/// A scale-up decided within the policy period after the previous one was held back by the policy, not by polling;
+/// a trigger with no window (a gauge) is read each poll, not given an unknown window.
+#[test]
+fn a_step_soon_after_another_is_governed_by_the_policy_period() {
+    let slo = Slo::parse("p95<500ms").unwrap();
+    let opts = Options {
+        recovery_hold_s: 0.5,
+        ..Options::default()
+    };
+    let mut tl = clean();
+    offer(&mut tl, 20, 250.0);
+    slow(&mut tl, 20, 26);
+    rate_signal(&mut tl, (20..40).map(f64::from), |_| 250.0);
+    // 6 s after the 1 -> 3 step at 14 (the policy period is 6 s).
+    decide(&mut tl, 20.0, 3, 5);
+    let a = analyse(&tl, Some(&slo), &opts);
+    assert_eq!(a.events.len(), 2, "{:#?}", a.events);
+    let first = a.events[0].phase(PhaseName::Decision);
+    assert_eq!(
+        first.governed_by[0].name, "pollingInterval",
+        "nothing before the first step"
+    );
+    let second = a.events[1].phase(PhaseName::Decision);
+    assert_eq!(second.governed_by[0].name, "scale-up policy period");
+    assert_eq!(second.governed_by[0].value, Some(6.0));
+
+    // The same step 7 s after the previous one is outside the period: polling governs again.
+    let mut later = tl.clone();
+    later.decisions.last_mut().unwrap().t_s = 21.0;
+    let a = analyse(&later, Some(&slo), &opts);
+    let second = a.events[1].phase(PhaseName::Decision);
+    assert_eq!(second.governed_by[0].name, "pollingInterval");
+
+    // A trigger without a window.
+    let mut gauge = clean();
+    gauge.settings.trigger_windows.remove("request-rate");
+    let a = analyse(&gauge, Some(&slo), &Options::default());
+    let signal = a.events[0].phase(PhaseName::Signal);
+    assert_eq!(
+        signal.governed_by[0].name,
+        "trigger value (request-rate), read each poll"
+    );
+    assert_eq!(signal.governed_by[0].value, None);
+}
