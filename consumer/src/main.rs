@@ -34,12 +34,19 @@ async fn run(config: consumer::Config) -> anyhow::Result<()> {
     result.context("consumer server")
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Linux");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is called, in `main` before the
+/// listener is served, not when the future is first polled: a signal sent right after the `listening` line would
+/// otherwise meet the default action and kill the process without a drain.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Linux");
+    let mut interrupt =
+        signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail on Linux");
+    async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+        }
     }
 }

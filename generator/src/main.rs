@@ -22,25 +22,31 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     let shutdown = CancellationToken::new();
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    // The handlers are installed here, before any work starts: installed inside the spawned task they could still be
+    // missing when the first signal arrives, and the default action would kill the process with no partial report.
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                eprintln!(
+                    "signal received: stopping the load, finishing in-flight requests, writing the partial report"
+                );
+                shutdown.cancel();
+                // A second signal means: stop now.
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                std::process::exit(exit::INTERRUPTED);
+            });
+        }
+        (Err(error), _) | (_, Err(error)) => {
             eprintln!(
-                "signal received: stopping the load, finishing in-flight requests, writing the partial report"
+                "cannot install the SIGTERM/SIGINT handlers ({error}): a signal ends the run without a report"
             );
-            shutdown.cancel();
-            // A second signal means: stop now.
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            std::process::exit(exit::INTERRUPTED);
-        });
+        }
     }
     let code = app::run_cli(cli, shutdown).await;
     std::process::exit(code);

@@ -2,8 +2,10 @@
 the cause the table names. Binaries run from target/debug (built by `cargo test --workspace`), on 127.0.0.1 only."""
 
 import re
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -84,3 +86,31 @@ def test_lab_with_a_bad_scaledobject_is_a_usage_error(tmp_path):
     bad.write_text("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec: {}\n")
     proc = run("lab", "--scaledobject", str(bad), "--out", str(tmp_path / "out"), "--live", "off")
     assert proc.returncode == TABLE["usage error"], proc.stderr
+
+
+@pytest.mark.parametrize("name,args", [
+    ("consumer", ["--host", "127.0.0.1", "--port", "0"]),
+    ("scaler", ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0"]),
+])
+def test_sigterm_right_after_listening_drains_and_exits_ok(name, args):
+    """The signal handlers exist before the `listening` line: a SIGTERM sent the moment a supervisor learns the port
+    drains the server (exit 0) instead of meeting the default action (killed, no exit code)."""
+    path = bin_path(name)
+    if not path.exists():
+        pytest.skip(f"{path} not built (cargo build --workspace)")
+    for attempt in range(10):
+        proc = subprocess.Popen([str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 20
+            for line in proc.stdout:
+                if '"listening"' in line:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+                assert time.monotonic() < deadline, f"{name} never logged listening"
+            code = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert code == TABLE["ok"], f"attempt {attempt}: {name} exited {code} after an early SIGTERM"

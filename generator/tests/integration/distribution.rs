@@ -71,11 +71,20 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
     let handle = targets.clone();
     let b_url = b.url.clone();
     let a_url = a.url.clone();
+    // The changes follow the load's own clock: b joins once the first interval is reported, a leaves once the second
+    // is, so interval 0 is a's alone whatever the machine's load delays (a timer started before the run could fire
+    // before the engine's first interval ended).
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        handle.add(&b_url).unwrap();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert!(handle.remove(&a_url));
+        let mut seen = 0;
+        while progress_rx.recv().await.is_some() {
+            seen += 1;
+            match seen {
+                1 => handle.add(&b_url).unwrap(),
+                2 => assert!(handle.remove(&a_url)),
+                _ => {}
+            }
+        }
     });
     let profile = Profile::constant(
         200.0,
@@ -87,7 +96,7 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
         targets,
         RunOptions::default(),
         None,
-        None,
+        Some(progress_tx),
         CancellationToken::new(),
     )
     .await
@@ -95,8 +104,8 @@ async fn a_replica_added_mid_run_gets_its_share_and_a_removed_one_none() {
     assert_eq!(report.errors.total, 0);
     let a_count = report.served_by["pod-a"];
     let b_count = report.served_by["pod-b"];
-    // a alone for 1 s (200), a and b alternating for 1 s (100 each), b alone for 1 s (200); the changes happen on a
-    // timer of the test, so allow for a loaded machine.
+    // a alone for 1 s (200), a and b alternating for 1 s (100 each), b alone for 1 s (200); a change lands when the
+    // test hears of the interval's end, a little into the next one.
     assert!((200..=400).contains(&a_count), "pod-a {a_count}");
     assert!((200..=400).contains(&b_count), "pod-b {b_count}");
     assert!(!report.intervals[0].served_by.contains_key("pod-b"));
