@@ -10,7 +10,6 @@ mod engine_rate;
 mod exit_codes;
 mod job_args;
 mod metrics_prometheus;
-mod monitor_explain;
 mod monitor_k8s;
 mod monitor_k8s_phases;
 mod self_check;

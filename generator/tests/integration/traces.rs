@@ -1,5 +1,6 @@
 //! Traces start at the generator: sampled requests carry a W3C `traceparent`, and their client spans reach a real
-//! OTLP/gRPC receiver (the collector's TraceService from opentelemetry-proto) with the same trace and span ids.
+//! OTLP/gRPC receiver (testkit's sink: the collector's TraceService from opentelemetry-proto) with the same trace and
+//! span ids.
 
 use crate::common;
 
@@ -13,69 +14,14 @@ use axum::routing::get;
 use generator::profile::RequestSpec;
 use generator::trace::Tracing;
 use generator::{Profile, RunOptions, TargetSet};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::trace::v1::Span;
+use testkit::otlp::{OtlpSink, SpanKind};
 use tokio_util::sync::CancellationToken;
-
-/// A received span and the `service.name` of its resource.
-type Received = (Span, Option<String>);
-
-#[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<Received>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
-            let service = rs.resource.as_ref().and_then(|r| {
-                r.attributes.iter().find(|a| a.key == "service.name").and_then(|a| {
-                    a.value.as_ref().and_then(|v| match &v.value {
-                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => Some(s.clone()),
-                        _ => None,
-                    })
-                })
-            });
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    spans.push((s, service.clone()));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver() {
     let _cpu = common::shared().await;
-    // OTLP receiver.
-    let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp = format!("http://{}", listener.local_addr().unwrap());
-    let svc = TraceServiceServer::new(receiver.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-    });
+    let sink = OtlpSink::start().await.expect("OTLP sink starts");
+    let otlp = sink.endpoint().to_string();
     // Target that records the traceparent it receives.
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     async fn handler(
@@ -122,28 +68,24 @@ async fn sampled_requests_carry_traceparent_and_their_spans_reach_the_receiver()
 
     let headers = seen.lock().unwrap().clone();
     assert_eq!(headers.len(), 20, "every request sampled at 1.0");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while receiver.spans.lock().unwrap().len() < 20 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spans did not arrive"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let spans = receiver.spans.lock().unwrap().clone();
+    let spans = sink
+        .wait_for_count(20, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
     assert_eq!(spans.len(), 20);
-    for (span, service) in &spans {
+    for received in &spans {
+        let span = &received.span;
         assert_eq!(span.name, "GET /work");
-        assert_eq!(span.kind, 3, "SPAN_KIND_CLIENT");
-        assert_eq!(service.as_deref(), Some("generator"));
-        let tp = format!("00-{}-{}-01", hex(&span.trace_id), hex(&span.span_id));
+        assert_eq!(span.kind, SpanKind::Client as i32, "SPAN_KIND_CLIENT");
+        assert_eq!(received.service_name.as_deref(), Some("generator"));
+        let tp = format!("00-{}-{}-01", received.trace_id(), received.span_id());
         assert!(headers.contains(&tp), "{tp} not sent; sent {headers:?}");
-        let status = span
-            .attributes
-            .iter()
-            .find(|a| a.key == "http.response.status_code")
-            .expect("status attribute");
-        assert!(format!("{:?}", status.value).contains("200"), "{status:?}");
+        assert_eq!(
+            received.int_attribute("http.response.status_code"),
+            Some(200),
+            "{:?}",
+            span.attributes
+        );
         assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
     }
 }

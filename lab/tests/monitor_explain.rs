@@ -1,9 +1,6 @@
-//! `--monitor` without a Kubernetes API, through the real scaler's `GET /explain`: the scaler (in-process, as KEDA
-//! would drive it over gRPC) reads a real consumer directly; when the generator's load builds a backlog, /explain's
-//! HPA arithmetic asks for more replicas and the scaling report shows when. The scaler serves a second ScaledObject
-//! on the same backlog that asks for far more replicas: the monitor must read only the one it watches.
-
-use crate::common;
+//! The generator's `--monitor` through the real scaler's `/explain` (here, where the generator and the scaler meet, so
+//! the generator itself links no gRPC): two ScaledObjects on one scaler, the watched one's figures only, its trigger
+//! readings recorded as the scaling report's signals, an unknown ScaledObject named clearly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,36 +15,54 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scalers_explain_drives_the_scaling_report() {
-    let _cpu = common::shared().await;
-    let consumer = common::start_consumer("explain-pod", &["--executors", "2"]).await;
-    let config =
-        <scaler::Config as clap::Parser>::try_parse_from(["scaler", "--host", "127.0.0.1"])
-            .unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(scaler::serve(grpc, http, config, async move {
-            stop.cancelled().await
-        }));
-    }
-    let scaler_url = format!("http://{http_addr}");
+    let _alone = crate::heavy().await;
+    let consumer = testkit::Spawned::start(
+        testkit::bin_path("consumer"),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--pod-name",
+            "explain-pod",
+            "--executors",
+            "2",
+        ],
+        &[],
+        &["http"],
+    )
+    .await
+    .expect("consumer starts");
+    let consumer_url = consumer.url("http");
+    let scaler = testkit::Spawned::start(
+        testkit::bin_path("scaler"),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
+        &[],
+        &["grpc", "http"],
+    )
+    .await
+    .expect("scaler starts");
+    let scaler_url = scaler.url("http");
+    let grpc_url = scaler.url("grpc");
     testkit::wait_http_ok(&format!("{scaler_url}/ready"), Duration::from_secs(10))
         .await
         .unwrap();
 
     // Register the trigger as KEDA does: GetMetricSpec with the ScaledObject's metadata.
-    let mut client = ExternalScalerClient::connect(format!("http://{grpc_addr}"))
-        .await
-        .unwrap();
+    let mut client = ExternalScalerClient::connect(grpc_url).await.unwrap();
     // Two ScaledObjects on the same consumer's backlog: the watched one wants backlog/2 replicas, the other
     // backlog/0.05, i.e. 40 times as many.
     for (name, target) in [("consumer", "2"), ("other", "0.05")] {
         let metadata: HashMap<String, String> = [
             ("trigger", "backlog".to_string()),
-            ("targets", format!("{}/metrics", consumer.url)),
+            ("targets", format!("{consumer_url}/metrics")),
             ("target", target.to_string()),
         ]
         .into_iter()
@@ -107,9 +122,9 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         monitor_interval: Duration::from_millis(250),
         ..RunOptions::default()
     };
-    let report = common::run_load(
+    let data = generator::run_load(
         profile,
-        TargetSet::single(&consumer.url).unwrap(),
+        TargetSet::single(&consumer_url).unwrap(),
         opts,
         Some(source.clone()),
         None,
@@ -117,6 +132,7 @@ async fn the_scalers_explain_drives_the_scaling_report() {
     )
     .await
     .unwrap();
+    let report = generator::Report::assemble(data);
     assert_eq!(report.errors.total, 0, "{:?}", report.errors);
     let s = report.scaling.expect("scaling report");
     assert!(s.observations >= 10, "{s:?}");
@@ -168,5 +184,4 @@ async fn the_scalers_explain_drives_the_scaling_report() {
             .as_deref()
             .is_some_and(|d| d.contains("backlog"))
     }));
-    stop.cancel();
 }
