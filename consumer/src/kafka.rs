@@ -135,7 +135,7 @@ impl Worker {
             .set("linger.ms", "1")
             .set(
                 "message.timeout.ms",
-                &PRODUCE_TIMEOUT.as_millis().to_string(),
+                PRODUCE_TIMEOUT.as_millis().to_string(),
             )
             .create()
             .map_err(|e| KafkaError(format!("cannot create a producer for {brokers}: {e}")))?;
