@@ -72,6 +72,52 @@ pub struct Config {
     /// Log format: `auto` (JSON lines unless stdout is a terminal), `json` or `text`.
     #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "auto", value_parser = ["auto", "json", "text"])]
     pub log_format: String,
+
+    /// Kafka mode: the bootstrap servers (`host:port,...`). When set, the consumer also joins `--kafka-group` on
+    /// `--kafka-topic` and works through its messages (docs/consumer.md); HTTP stays up.
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        requires = "kafka_topic"
+    )]
+    pub kafka_brokers: Option<String>,
+
+    /// The topic to consume (reports go to `<topic>.processed`, which must exist). Required with `--kafka-brokers`.
+    #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", requires = "kafka_brokers", value_parser = parse_topic)]
+    pub kafka_topic: Option<String>,
+
+    /// The consumer group this replica joins.
+    #[arg(long = "kafka-group", env = "KAFKA_GROUP", default_value = "consumer", value_parser = parse_topic)]
+    pub kafka_group: String,
+
+    /// The work done per Kafka message, through the same executor slots as `/load/*`.
+    #[arg(long = "kafka-work", env = "KAFKA_WORK", value_enum, default_value_t = KafkaWork::Io)]
+    pub kafka_work: KafkaWork,
+
+    /// Milliseconds of work per message: I/O wait, CPU time or memory hold.
+    #[arg(long = "kafka-work-ms", env = "KAFKA_WORK_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub kafka_work_ms: u64,
+
+    /// MiB held per message (`--kafka-work memory` only).
+    #[arg(long = "kafka-work-mb", env = "KAFKA_WORK_MB", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub kafka_work_mb: u64,
+}
+
+/// The work a Kafka message gets (the `/load/*` kinds that take one item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaWork {
+    Io,
+    Cpu,
+    Memory,
+}
+
+/// A topic or group name: non-empty, without spaces (Kafka's own check comes later and is less clear).
+fn parse_topic(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(format!("`{text}` is not a Kafka topic or group name"));
+    }
+    Ok(name.to_owned())
 }
 
 impl Config {
@@ -194,5 +240,30 @@ mod tests {
         assert!(Config::from_args(["consumer", "--shutdown-grace", "soon"]).is_err());
         let config = Config::from_args(["consumer", "--memory-budget", "64MiB"]).unwrap();
         assert_eq!(config.effective_memory_budget(), 64 << 20);
+    }
+
+    #[test]
+    fn kafka_flags_are_validated() {
+        let config = Config::from_args(["consumer"]).unwrap();
+        assert!(config.kafka_brokers.is_none());
+        assert_eq!(config.kafka_group, "consumer");
+        assert_eq!(config.kafka_work, KafkaWork::Io);
+        assert_eq!((config.kafka_work_ms, config.kafka_work_mb), (50, 1));
+        let kafka = [
+            "consumer",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--kafka-topic",
+            "t",
+        ];
+        let config = Config::from_args(kafka.iter().chain(&["--kafka-work", "memory"])).unwrap();
+        assert_eq!(config.kafka_work, KafkaWork::Memory);
+        assert!(Config::from_args(["consumer", "--kafka-brokers", "127.0.0.1:9092"]).is_err());
+        assert!(Config::from_args(["consumer", "--kafka-topic", "t"]).is_err());
+        assert!(Config::from_args(kafka.iter().chain(&["--kafka-work", "disk"])).is_err());
+        assert!(Config::from_args(kafka.iter().chain(&["--kafka-work-ms", "0"])).is_err());
+        assert!(Config::from_args(kafka.iter().chain(&["--kafka-work-ms", "60001"])).is_err());
+        assert!(Config::from_args(kafka.iter().chain(&["--kafka-work-mb", "513"])).is_err());
+        assert!(Config::from_args(kafka.iter().chain(&["--kafka-group", " "])).is_err());
     }
 }

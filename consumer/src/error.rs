@@ -14,6 +14,9 @@ pub enum ConsumerError {
     /// The listener or the HTTP server failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// Kafka mode could not start (clients, subscription).
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
 }
 
 /// The JSON error body: `{"error", "message", "field"?, "value"?, "allowed"?, ...details}`.

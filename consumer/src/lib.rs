@@ -1,5 +1,5 @@
 //! The consumer: the autoscaling lab's target service. An axum server offering CPU, memory, I/O and sustained-CPU
-//! load (sync, or async through a bounded queue served by executor slots), probes, the Prometheus metric contract of
+//! load (sync, or async through a bounded queue served by executor slots), probes, a Kafka consumer-group mode, the Prometheus metric contract of
 //! ARCHITECTURE.md, OTLP traces, an OpenAPI document and a graceful drain. `main.rs` only parses config and wires.
 
 pub mod alloc;
@@ -10,6 +10,7 @@ pub mod error;
 pub mod executor;
 pub mod handlers;
 pub mod jobs;
+pub mod kafka;
 pub mod load;
 pub mod metrics;
 pub mod middleware;

@@ -3,7 +3,9 @@
 //! format at `GET /metrics`. No metric name is written here.
 
 use contract::metrics::consumer as def;
-use contract::metrics::{JOB_KINDS, JOB_MODES, JOB_OUTCOMES, LATENCY_BUCKETS_SECONDS, MetricDef};
+use contract::metrics::{
+    JOB_KINDS, JOB_MODES, JOB_OUTCOMES, KAFKA_OUTCOMES, LATENCY_BUCKETS_SECONDS, MetricDef,
+};
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -25,6 +27,9 @@ pub mod label {
     pub const FAILED: &str = JOB_OUTCOMES[1];
     pub const CANCELLED: &str = JOB_OUTCOMES[2];
     pub const REJECTED: &str = JOB_OUTCOMES[3];
+    pub const PROCESSED: &str = contract::metrics::KAFKA_OUTCOMES[0];
+    pub const KAFKA_FAILED: &str = contract::metrics::KAFKA_OUTCOMES[1];
+    pub const INVALID: &str = contract::metrics::KAFKA_OUTCOMES[2];
 }
 
 /// Every metric the consumer exposes.
@@ -44,6 +49,11 @@ pub struct Metrics {
     pub memory_held_bytes: IntGauge,
     pub memory_budget_bytes: IntGauge,
     pub sustained_workers: IntGauge,
+    pub kafka_messages_total: IntCounterVec,
+    pub kafka_processing_duration_seconds: Histogram,
+    pub kafka_end_to_end_latency_seconds: Histogram,
+    pub kafka_rebalances_total: IntCounter,
+    pub kafka_assigned_partitions: IntGauge,
     allocations_total: IntCounter,
     allocated_bytes_total: IntCounter,
     heap_bytes: IntGauge,
@@ -103,6 +113,21 @@ impl Metrics {
             memory_held_bytes: int_gauge(def::MEMORY_HELD_BYTES),
             memory_budget_bytes: int_gauge(def::MEMORY_BUDGET_BYTES),
             sustained_workers: int_gauge(def::SUSTAINED_WORKERS),
+            kafka_messages_total: IntCounterVec::new(
+                opts(def::KAFKA_MESSAGES_TOTAL),
+                def::KAFKA_MESSAGES_TOTAL.labels,
+            )
+            .expect("valid metric"),
+            kafka_processing_duration_seconds: Histogram::with_opts(histogram_opts(
+                def::KAFKA_PROCESSING_DURATION_SECONDS,
+            ))
+            .expect("valid metric"),
+            kafka_end_to_end_latency_seconds: Histogram::with_opts(histogram_opts(
+                def::KAFKA_END_TO_END_LATENCY_SECONDS,
+            ))
+            .expect("valid metric"),
+            kafka_rebalances_total: int_counter(def::KAFKA_REBALANCES_TOTAL),
+            kafka_assigned_partitions: int_gauge(def::KAFKA_ASSIGNED_PARTITIONS),
             allocations_total: int_counter(def::ALLOCATIONS_TOTAL),
             allocated_bytes_total: int_counter(def::ALLOCATED_BYTES_TOTAL),
             heap_bytes: int_gauge(def::HEAP_BYTES),
@@ -129,6 +154,11 @@ impl Metrics {
             Box::new(metrics.memory_held_bytes.clone()),
             Box::new(metrics.memory_budget_bytes.clone()),
             Box::new(metrics.sustained_workers.clone()),
+            Box::new(metrics.kafka_messages_total.clone()),
+            Box::new(metrics.kafka_processing_duration_seconds.clone()),
+            Box::new(metrics.kafka_end_to_end_latency_seconds.clone()),
+            Box::new(metrics.kafka_rebalances_total.clone()),
+            Box::new(metrics.kafka_assigned_partitions.clone()),
             Box::new(metrics.allocations_total.clone()),
             Box::new(metrics.allocated_bytes_total.clone()),
             Box::new(metrics.heap_bytes.clone()),
@@ -158,6 +188,9 @@ impl Metrics {
                 }
             }
             metrics.job_duration_seconds.with_label_values(&[kind]);
+        }
+        for outcome in KAFKA_OUTCOMES {
+            metrics.kafka_messages_total.with_label_values(&[outcome]);
         }
         metrics
     }

@@ -23,6 +23,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsumerError> {
     let state = AppState::new(config);
+    // The drain waits for the worker like for a job: stop fetching, finish the messages in hand, leave the group.
+    if let Some(worker) = crate::kafka::Worker::connect(&state)? {
+        state.job_tasks.spawn(worker.run());
+    }
     let app = crate::routes::app(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(

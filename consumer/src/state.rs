@@ -43,8 +43,12 @@ pub struct Inner {
     pub queue_cancel: CancellationToken,
     /// Fired when the grace period ends: running work is cut short.
     pub work_cancel: CancellationToken,
-    /// Async and sustained job tasks (the drain waits for them).
+    /// Async and sustained job tasks and the Kafka worker (the drain waits for them).
     pub job_tasks: TaskTracker,
+    /// Fired when draining starts: the Kafka worker stops fetching.
+    pub drain_started: CancellationToken,
+    /// The Kafka worker's group membership, for readiness (`None` outside Kafka mode).
+    pub kafka: Option<crate::kafka::Membership>,
 }
 
 impl std::ops::Deref for AppState {
@@ -85,6 +89,11 @@ impl AppState {
             queue_cancel: CancellationToken::new(),
             work_cancel: CancellationToken::new(),
             job_tasks: TaskTracker::new(),
+            drain_started: CancellationToken::new(),
+            kafka: config
+                .kafka_brokers
+                .as_ref()
+                .map(|_| crate::kafka::Membership::default()),
             config,
         }))
     }
@@ -95,6 +104,7 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.drain_started.cancel();
     }
 
     pub fn work_in_flight(&self) -> usize {

@@ -61,7 +61,8 @@ pub enum Report {
 }
 
 impl Report {
-    fn completed(&self) -> bool {
+    /// Whether the work ran its full course (not cut short by the drain).
+    pub fn completed(&self) -> bool {
         match self {
             Report::Cpu(report) => report.completed,
             Report::Memory(report) => report.completed,

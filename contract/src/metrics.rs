@@ -84,6 +84,8 @@ pub const JOB_KINDS: [&str; 4] = ["cpu", "memory", "io", "sustained"];
 /// Values of the consumer's `mode` label.
 pub const JOB_MODES: [&str; 2] = ["sync", "async"];
 /// Values of the consumer's job `outcome` label.
+/// `outcome` values of `consumer_kafka_messages_total`.
+pub const KAFKA_OUTCOMES: [&str; 3] = ["processed", "failed", "invalid"];
 pub const JOB_OUTCOMES: [&str; 4] = ["done", "failed", "cancelled", "rejected"];
 /// Values of the generator's `outcome` label.
 pub const REQUEST_OUTCOMES: [&str; 6] = [
@@ -238,8 +240,39 @@ pub mod consumer {
         "Start time of the process since unix epoch in seconds.",
     );
 
+    pub const KAFKA_MESSAGES_TOTAL: MetricDef = def(
+        "consumer_kafka_messages_total",
+        Counter,
+        &[l::OUTCOME],
+        "Kafka messages handled by the consumer's Kafka worker, by outcome (processed, failed, invalid).",
+    );
+    pub const KAFKA_PROCESSING_DURATION_SECONDS: MetricDef = def(
+        "consumer_kafka_processing_duration_seconds",
+        Histogram,
+        &[],
+        "Time from taking a Kafka message to its committed offset (work, report, commit).",
+    );
+    pub const KAFKA_END_TO_END_LATENCY_SECONDS: MetricDef = def(
+        "consumer_kafka_end_to_end_latency_seconds",
+        Histogram,
+        &[],
+        "Processing end minus the message's scheduled send timestamp.",
+    );
+    pub const KAFKA_REBALANCES_TOTAL: MetricDef = def(
+        "consumer_kafka_rebalances_total",
+        Counter,
+        &[],
+        "Consumer-group rebalances this replica took part in (partition assignments received).",
+    );
+    pub const KAFKA_ASSIGNED_PARTITIONS: MetricDef = def(
+        "consumer_kafka_assigned_partitions",
+        Gauge,
+        &[],
+        "Partitions the consumer group currently assigns to this replica.",
+    );
+
     /// Every consumer metric.
-    pub const ALL: [MetricDef; 23] = [
+    pub const ALL: [MetricDef; 28] = [
         HTTP_REQUESTS_TOTAL,
         HTTP_REQUEST_DURATION_SECONDS,
         HTTP_REQUESTS_IN_FLIGHT,
@@ -263,6 +296,11 @@ pub mod consumer {
         PROCESS_OPEN_FDS,
         PROCESS_MAX_FDS,
         PROCESS_START_TIME_SECONDS,
+        KAFKA_MESSAGES_TOTAL,
+        KAFKA_PROCESSING_DURATION_SECONDS,
+        KAFKA_END_TO_END_LATENCY_SECONDS,
+        KAFKA_REBALANCES_TOTAL,
+        KAFKA_ASSIGNED_PARTITIONS,
     ];
 }
 

@@ -131,20 +131,39 @@ pub async fn health() -> impl IntoResponse {
     (json_type(), r#"{"status":"ok"}"#)
 }
 
-/// Readiness: 200 normally, 503 from the moment shutdown starts.
+/// Readiness: 200 normally, 503 from the moment shutdown starts; in Kafka mode also 503 until the group assigned
+/// this member its partitions (possibly none: an idle member is ready and says so).
 #[utoipa::path(get, path = contract::routes::READY, tag = "probes", responses(
     (status = 200, description = "taking work", body = Status),
-    (status = 503, description = "draining", body = Status),
+    (status = 503, description = "draining, or (Kafka mode) no partition assignment yet", body = Status),
 ))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if state.is_draining() {
-        (
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             json_type(),
-            r#"{"status":"draining"}"#,
-        )
-    } else {
-        (StatusCode::OK, json_type(), r#"{"status":"ready"}"#)
+            r#"{"status":"draining"}"#.to_owned(),
+        );
+    }
+    // In Kafka mode a replica is ready once the group has given it its share, even an empty one.
+    match state.kafka.as_ref().and_then(|kafka| kafka.assigned()) {
+        None if state.kafka.is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json_type(),
+            r#"{"status":"waiting for a partition assignment"}"#.to_owned(),
+        ),
+        None => (StatusCode::OK, json_type(), r#"{"status":"ready"}"#.to_owned()),
+        Some(0) => (
+            StatusCode::OK,
+            json_type(),
+            r#"{"status":"ready","kafka_partitions":0,"kafka":"idle: the group assigned this member no partition"}"#
+                .to_owned(),
+        ),
+        Some(partitions) => (
+            StatusCode::OK,
+            json_type(),
+            format!(r#"{{"status":"ready","kafka_partitions":{partitions}}}"#),
+        ),
     }
 }
 
