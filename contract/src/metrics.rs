@@ -420,12 +420,34 @@ pub mod generator {
         "Requests that could not start on time (outstanding cap reached).",
     );
 
+    pub const KAFKA_MESSAGES_TOTAL: MetricDef = def(
+        "generator_kafka_messages_total",
+        Counter,
+        &[l::OUTCOME],
+        "Kafka messages produced (`generator produce`), by outcome: acked by the broker or failed.",
+    );
+    pub const KAFKA_ACK_DURATION_SECONDS: MetricDef = def(
+        "generator_kafka_ack_duration_seconds",
+        Histogram,
+        &[],
+        "Time from a Kafka message's scheduled send time to the broker's ack (no coordinated omission).",
+    );
+    pub const KAFKA_TARGET_RATE: MetricDef = def(
+        "generator_kafka_target_rate",
+        Gauge,
+        &[],
+        "Kafka send rate this generator is asked for now (messages per second; its share when distributed).",
+    );
+
     /// Every generator metric.
-    pub const ALL: [MetricDef; 4] = [
+    pub const ALL: [MetricDef; 7] = [
         REQUESTS_TOTAL,
         REQUEST_DURATION_SECONDS,
         TARGET_RATE,
         DROPPED_TOTAL,
+        KAFKA_MESSAGES_TOTAL,
+        KAFKA_ACK_DURATION_SECONDS,
+        KAFKA_TARGET_RATE,
     ];
 }
 

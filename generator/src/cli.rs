@@ -1,5 +1,5 @@
 //! Command line: `run` (also the default, so the seed's `generator --url=... --test=heavy --monitor --cleanup`
-//! works), `wait` and `profiles`. Every flag has an environment variable.
+//! works), `wait`, `profiles`, and Kafka's `produce` and `verify` (flags in [`crate::kafka`]). Every flag has an environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,6 +92,10 @@ pub enum Command {
     Wait(WaitArgs),
     /// List the built-in profiles, or print one as YAML.
     Profiles(ProfilesArgs),
+    /// Produce Kafka load messages on an open-model schedule and report acks, rates and latency.
+    Produce(crate::kafka::ProduceArgs),
+    /// Read a Kafka test run back and report lost and duplicated messages per producer.
+    Verify(crate::kafka::VerifyArgs),
 }
 
 /// Flags of `generator run`.

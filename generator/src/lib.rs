@@ -1,5 +1,6 @@
 //! The autoscaling lab's load generator as a library: named profiles, an open-model engine with honest latency, a
-//! dynamic target set, replica monitoring, reports, thresholds and the CLI that `main.rs` runs.
+//! dynamic target set, replica monitoring, reports, thresholds, the Kafka producer and verifier, and the CLI that
+//! `main.rs` runs.
 
 pub mod app;
 pub mod chart;
@@ -7,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod exit;
+pub mod kafka;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -38,6 +38,11 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> i32 {
             wait::wait_command(args, shutdown).await.map(|()| exit::OK),
         ),
         Command::Profiles(args) => ("profiles", profiles_command(args)),
+        Command::Produce(args) => (
+            "produce",
+            crate::kafka::produce_command(args, shutdown).await,
+        ),
+        Command::Verify(args) => ("verify", crate::kafka::verify_command(args).await),
     };
     match result {
         Ok(code) => code,
@@ -51,7 +56,10 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> i32 {
 fn profiles_command(args: ProfilesArgs) -> Result<i32, AppError> {
     match args.command {
         Some(ProfilesCommand::Show { name }) => {
-            let p = Profile::builtin_or_err(&name).map_err(AppError::usage)?;
+            let p = match crate::kafka::profiles::builtin(&name) {
+                Some(p) => p,
+                None => Profile::builtin_or_err(&name).map_err(AppError::usage)?,
+            };
             print!("{}", p.to_yaml());
         }
         None => print!("{}", profiles_table()),
@@ -99,6 +107,7 @@ pub fn profiles_table() -> String {
         ));
     }
     s.push_str("\n`generator profiles show NAME` prints one as YAML; `--profile-file FILE` runs your own.\n");
+    s.push_str(&crate::kafka::profiles::table());
     s
 }
 

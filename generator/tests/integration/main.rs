@@ -9,6 +9,7 @@ mod distribution;
 mod engine_rate;
 mod exit_codes;
 mod job_args;
+mod kafka;
 mod metrics_prometheus;
 mod monitor_k8s;
 mod monitor_k8s_phases;

@@ -1,0 +1,362 @@
+//! `generator verify`: read a topic back from the beginning with a fresh consumer group, keep one test run's
+//! messages, and report per producer what was received, what should have been (highest sequence + 1), the gaps
+//! (lost) and the repeats (duplicates). With `--processed`, the same over `<topic>.processed`, which the consumer's
+//! Kafka workers write after processing. Reading is bounded: up to the high watermarks found at the start, or the
+//! timeout.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use contract::kafka::{Message, Processed, processed_topic};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::args::VerifyArgs;
+use crate::app::AppError;
+use crate::cli::OutputFormat;
+use crate::exit;
+
+/// Ranges and sequences listed in a report at most (the counts are always complete).
+const LIST_LIMIT: usize = 50;
+
+/// One producer's delivery figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProducerCheck {
+    pub producer: String,
+    /// Messages read (repeats included).
+    pub received: u64,
+    /// Highest sequence + 1.
+    pub expected: u64,
+    /// Sequences below `expected` never read.
+    pub lost: u64,
+    /// Reads beyond the first of a sequence.
+    pub duplicates: u64,
+    /// Lost sequences as inclusive ranges `[first, last]` (the first 50).
+    pub lost_ranges: Vec<[u64; 2]>,
+    /// Sequences read more than once (the first 50).
+    pub duplicated: Vec<u64>,
+}
+
+/// One topic's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicCheck {
+    pub topic: String,
+    /// Records read from the topic (every test run).
+    pub records_read: u64,
+    /// Records of other test runs or not in the expected format.
+    pub skipped: u64,
+    /// Whether reading reached the high watermarks before the timeout.
+    pub complete: bool,
+    pub producers: Vec<ProducerCheck>,
+    pub lost: u64,
+    pub duplicates: u64,
+}
+
+/// The `generator verify` report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub test_run: String,
+    pub delivered: TopicCheck,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed: Option<TopicCheck>,
+    pub exit_code: i32,
+    pub verdict: String,
+}
+
+/// What a record means to `verify`: (test run, producer, sequence), or `None` for a record of another format.
+type Parse = fn(&[u8]) -> Option<(String, String, u64)>;
+
+/// Builds the per-producer figures from the sequences read.
+pub fn check_sequences(sequences: BTreeMap<String, Vec<u64>>) -> Vec<ProducerCheck> {
+    sequences
+        .into_iter()
+        .map(|(producer, mut seqs)| {
+            seqs.sort_unstable();
+            let received = seqs.len() as u64;
+            let expected = seqs.last().map_or(0, |m| m + 1);
+            let (mut lost, mut duplicates) = (0, 0);
+            let (mut lost_ranges, mut duplicated) = (Vec::new(), Vec::new());
+            let mut next = 0u64;
+            let mut prev: Option<u64> = None;
+            for s in seqs {
+                if prev == Some(s) {
+                    duplicates += 1;
+                    if duplicated.last() != Some(&s) && duplicated.len() < LIST_LIMIT {
+                        duplicated.push(s);
+                    }
+                    continue;
+                }
+                if s > next {
+                    lost += s - next;
+                    if lost_ranges.len() < LIST_LIMIT {
+                        lost_ranges.push([next, s - 1]);
+                    }
+                }
+                next = s + 1;
+                prev = Some(s);
+            }
+            ProducerCheck {
+                producer,
+                received,
+                expected,
+                lost,
+                duplicates,
+                lost_ranges,
+                duplicated,
+            }
+        })
+        .collect()
+}
+
+/// Reads `topic` from the beginning up to the high watermarks at the time of the call (or `timeout`), and returns
+/// the (producer, sequence) pairs of `test_run` that `parse` finds.
+fn read_topic(
+    brokers: &str,
+    topic: &str,
+    test_run: &str,
+    timeout: Duration,
+    parse: Parse,
+) -> Result<TopicCheck, AppError> {
+    let deadline = Instant::now() + timeout;
+    let group = format!("generator-verify-{}", super::produce::fresh_test_run());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("client.id", "autoscaling-lab-generator-verify")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .map_err(|e| AppError::usage(format!("--brokers {brokers:?}: {e}")))?;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let metadata = consumer
+        .fetch_metadata(Some(topic), left().min(Duration::from_secs(15)))
+        .map_err(|e| AppError::Runtime(format!("cannot read the metadata of {topic}: {e}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(AppError::Runtime(format!(
+            "topic {topic} does not exist or has no partitions"
+        )));
+    }
+    // Partition -> the high watermark to reach.
+    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, left().min(Duration::from_secs(15)))
+            .map_err(|e| {
+                AppError::Runtime(format!("cannot read the watermarks of {topic}/{p}: {e}"))
+            })?;
+        if high > low {
+            pending.insert(*p, high);
+        }
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+    }
+    // Assigned, not subscribed: the fresh group never waits for a rebalance and commits nothing.
+    consumer
+        .assign(&assignment)
+        .map_err(|e| AppError::Runtime(format!("cannot assign {topic}: {e}")))?;
+    let (mut records_read, mut skipped) = (0u64, 0u64);
+    let mut sequences: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    while !pending.is_empty() && Instant::now() < deadline {
+        let Some(result) = consumer.poll(left().min(Duration::from_millis(200))) else {
+            continue;
+        };
+        let record = result.map_err(|e| AppError::Runtime(format!("reading {topic}: {e}")))?;
+        if let Some(high) = pending.get(&record.partition())
+            && record.offset() + 1 >= *high
+        {
+            pending.remove(&record.partition());
+        }
+        records_read += 1;
+        match record.payload().and_then(parse) {
+            Some((run, producer, seq)) if run == test_run => {
+                sequences.entry(producer).or_default().push(seq)
+            }
+            _ => skipped += 1,
+        }
+    }
+    let producers = check_sequences(sequences);
+    Ok(TopicCheck {
+        topic: topic.to_string(),
+        records_read,
+        skipped,
+        complete: pending.is_empty(),
+        lost: producers.iter().map(|p| p.lost).sum(),
+        duplicates: producers.iter().map(|p| p.duplicates).sum(),
+        producers,
+    })
+}
+
+fn parse_message(bytes: &[u8]) -> Option<(String, String, u64)> {
+    let m: Message = serde_json::from_slice(bytes).ok()?;
+    Some((m.metadata.test_run, m.metadata.producer, m.sequence))
+}
+
+fn parse_processed(bytes: &[u8]) -> Option<(String, String, u64)> {
+    let p: Processed = serde_json::from_slice(bytes).ok()?;
+    Some((p.test_run, p.producer, p.sequence))
+}
+
+fn topic_text(check: &TopicCheck, what: &str) -> String {
+    let mut s = format!(
+        "{what} ({}): {} records read, {} of other runs or formats, {}\n",
+        check.topic,
+        check.records_read,
+        check.skipped,
+        if check.complete {
+            "read to the end"
+        } else {
+            "TIMED OUT before the end"
+        }
+    );
+    s.push_str(&format!(
+        "  {:<28} {:>10} {:>10} {:>8} {:>10}\n",
+        "producer", "received", "expected", "lost", "duplicates"
+    ));
+    for p in &check.producers {
+        s.push_str(&format!(
+            "  {:<28} {:>10} {:>10} {:>8} {:>10}\n",
+            p.producer, p.received, p.expected, p.lost, p.duplicates
+        ));
+        if !p.lost_ranges.is_empty() {
+            let ranges: Vec<String> = p
+                .lost_ranges
+                .iter()
+                .map(|[a, b]| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect();
+            s.push_str(&format!("    lost sequences: {}\n", ranges.join(", ")));
+        }
+        if !p.duplicated.is_empty() {
+            let d: Vec<String> = p.duplicated.iter().map(u64::to_string).collect();
+            s.push_str(&format!("    duplicated sequences: {}\n", d.join(", ")));
+        }
+    }
+    s
+}
+
+/// Runs `generator verify`; returns the exit code.
+pub async fn verify_command(args: VerifyArgs) -> Result<i32, AppError> {
+    let started = Instant::now();
+    let (brokers, topic, run, timeout) = (
+        args.brokers.clone(),
+        args.topic.clone(),
+        args.test_run.clone(),
+        args.timeout,
+    );
+    let delivered = tokio::task::spawn_blocking(move || {
+        read_topic(&brokers, &topic, &run, timeout, parse_message)
+    })
+    .await
+    .map_err(|e| AppError::Runtime(e.to_string()))??;
+    let processed = if args.processed {
+        let (brokers, topic, run) = (
+            args.brokers.clone(),
+            processed_topic(&args.topic),
+            args.test_run.clone(),
+        );
+        let timeout = args.timeout.saturating_sub(started.elapsed());
+        Some(
+            tokio::task::spawn_blocking(move || {
+                read_topic(&brokers, &topic, &run, timeout, parse_processed)
+            })
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))??,
+        )
+    } else {
+        None
+    };
+    let checks: Vec<&TopicCheck> = std::iter::once(&delivered).chain(&processed).collect();
+    let lost: u64 = checks.iter().map(|c| c.lost).sum();
+    let duplicates: u64 = checks.iter().map(|c| c.duplicates).sum();
+    let empty = checks.iter().any(|c| c.producers.is_empty());
+    let incomplete = checks.iter().any(|c| !c.complete);
+    let exit_code = if lost > 0 || empty {
+        exit::THRESHOLDS_BREACHED
+    } else {
+        exit::OK
+    };
+    let verdict = if empty {
+        format!(
+            "FAILED: no message of test run {} found{}",
+            args.test_run,
+            if incomplete {
+                " (reading timed out)"
+            } else {
+                ""
+            }
+        )
+    } else if lost > 0 {
+        format!(
+            "FAILED: {lost} messages lost, {duplicates} duplicates in test run {}",
+            args.test_run
+        )
+    } else {
+        format!(
+            "OK: 0 lost, {duplicates} duplicates in test run {}{}",
+            args.test_run,
+            if incomplete {
+                " (reading timed out: later messages were not checked)"
+            } else {
+                ""
+            }
+        )
+    };
+    let report = VerifyReport {
+        test_run: args.test_run.clone(),
+        delivered,
+        processed,
+        exit_code,
+        verdict,
+    };
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report).expect("serializes")),
+        OutputFormat::Text => {
+            print!("{}", topic_text(&report.delivered, "delivered"));
+            if let Some(p) = &report.processed {
+                print!("{}", topic_text(p, "processed"));
+            }
+            println!("verdict: {}", report.verdict);
+        }
+    }
+    Ok(exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_and_repeats_are_counted_exactly() {
+        let mut input = BTreeMap::new();
+        input.insert("a".to_string(), vec![0, 1, 2, 4, 5, 5, 8, 9, 9, 9]);
+        input.insert("b".to_string(), vec![3, 2, 1, 0]);
+        let checks = check_sequences(input);
+        let a = &checks[0];
+        assert_eq!(
+            (a.received, a.expected, a.lost, a.duplicates),
+            (10, 10, 3, 3)
+        );
+        assert_eq!(a.lost_ranges, vec![[3, 3], [6, 7]]);
+        assert_eq!(a.duplicated, vec![5, 9]);
+        let b = &checks[1];
+        assert_eq!((b.received, b.expected, b.lost, b.duplicates), (4, 4, 0, 0));
+    }
+}
