@@ -89,7 +89,17 @@ PY
 }
 
 # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
-cluster_id() { python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))'; }
+# A random cluster id in Kafka's spelling (URL-safe base64 of 16 bytes). Like Kafka's own Uuid.randomUuid, never one
+# that starts with '-': the storage tool's argument parser would read it as a flag (1 start in 64 failed that way).
+cluster_id() {
+  python3 -c '
+import base64, os
+while True:
+    text = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not text.startswith("-"):
+        print(text)
+        break'
+}
 
 # Ready = the broker answers ApiVersions and a Metadata request that lists at least one broker. Speaks the wire
 # protocol directly so the wait does not pay a JVM start per poll. Exit 0 ready, 1 not yet.
@@ -249,7 +259,7 @@ start() {
     mapfile -t jvm < <(jvm_common "$dir")
     # --standalone: this node is the whole controller quorum (KIP-853 dynamic quorum, Kafka 3.9+/4.x).
     if ! java "${jvm[@]}" -Xmx256m "-Dlog4j2.configurationFile=$dir/log4j2-tools.properties" \
-        kafka.tools.StorageTool format --standalone -t "$(cluster_id)" -c "$dir/server.properties" \
+        kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" -c "$dir/server.properties" \
         >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
       die "formatting the storage in $dir/data failed"
