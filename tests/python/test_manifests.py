@@ -28,6 +28,10 @@ CRD_KINDS = {
     ("monitoring.coreos.com", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("monitoring.coreos.com", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
     ("monitoring.coreos.com", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+    ("kafka.strimzi.io", "Kafka"): "kafka.strimzi.io_kafkas.yaml",
+    ("kafka.strimzi.io", "KafkaNodePool"): "kafka.strimzi.io_kafkanodepools.yaml",
+    ("kafka.strimzi.io", "KafkaTopic"): "kafka.strimzi.io_kafkatopics.yaml",
+    ("argoproj.io", "Application"): "argoproj.io_applications.yaml",
 }
 IMAGE = "autoscaling-lab:dev"
 BINARIES = {"consumer", "scaler", "generator", "lab"}
@@ -603,3 +607,227 @@ def test_make_help_lists_the_cluster_targets():
     assert proc.returncode == 0
     for target in ("dev", "load-%", "watch", "clean", "image", "image-load"):
         assert re.search(rf"^\s+{re.escape(target)}\s", proc.stdout, re.M), target
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kafka: the Strimzi broker, consumer-kafka, its two ScaledObject variants, the producer Jobs, ArgoCD
+
+KAFKA = MANIFESTS / "components" / "kafka"
+KAFKA_OVERLAYS = {"kafka": "kafka", "kafka-scaler": "external-push"}
+KAFKA_JOB_FILES = sorted(KAFKA.glob("job-kafka-*.yaml"))
+KAFKA_PROFILES = ["light", "medium", "heavy"]
+BOOTSTRAP = "kafka-kafka-bootstrap.autoscaling-lab.svc.cluster.local:9092"
+ARGOCD = MANIFESTS / "argocd"
+
+
+def kafka_rendered(overlay):
+    return kustomize(MANIFESTS / "overlays" / overlay)
+
+
+def test_kafka_layout():
+    for component in ["kafka", "kafka-keda", "kafka-scaler"]:
+        kustomization = yaml.safe_load((MANIFESTS / "components" / component / "kustomization.yaml").read_text())
+        assert kustomization["kind"] == "Component", component
+    assert [p.name for p in KAFKA_JOB_FILES] == [f"job-kafka-{p}.yaml" for p in sorted(KAFKA_PROFILES + ["verify"])]
+    listed = yaml.safe_load((KAFKA / "kustomization.yaml").read_text())["resources"]
+    assert not [r for r in listed if r.startswith("job-")], "the Jobs are applied on demand, not synced"
+    assert not [r for r in listed if "scaledobject" in r], "the ScaledObject comes from kafka-keda or kafka-scaler"
+
+
+@pytest.mark.parametrize("overlay", KAFKA_OVERLAYS)
+def test_kafka_overlay_objects_validate_against_kubernetes_and_crd_schemas(overlay):
+    docs = kafka_rendered(overlay)
+    kinds = {d["kind"] for d in docs}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "ScaledObject", "ServiceMonitor"} <= kinds
+    for doc in docs:
+        validate_doc(doc, f"overlays/{overlay}")
+
+
+def test_strimzi_kafka_is_kraft_with_one_dual_role_node_and_the_topics():
+    docs = kafka_rendered("kafka")
+    kafka = by_kind(docs, "Kafka", "kafka")[0]
+    assert kafka["metadata"]["annotations"] == {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"}
+    listeners = {(l["name"], l["port"], l["type"], l["tls"]) for l in kafka["spec"]["kafka"]["listeners"]}
+    assert ("plain", 9092, "internal", False) in listeners, "the bootstrap address everything uses"
+    assert "topicOperator" in kafka["spec"]["entityOperator"], "KafkaTopic resources need the topic operator"
+    pool = by_kind(docs, "KafkaNodePool")[0]
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "kafka"
+    assert pool["spec"]["replicas"] == 1 and sorted(pool["spec"]["roles"]) == ["broker", "controller"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["offsets.topic.replication.factor"] <= pool["spec"]["replicas"], "one node cannot hold more replicas"
+    topics = {t["spec"]["topicName"]: t for t in by_kind(docs, "KafkaTopic")}
+    assert set(topics) == {"load-test", "load-test.processed"}
+    assert topics["load-test"]["spec"]["partitions"] == 4
+    for t in topics.values():
+        assert t["metadata"]["labels"]["strimzi.io/cluster"] == "kafka"
+        assert t["metadata"]["namespace"] == kafka["metadata"]["namespace"], "the topic operator watches its own namespace"
+        assert t["spec"]["replicas"] <= pool["spec"]["replicas"]
+
+
+def test_strimzi_crd_validation_catches_a_bad_topic():
+    topic = yaml.safe_load((KAFKA / "topic-load-test.yaml").read_text())
+    topic["spec"]["partitions"] = "four"
+    with pytest.raises(AssertionError, match="violates its CRD schema"):
+        validate_custom(topic, "mutated")
+    topic = yaml.safe_load((KAFKA / "topic-load-test.yaml").read_text())
+    topic["spec"]["partition"] = 4
+    with pytest.raises(AssertionError, match="spec.partition"):
+        validate_custom(topic, "mutated")
+
+
+def consumer_flag_envs():
+    """The consumer's environment variables, from `consumer --help` when built, else from consumer/src/config.rs."""
+    path = TARGET_DEBUG / "consumer"
+    if path.exists():
+        text = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=30).stdout
+        return set(re.findall(r"\[env: ([A-Z0-9_]+)", text))
+    return set(re.findall(r'env = "([A-Z0-9_]+)"', (ROOT / "consumer" / "src" / "config.rs").read_text()))
+
+
+@pytest.mark.parametrize("overlay", KAFKA_OVERLAYS)
+def test_consumer_kafka_deployment(overlay):
+    docs = kafka_rendered(overlay)
+    dep = by_kind(docs, "Deployment", "consumer-kafka")[0]
+    pod = dep["spec"]["template"]["spec"]
+    assert_hardened(pod, f"{overlay}/consumer-kafka")
+    assert "replicas" not in dep["spec"], "the ScaledObject owns replicas"
+    c = pod["containers"][0]
+    assert c["command"] == ["/usr/local/bin/consumer"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["KAFKA_BROKERS"] == BOOTSTRAP and env["KAFKA_TOPIC"] == "load-test"
+    assert env["KAFKA_WORK"] in ("io", "cpu", "memory") and 1 <= int(env["KAFKA_WORK_MS"]) <= 60_000
+    known = consumer_flag_envs()
+    assert {"KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "KAFKA_WORK", "KAFKA_WORK_MS"} <= known
+    unknown = [k for k in env if k not in known and not NON_FLAG_ENV.match(k) and k not in ("POD_NAME", "POD_NAMESPACE")]
+    assert not unknown, f"consumer-kafka sets {unknown}, which the consumer does not read"
+    settings = by_kind(docs, "ConfigMap", "consumer-settings")[0]["data"]
+    assert pod["terminationGracePeriodSeconds"] > c["lifecycle"]["preStop"]["sleep"]["seconds"] + duration_seconds(
+        settings["SHUTDOWN_GRACE"]), "SIGTERM must leave time to finish the message in hand, commit and leave the group"
+    svc = by_kind(docs, "Service", "consumer-kafka")[0]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    monitor = by_kind(docs, "ServiceMonitor", "consumer-kafka")[0]["spec"]
+    assert all(svc["metadata"]["labels"].get(k) == v for k, v in monitor["selector"]["matchLabels"].items())
+    assert not all(by_kind(docs, "Service", "consumer")[0]["metadata"]["labels"].get(k) == v
+                   for k, v in monitor["selector"]["matchLabels"].items())
+
+
+@pytest.mark.parametrize("overlay,trigger_type", KAFKA_OVERLAYS.items())
+def test_exactly_one_kafka_scaledobject_per_target(overlay, trigger_type):
+    """KEDA refuses two ScaledObjects for one target: each overlay carries one variant, and both read the same."""
+    docs = kafka_rendered(overlay)
+    targets = [so["spec"]["scaleTargetRef"]["name"] for so in by_kind(docs, "ScaledObject")]
+    assert sorted(targets) == ["consumer", "consumer-kafka"], targets
+    so = by_kind(docs, "ScaledObject", "consumer-kafka")[0]["spec"]
+    [trigger] = so["triggers"]
+    assert trigger["type"] == trigger_type
+    meta = trigger["metadata"]
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
+    assert meta["bootstrapServers"] == BOOTSTRAP and meta["topic"] == "load-test"
+    dep = by_kind(docs, "Deployment", "consumer-kafka")[0]
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert meta["consumerGroup"] == env["KAFKA_GROUP"], "the trigger must read the lag of the group the workers join"
+    if trigger_type == "external-push":
+        assert meta["trigger"] == "kafka" and meta["scalerAddress"] == "scaler.autoscaling-lab.svc.cluster.local:6000"
+    partitions = by_kind(docs, "KafkaTopic", "load-test")[0]["spec"]["partitions"]
+    assert so["minReplicaCount"] >= 1, "the producer Jobs wait for a ready worker"
+    assert so["maxReplicaCount"] > partitions, "above the partition count, so the cap shows"
+
+
+def test_both_kafka_scaledobjects_read_the_same():
+    keda = yaml.safe_load((MANIFESTS / "components" / "kafka-keda" / "scaledobject-kafka-keda.yaml").read_text())
+    ours = yaml.safe_load((MANIFESTS / "components" / "kafka-scaler" / "scaledobject-kafka-scaler.yaml").read_text())
+    a, b = keda["spec"].pop("triggers")[0], ours["spec"].pop("triggers")[0]
+    assert keda == ours, "only the trigger differs"
+    b_meta = dict(b["metadata"])
+    assert b_meta.pop("scalerAddress") and b_meta.pop("trigger") == "kafka"
+    assert a["metadata"] == b_meta
+    scaler_keys = set(re.findall(r'^\s+"([a-zA-Z]+)",$', (ROOT / "scaler" / "src" / "trigger" / "kafka.rs").read_text(), re.M))
+    assert set(a["metadata"]) <= scaler_keys, "every key is one the scaler's kafka trigger reads (KEDA's names)"
+
+
+@pytest.mark.parametrize("job_file", KAFKA_JOB_FILES, ids=lambda p: p.name)
+def test_kafka_job_files_render_and_validate(job_file, tmp_path):
+    docs = render_job(job_file, tmp_path)
+    assert [d["kind"] for d in docs] == ["Job"] and docs[0]["metadata"]["namespace"] == NAMESPACE
+    validate_core(docs[0], job_file.name)
+    job = docs[0]
+    spec = job["spec"]
+    profile = job_file.stem.removeprefix("job-")
+    assert job["metadata"]["name"] == f"load-test-{profile}"
+    for labels in (job["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
+        assert labels["component"] == "load-generator" and labels["load-test"] == profile
+    assert spec["activeDeadlineSeconds"] >= 300 and spec["ttlSecondsAfterFinished"] > 0 and spec["backoffLimit"] == 0
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert_hardened(pod, job_file.name)
+    main = pod["containers"][0]
+    args = main["args"]
+    assert args[args.index("--brokers") + 1] == BOOTSTRAP and args[args.index("--topic") + 1] == "load-test"
+    if profile == "kafka-verify":
+        assert args[0] == "verify" and "--processed" in args
+        env = {e["name"]: e["value"] for e in main["env"]}
+        assert env["TEST_RUN"] in {f"load-test-kafka-{p}" for p in KAFKA_PROFILES}
+    else:
+        assert args[0] == "produce"
+        assert args[args.index("--test") + 1] == profile
+        assert args[args.index("--test-run") + 1] == f"load-test-{profile}"
+        init = pod["initContainers"][0]
+        assert init["args"][0] == "wait" and "http://consumer-kafka.autoscaling-lab.svc.cluster.local:8080" in init["args"]
+        assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in main["ports"], "the PodMonitor scrapes it"
+        report = pathlib.PurePosixPath(args[args.index("--report") + 1])
+        assert any(report.is_relative_to(m["mountPath"]) for m in main["volumeMounts"]), "the root filesystem is read-only"
+
+
+TARGET_DEBUG = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+
+
+@pytest.mark.parametrize("job_file", KAFKA_JOB_FILES, ids=lambda p: p.name)
+def test_kafka_job_args_parse(job_file):
+    """Every flag and value the Job passes is one the generator accepts: clap's own parser, with a help-level check
+    (`--help` appended after the Job's args stops before any connection and exits 0 only when the rest parsed)."""
+    generator = TARGET_DEBUG / "generator"
+    if not generator.exists():
+        pytest.skip(f"{generator} not built: run `cargo build -p generator` to check the Jobs' flags against it")
+    job = yaml.safe_load(job_file.read_text())
+    pod = job["spec"]["template"]["spec"]
+    for c in containers(pod):
+        args = c["args"]
+        help_text = subprocess.run([str(generator), args[0], "--help"], capture_output=True, text=True, timeout=30).stdout
+        flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", help_text))
+        used = [a for a in args[1:] if a.startswith("--")]
+        assert set(used) <= flags, f"{job_file.name}/{c['name']}: {set(used) - flags} not among `generator {args[0]}` flags"
+        envs = set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text))
+        for e in c.get("env", []):
+            assert e["name"] in envs or NON_FLAG_ENV.match(e["name"]), f"{job_file.name}: {e['name']} is read by nothing"
+    main = pod["containers"][0]["args"]
+    if main[0] == "produce":
+        profiles = subprocess.run([str(generator), "profiles"], capture_output=True, text=True, timeout=30).stdout
+        assert main[main.index("--test") + 1] in profiles
+
+
+def test_argocd_applications_point_at_the_overlays():
+    docs = kustomize(ARGOCD)
+    apps = by_kind(docs, "Application")
+    paths = set()
+    for app in apps:
+        validate_custom(app, "argocd")
+        spec = app["spec"]
+        assert app["metadata"]["namespace"] == "argocd"
+        assert spec["destination"]["namespace"] == NAMESPACE
+        assert spec["source"]["repoURL"].endswith(".git") and "YOUR-ORG" in spec["source"]["repoURL"], \
+            "a placeholder the user replaces (docs/kubernetes.md)"
+        path = spec["source"]["path"]
+        assert (ROOT / path / "kustomization.yaml").exists(), f"{app['metadata']['name']}: {path} is not a kustomization"
+        assert app["metadata"]["name"] == f"autoscaling-lab-{pathlib.PurePosixPath(path).name}"
+        assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+        paths.add(path)
+    assert {"manifests/overlays/development", "manifests/overlays/production"} <= paths
+
+
+def test_argocd_crd_validation_catches_a_bad_application():
+    app = yaml.safe_load((ARGOCD / "application-development.yaml").read_text())
+    del app["spec"]["destination"]
+    with pytest.raises(AssertionError, match="violates its CRD schema"):
+        validate_custom(app, "mutated")
