@@ -618,3 +618,49 @@ async fn drive(
     let decisions = decisions.lock().expect("decisions").clone();
     Ok((decisions, test_run, brokers, topic))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_scaledobject_names_group_topic_and_threshold() {
+        let config =
+            autoscaler::ScalingConfig::from_yaml(BUILTIN_KAFKA_SCALEDOBJECT).expect("parses");
+        let (group, topic, threshold) = kafka_trigger(&config).expect("kafka trigger");
+        assert_eq!(
+            (group.as_str(), topic.as_str(), threshold),
+            ("consumer", "orders", 20.0)
+        );
+        // Above the partitions, so the cap is what limits the scale-up.
+        assert!(config.max_replica_count > PARTITIONS as u32);
+    }
+
+    #[test]
+    fn a_value_at_the_partition_cap_is_named_and_others_are_not() {
+        let record = |value: f64| DecisionRecord {
+            t_s: 1.0,
+            current: 1,
+            ready: 1,
+            desired: 3,
+            active: true,
+            winner: Some("kafka-lag".into()),
+            raw: Some(4),
+            reason: "scale 1 -> 3".into(),
+            metrics: vec![crate::view::MetricRecord {
+                name: "kafka-lag".into(),
+                metric_type: "AverageValue".into(),
+                value: Some(value),
+                target: 20.0,
+                active: true,
+                proposal: Some(4),
+                status: "ok".into(),
+            }],
+        };
+        assert!(
+            describe(&record(80.0), 80.0)
+                .contains("partition cap: 4 partitions x lagThreshold 20 = 80")
+        );
+        assert!(!describe(&record(79.0), 80.0).contains("partition cap"));
+    }
+}
