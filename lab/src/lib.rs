@@ -5,11 +5,12 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! [`chart`] the triggers chart, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
 //! the interrupts.
 
 pub mod chart;
 pub mod control;
+pub mod kafka;
 pub mod keda;
 pub mod process;
 pub mod replicas;
@@ -76,6 +77,26 @@ pub struct LabArgs {
     /// Live view: `auto` (redraw on a terminal, one line per second otherwise), `tty`, `plain`, `off`.
     #[arg(long, env = "LAB_LIVE", default_value = "auto", value_parser = ["auto", "tty", "plain", "off"])]
     pub live: String,
+    /// `http`: load the consumer's HTTP routes (the default). `kafka`: a broker (started locally unless
+    /// --kafka-brokers), consumer replicas in Kafka mode as one group, a producer, lag-driven scaling
+    /// (default ScaledObject: manifests/components/keda/scaledobject-kafka.yaml).
+    #[arg(long, env = "LAB_SCENARIO", default_value = "http", value_parser = ["http", "kafka"])]
+    pub scenario: String,
+    /// Kafka scenario: use this broker (host:port list) instead of starting one with scripts/kafka/broker.sh.
+    #[arg(long, env = "LAB_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka scenario: the broker script (default: scripts/kafka/broker.sh in the repository).
+    #[arg(long, env = "LAB_KAFKA_SCRIPT")]
+    pub kafka_script: Option<PathBuf>,
+    /// Kafka scenario: messages per second sent when --test is not a `kafka-*` profile.
+    #[arg(long, env = "LAB_KAFKA_RATE", default_value_t = 200.0)]
+    pub kafka_rate: f64,
+    /// Kafka scenario: how long that rate is sent (before --time-scale).
+    #[arg(long, env = "LAB_KAFKA_DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub kafka_duration: Duration,
+    /// Kafka scenario: each replica's simulated I/O per message (`--kafka-work io --kafka-work-ms`).
+    #[arg(long, env = "LAB_KAFKA_WORK_MS", default_value_t = 20)]
+    pub kafka_work_ms: u64,
 }
 
 /// Why the lab could not run.

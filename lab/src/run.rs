@@ -50,7 +50,18 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
         .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
     let watcher =
         tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
-    let run = run_supervised(args, interrupt, &registry);
+    let kafka = args.scenario == "kafka";
+    let run = async {
+        if kafka {
+            crate::kafka::run_supervised(args, interrupt, &registry)
+                .await
+                .map(|o| o.exit_code)
+        } else {
+            run_supervised(args, interrupt, &registry)
+                .await
+                .map(|o| o.exit_code)
+        }
+    };
     tokio::pin!(run);
     let result = tokio::select! {
         result = &mut run => result,
@@ -62,7 +73,9 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
     watcher.abort();
     // Nothing outlives the lab, whichever way the run ended (an abandoned run's replica tasks included).
     registry.kill_all();
-    result.map(|outcome| outcome.exit_code)
+    // The run future, abandoned after a second interrupt, is dropped on return: a broker the lab started goes with
+    // it (SIGKILL in its drop).
+    result
 }
 
 /// Run the lab until the profile and the settle phase end or `interrupt` is cancelled; every child is stopped before

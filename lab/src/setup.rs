@@ -15,8 +15,24 @@ const BUILTIN_SCALEDOBJECT: &str =
 /// Where the default ScaledObject lives in the repository (preferred when it exists: edits take effect).
 const DEFAULT_SCALEDOBJECT_PATH: &str = "manifests/components/keda/scaledobject.yaml";
 
+/// The Kafka scenario's ScaledObject (the consumer in Kafka mode, this scaler's `kafka` trigger), built in.
+pub(crate) const BUILTIN_KAFKA_SCALEDOBJECT: &str =
+    include_str!("../../manifests/components/keda/scaledobject-kafka.yaml");
+/// Where the Kafka scenario's ScaledObject lives in the repository.
+pub(crate) const KAFKA_SCALEDOBJECT_PATH: &str =
+    "manifests/components/keda/scaledobject-kafka.yaml";
+
 /// Resolve the ScaledObject: the given file, the repository's default, or the built-in copy.
 pub(crate) fn load_scaledobject(args: &LabArgs) -> Result<(String, ScalingConfig), LabError> {
+    load_scaledobject_from(args, DEFAULT_SCALEDOBJECT_PATH, BUILTIN_SCALEDOBJECT)
+}
+
+/// [`load_scaledobject`] with another default (the Kafka scenario's).
+pub(crate) fn load_scaledobject_from(
+    args: &LabArgs,
+    default_path: &str,
+    builtin: &str,
+) -> Result<(String, ScalingConfig), LabError> {
     let (origin, text) = match &args.scaledobject {
         Some(path) => (
             path.display().to_string(),
@@ -27,11 +43,11 @@ pub(crate) fn load_scaledobject(args: &LabArgs) -> Result<(String, ScalingConfig
                 ))
             })?,
         ),
-        None => match std::fs::read_to_string(DEFAULT_SCALEDOBJECT_PATH) {
-            Ok(text) => (DEFAULT_SCALEDOBJECT_PATH.to_string(), text),
+        None => match std::fs::read_to_string(default_path) {
+            Ok(text) => (default_path.to_string(), text),
             Err(_) => (
-                format!("{DEFAULT_SCALEDOBJECT_PATH} (built-in copy)"),
-                BUILTIN_SCALEDOBJECT.to_string(),
+                format!("{default_path} (built-in copy)"),
+                builtin.to_string(),
             ),
         },
     };

@@ -254,6 +254,22 @@ fn topic_text(check: &TopicCheck, what: &str) -> String {
 
 /// Runs `generator verify`; returns the exit code.
 pub async fn verify_command(args: VerifyArgs) -> Result<i32, AppError> {
+    let report = verify_report(&args).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report).expect("serializes")),
+        OutputFormat::Text => {
+            print!("{}", topic_text(&report.delivered, "delivered"));
+            if let Some(p) = &report.processed {
+                print!("{}", topic_text(p, "processed"));
+            }
+            println!("verdict: {}", report.verdict);
+        }
+    }
+    Ok(report.exit_code)
+}
+
+/// The check `generator verify` prints, for callers that read it in-process (the lab's Kafka scenario).
+pub async fn verify_report(args: &VerifyArgs) -> Result<VerifyReport, AppError> {
     let started = Instant::now();
     let (brokers, topic, run, timeout) = (
         args.brokers.clone(),
@@ -319,24 +335,13 @@ pub async fn verify_command(args: VerifyArgs) -> Result<i32, AppError> {
             }
         )
     };
-    let report = VerifyReport {
+    Ok(VerifyReport {
         test_run: args.test_run.clone(),
         delivered,
         processed,
         exit_code,
         verdict,
-    };
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report).expect("serializes")),
-        OutputFormat::Text => {
-            print!("{}", topic_text(&report.delivered, "delivered"));
-            if let Some(p) = &report.processed {
-                print!("{}", topic_text(p, "processed"));
-            }
-            println!("verdict: {}", report.verdict);
-        }
-    }
-    Ok(exit_code)
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,666 @@
+//! The Kafka scenario (`lab --scenario kafka`): a broker (started with scripts/kafka/broker.sh in a temporary directory,
+//! or the one given with --kafka-brokers), the topic and `<topic>.processed`, consumer replicas in Kafka mode as one
+//! consumer group, the scaler's `kafka` trigger asked as KEDA would, and the generator's Kafka producer. The lag rises,
+//! the controller scales up (capped at the partition count by the trigger's value), the lag drains, it scales back;
+//! at the end `verify --processed` runs in-process. The broker JVM is not a child of the lab (the script detaches
+//! it), so [`Broker`] stops it on every path: gracefully in the cleanup, SIGKILL when dropped (a double interrupt
+//! abandons the run future, which drops it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use contract::listening::kind;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use generator::kafka::{ProduceArgs, VerifyArgs, VerifyReport, verify_report};
+use generator::targets::TargetSet;
+
+use crate::control::{ControlLoop, Shared};
+use crate::keda::{ScalerLink, local_metadata};
+use crate::process::{child, locate_binary};
+use crate::replicas::{ReplicaPool, ReplicaTemplate};
+use crate::setup::{BUILTIN_KAFKA_SCALEDOBJECT, KAFKA_SCALEDOBJECT_PATH, default_settle};
+use crate::view::DecisionRecord;
+use crate::{LabArgs, LabError};
+
+/// Partitions of the topic the lab creates: the cap the `kafka` trigger applies (no more consumers than partitions).
+pub const PARTITIONS: i32 = 4;
+/// Bound on the broker's start (the JVM, storage format and readiness).
+const BROKER_START: Duration = Duration::from_secs(90);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a Kafka run produced.
+#[derive(Debug)]
+pub struct KafkaOutcome {
+    pub exit_code: i32,
+    pub decisions: Vec<DecisionRecord>,
+    /// Every child pid the lab spawned (scaler, replicas).
+    pub pids: Vec<u32>,
+    /// The broker JVM's pid when the lab started it.
+    pub broker_pid: Option<u32>,
+    pub verify: Option<VerifyReport>,
+    pub test_run: String,
+}
+
+/// A broker started by the lab: its directory and JVM pid. Dropping it SIGKILLs the JVM and removes the directory.
+#[derive(Debug)]
+struct Broker {
+    script: PathBuf,
+    dir: PathBuf,
+}
+
+impl Broker {
+    /// The JVM's pid, if it is alive and is this directory's broker (a recycled pid is never signalled).
+    fn pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.dir.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let marker = self.dir.join("server.properties");
+        String::from_utf8_lossy(&cmdline)
+            .contains(marker.to_string_lossy().as_ref())
+            .then_some(pid)
+    }
+
+    /// SIGTERM and the script's bounded wait, then SIGKILL (drop) if it is still there.
+    async fn stop(&self) {
+        let _ = tokio::process::Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .env("KAFKA_STOP_TIMEOUT", "10")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await;
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            procs::send_signal(pid, 9);
+            for _ in 0..50 {
+                if procs::is_gone(pid) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn broker_script(args: &LabArgs) -> PathBuf {
+    if let Some(path) = &args.kafka_script {
+        return path.clone();
+    }
+    let here = PathBuf::from("scripts/kafka/broker.sh");
+    if here.is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka/broker.sh")
+}
+
+/// Start a broker in a fresh temporary directory; the returned guard is set before the JVM exists, so an
+/// interrupt during the start leaves nothing behind.
+async fn start_broker(
+    args: &LabArgs,
+    slot: &mut Option<Broker>,
+    interrupt: &CancellationToken,
+) -> Result<String, LabError> {
+    let script = broker_script(args);
+    if !script.is_file() {
+        return Err(LabError::Usage(format!(
+            "broker script not found at {} (pass --kafka-script or --kafka-brokers)",
+            script.display()
+        )));
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("lab-kafka-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let broker = slot.insert(Broker {
+        script: script.clone(),
+        dir: dir.clone(),
+    });
+    let run = tokio::process::Command::new("bash")
+        .arg(&broker.script)
+        .arg("start")
+        .arg(&broker.dir)
+        .env("KAFKA_NUM_PARTITIONS", PARTITIONS.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::select! {
+        out = tokio::time::timeout(BROKER_START, run) => match out {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(LabError::Runtime(format!("cannot run {}: {e}", script.display()))),
+            Err(_) => return Err(LabError::NotReady(format!("the broker did not start within {BROKER_START:?}"))),
+        },
+        _ = interrupt.cancelled() => return Err(LabError::Interrupted),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("bootstrap="))
+        .filter(|_| output.status.success())
+    {
+        Some(bootstrap) => Ok(bootstrap.trim().to_string()),
+        None => Err(LabError::NotReady(format!(
+            "the broker did not start: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
+    }
+}
+
+/// Create the topic and `<topic>.processed` (the broker has automatic topic creation off); existing ones are kept.
+async fn create_topics(brokers: &str, topic: &str) -> Result<(), LabError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| LabError::Usage(format!("Kafka brokers {brokers:?}: {e}")))?;
+    let processed = format!("{topic}.processed");
+    let topics = [
+        NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new(&processed, PARTITIONS, TopicReplication::Fixed(1)),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|e| LabError::Runtime(format!("creating topics on {brokers}: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(LabError::Runtime(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `kafka` trigger's metadata the run needs: (group, topic, lagThreshold).
+fn kafka_trigger(config: &autoscaler::ScalingConfig) -> Result<(String, String, f64), LabError> {
+    let trigger = config
+        .triggers
+        .iter()
+        .find(|t| t.metadata.get("trigger").map(String::as_str) == Some("kafka"))
+        .ok_or_else(|| {
+            LabError::Usage(
+                "the Kafka scenario needs a ScaledObject with an external-push `trigger: kafka`"
+                    .into(),
+            )
+        })?;
+    let get = |key: &str| {
+        trigger.metadata.get(key).cloned().ok_or_else(|| {
+            LabError::Usage(format!("trigger {:?} has no metadata.{key}", trigger.name))
+        })
+    };
+    let threshold = trigger
+        .metadata
+        .get("lagThreshold")
+        .map_or(Ok(10.0), |v| v.parse::<f64>())
+        .map_err(|e| LabError::Usage(format!("lagThreshold: {e}")))?;
+    Ok((get("consumerGroup")?, get("topic")?, threshold))
+}
+
+/// One decision as the Kafka scenario prints it; the partition cap is named when the lag value sits at it.
+pub fn describe(d: &DecisionRecord, cap_value: f64) -> String {
+    let metrics: Vec<String> = d
+        .metrics
+        .iter()
+        .map(|m| {
+            let capped = m.value.is_some_and(|v| (v - cap_value).abs() < 1e-9);
+            format!(
+                "{} value={} target={} proposal={}{}",
+                m.name,
+                m.value.map_or("-".into(), |v| format!("{v}")),
+                m.target,
+                m.proposal.map_or("-".into(), |p| p.to_string()),
+                if capped {
+                    format!(
+                        " (partition cap: {PARTITIONS} partitions x lagThreshold {} = {cap_value})",
+                        m.target
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    format!(
+        "t={:>6.1}s replicas {} -> {}  {}  {}",
+        d.t_s,
+        d.current,
+        d.desired,
+        metrics.join("; "),
+        d.reason
+    )
+}
+
+/// Parse the generator's producer flags as its CLI does (so defaults stay the generator's).
+#[derive(clap::Parser)]
+struct ProduceCli {
+    #[command(flatten)]
+    args: ProduceArgs,
+}
+
+/// Run the Kafka scenario; every child, and the broker the lab started, is stopped before this returns.
+pub async fn run_supervised(
+    args: LabArgs,
+    interrupt: CancellationToken,
+    registry: &procs::Registry,
+) -> Result<KafkaOutcome, LabError> {
+    let mut broker = None;
+    let mut scaler: Option<procs::Child> = None;
+    let mut pool: Option<ReplicaPool> = None;
+    let result = drive(
+        &args,
+        &interrupt,
+        registry,
+        &mut broker,
+        &mut scaler,
+        &mut pool,
+    )
+    .await;
+    // One stop for every path: replicas, the scaler, then the broker.
+    let mut pids = pool.as_ref().map(|p| p.pids()).unwrap_or_default();
+    if let Some(pool) = &pool {
+        pool.shutdown().await;
+    }
+    if let Some(mut scaler) = scaler.take() {
+        pids.push(scaler.pid());
+        scaler.stop(Duration::from_secs(10)).await;
+    }
+    let broker_pid = broker.as_ref().and_then(Broker::pid);
+    // The check needs the broker: it runs before the broker stops.
+    let result = match result {
+        Ok((decisions, test_run, brokers, topic)) if !interrupt.is_cancelled() => {
+            let verify = verify_report(&VerifyArgs {
+                brokers,
+                topic,
+                test_run: test_run.clone(),
+                processed: true,
+                timeout: Duration::from_secs(30),
+                output: generator::cli::OutputFormat::Text,
+            })
+            .await;
+            match verify {
+                Ok(report) => Ok((decisions, test_run, Some(report))),
+                Err(e) => Err(LabError::Runtime(format!("verify: {e}"))),
+            }
+        }
+        Ok((decisions, test_run, _, _)) => Ok((decisions, test_run, None)),
+        Err(e) => Err(e),
+    };
+    if let Some(b) = broker.as_ref() {
+        b.stop().await;
+    }
+    drop(broker);
+    let (decisions, test_run, verify) = result?;
+    if let Some(report) = &verify {
+        let lost = report.delivered.lost + report.processed.as_ref().map_or(0, |p| p.lost);
+        let duplicates =
+            report.delivered.duplicates + report.processed.as_ref().map_or(0, |p| p.duplicates);
+        println!(
+            "verify --processed (test run {test_run}): delivered {} read, processed {} read; lost {lost}, duplicates {duplicates}: {}",
+            report.delivered.records_read,
+            report.processed.as_ref().map_or(0, |p| p.records_read),
+            report.verdict
+        );
+        let path = args.out.join("verify.json");
+        let _ = std::fs::write(
+            &path,
+            serde_json::to_string_pretty(report).unwrap_or_default(),
+        );
+    }
+    let exit_code = if interrupt.is_cancelled() {
+        contract::exit::INTERRUPTED
+    } else {
+        verify.as_ref().map_or(contract::exit::OK, |r| r.exit_code)
+    };
+    Ok(KafkaOutcome {
+        exit_code,
+        decisions,
+        pids,
+        broker_pid,
+        verify,
+        test_run,
+    })
+}
+
+type Driven = (Vec<DecisionRecord>, String, String, String);
+
+async fn drive(
+    args: &LabArgs,
+    interrupt: &CancellationToken,
+    registry: &procs::Registry,
+    broker: &mut Option<Broker>,
+    scaler_slot: &mut Option<procs::Child>,
+    pool_slot: &mut Option<ReplicaPool>,
+) -> Result<Driven, LabError> {
+    let (origin, mut config) = crate::setup::load_scaledobject_from(
+        args,
+        KAFKA_SCALEDOBJECT_PATH,
+        BUILTIN_KAFKA_SCALEDOBJECT,
+    )?;
+    let (group, topic, threshold) = kafka_trigger(&config)?;
+    let settle = args.settle.unwrap_or_else(|| default_settle(&config));
+    let scaler_bin = locate_binary(args.scaler_bin.as_deref(), "scaler");
+    let consumer_bin = locate_binary(args.consumer_bin.as_deref(), "consumer");
+    for (bin, name) in [(&scaler_bin, "scaler"), (&consumer_bin, "consumer")] {
+        if !bin.is_file() {
+            return Err(LabError::Usage(format!(
+                "{name} binary not found at {} (build it with `cargo build -p {name}`)",
+                bin.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&args.out).map_err(|source| LabError::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    println!(
+        "lab --scenario kafka: {origin} ({} trigger(s), max {} replicas, time scale {})",
+        config.triggers.len(),
+        config.max_replica_count,
+        args.time_scale
+    );
+
+    let brokers = match &args.kafka_brokers {
+        Some(b) => b.clone(),
+        None => {
+            let b = start_broker(args, broker, interrupt).await?;
+            let pid = broker.as_ref().and_then(Broker::pid);
+            println!(
+                "broker {b} (pid {})",
+                pid.map_or("?".into(), |p| p.to_string())
+            );
+            b
+        }
+    };
+    create_topics(&brokers, &topic).await?;
+    println!("topics {topic} and {topic}.processed: {PARTITIONS} partitions each; group {group}");
+    // The cluster's address becomes the local broker's, as scalerAddress becomes the local scaler's.
+    for trigger in &mut config.triggers {
+        if trigger.metadata.contains_key("bootstrapServers") {
+            trigger
+                .metadata
+                .insert("bootstrapServers".into(), brokers.clone());
+        }
+    }
+
+    let scaler_args: Vec<String> = [
+        "--host",
+        "127.0.0.1",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+        "--kafka-poll-interval",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let starting = child(
+        "scaler",
+        &scaler_bin,
+        &scaler_args,
+        &[kind::GRPC, kind::HTTP],
+        START_TIMEOUT,
+        registry,
+    )
+    .start();
+    let scaler = tokio::select! {
+        started = starting => started.map_err(|source| LabError::Start { what: "the scaler".into(), source })?,
+        _ = interrupt.cancelled() => return Err(LabError::Interrupted),
+    };
+    let scaler_addr = scaler
+        .addr(kind::GRPC)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("scaler pid {} grpc {scaler_addr}", scaler.pid());
+    *scaler_slot = Some(scaler);
+
+    let mut extra_args = args.consumer_args.clone();
+    extra_args.extend(
+        [
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--kafka-group",
+            &group,
+            "--kafka-work",
+            "io",
+            "--kafka-work-ms",
+            &args.kafka_work_ms.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let pool = ReplicaPool::new(
+        ReplicaTemplate {
+            binary: consumer_bin,
+            extra_args,
+            grace: Duration::from_secs(10),
+            start_timeout: START_TIMEOUT,
+            children: registry.clone(),
+        },
+        TargetSet::default(),
+    );
+    *pool_slot = Some(pool.clone());
+    let initial = config.hpa_min_replicas();
+    pool.scale_to(initial);
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let snapshot = pool.snapshot();
+        if snapshot.ready >= initial {
+            break;
+        }
+        if interrupt.is_cancelled() {
+            return Err(LabError::Interrupted);
+        }
+        if !snapshot.problems.is_empty() || Instant::now() >= deadline {
+            return Err(LabError::NotReady(format!(
+                "the first consumer replica did not become ready: {}",
+                snapshot.problems.join("\n")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("{initial} consumer replica(s) ready in group {group}");
+
+    // The KEDA stand-in: the same control loop as the HTTP scenario.
+    let link = ScalerLink::new(&scaler_addr, &config.name, Duration::from_secs(2))
+        .map_err(LabError::Usage)?;
+    let log_path = args.out.join("decisions.jsonl");
+    let log = std::fs::File::create(&log_path).map_err(|source| LabError::Io {
+        path: log_path.display().to_string(),
+        source,
+    })?;
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
+    let stop_control = CancellationToken::new();
+    let _stop_control_on_exit = stop_control.clone().drop_guard();
+    let load_over = Arc::new(AtomicBool::new(false));
+    let settle_done = interrupt.child_token();
+    let wake = Arc::new(Notify::new());
+    let mut push_state = HashMap::new();
+    for trigger in config.triggers.iter().filter(|t| t.kind == "external-push") {
+        let metadata = Arc::new(Mutex::new(local_metadata(
+            trigger,
+            &scaler_addr,
+            None,
+            config.time_scale,
+        )));
+        let latest = Arc::new(Mutex::new(None));
+        tokio::spawn(link.clone().watch_push(
+            metadata.clone(),
+            latest.clone(),
+            wake.clone(),
+            stop_control.clone(),
+        ));
+        push_state.insert(trigger.name.clone(), (metadata, latest));
+    }
+    let control = ControlLoop {
+        config: config.clone(),
+        pool: Some(pool.clone()),
+        shared,
+        decisions: decisions.clone(),
+        link,
+        scaler_addr,
+        push_state,
+        wake,
+        log,
+        epoch: Instant::now(),
+        load_over: load_over.clone(),
+        settle_done: settle_done.clone(),
+        stop: stop_control.clone(),
+    }
+    .spawn();
+    // Print decisions as they come.
+    let cap_value = f64::from(PARTITIONS) * threshold;
+    let printer = {
+        let decisions = decisions.clone();
+        let stop = stop_control.clone();
+        tokio::spawn(async move {
+            let mut shown = 0;
+            loop {
+                let new: Vec<DecisionRecord> =
+                    decisions.lock().expect("decisions")[shown..].to_vec();
+                for d in &new {
+                    println!("{}", describe(d, cap_value));
+                }
+                shown += new.len();
+                if stop.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    // The producer: a `kafka-*` profile given with --test, or a constant rate, both time-scaled.
+    let test_run = generator::kafka::produce::fresh_test_run();
+    let mut produce: Vec<String> = vec![
+        "produce".into(),
+        "--brokers".into(),
+        brokers.clone(),
+        "--topic".into(),
+        topic.clone(),
+        "--test-run".into(),
+        test_run.clone(),
+        "--producer".into(),
+        "lab".into(),
+        "--no-metrics".into(),
+        "--quiet".into(),
+        "--payload-bytes".into(),
+        "256".into(),
+    ];
+    match generator::kafka::profiles::builtin(&args.test) {
+        Some(profile) => {
+            let secs = (profile.duration().as_secs_f64() * args.time_scale).max(1.0);
+            produce.extend([
+                "--test".into(),
+                args.test.clone(),
+                "--duration".into(),
+                format!("{secs}s"),
+            ]);
+        }
+        None => {
+            let secs = (args.kafka_duration.as_secs_f64() * args.time_scale).max(1.0);
+            produce.extend([
+                "--rate".into(),
+                args.kafka_rate.to_string(),
+                "--duration".into(),
+                format!("{secs}s"),
+            ]);
+        }
+    }
+    let produce_args = ProduceCli::try_parse_from(&produce)
+        .map_err(|e| LabError::Usage(format!("producer: {e}")))?
+        .args;
+    println!("producing test run {test_run}: {}", produce[13..].join(" "));
+    let produced = generator::kafka::produce_command(produce_args, interrupt.child_token()).await;
+    load_over.store(true, Ordering::Relaxed);
+    let produced = produced.map_err(|e| LabError::Runtime(format!("producer: {e}")));
+    if produced.is_ok() {
+        println!("producer done; watching the lag drain and the scale-down (at most {settle:?})");
+        tokio::select! {
+            _ = settle_done.cancelled() => {}
+            _ = tokio::time::sleep(settle) => println!("settle time over before the replicas were back at rest"),
+        }
+    }
+    stop_control.cancel();
+    let _ = control.await;
+    let _ = printer.await;
+    produced?;
+    let decisions = decisions.lock().expect("decisions").clone();
+    Ok((decisions, test_run, brokers, topic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_scaledobject_names_group_topic_and_threshold() {
+        let config =
+            autoscaler::ScalingConfig::from_yaml(BUILTIN_KAFKA_SCALEDOBJECT).expect("parses");
+        let (group, topic, threshold) = kafka_trigger(&config).expect("kafka trigger");
+        assert_eq!(
+            (group.as_str(), topic.as_str(), threshold),
+            ("consumer", "orders", 20.0)
+        );
+        // Above the partitions, so the cap is what limits the scale-up.
+        assert!(config.max_replica_count > PARTITIONS as u32);
+    }
+
+    #[test]
+    fn a_value_at_the_partition_cap_is_named_and_others_are_not() {
+        let record = |value: f64| DecisionRecord {
+            t_s: 1.0,
+            current: 1,
+            ready: 1,
+            desired: 3,
+            active: true,
+            winner: Some("kafka-lag".into()),
+            raw: Some(4),
+            reason: "scale 1 -> 3".into(),
+            metrics: vec![crate::view::MetricRecord {
+                name: "kafka-lag".into(),
+                metric_type: "AverageValue".into(),
+                value: Some(value),
+                target: 20.0,
+                active: true,
+                proposal: Some(4),
+                status: "ok".into(),
+            }],
+        };
+        assert!(
+            describe(&record(80.0), 80.0)
+                .contains("partition cap: 4 partitions x lagThreshold 20 = 80")
+        );
+        assert!(!describe(&record(79.0), 80.0).contains("partition cap"));
+    }
+}
