@@ -216,7 +216,12 @@ pub async fn run_supervised(
         &crate::scaling::options(args.time_scale),
     );
     if let Some(scaling) = report.scaling.as_mut() {
-        scaling.analysis = Some(analysis.clone());
+        // The lab's own analysis replaces the generator's (which only saw replica observations): exact decision
+        // times from the controller's log, replica lives from the pool. `apply_analysis` also redefines the
+        // "during scale-up" intervals by it, so that figure agrees with the event table.
+        scaling.apply_analysis(analysis.clone(), &report.intervals);
+        scaling.decisions_from = Some("the controller's log".to_string());
+        scaling.inputs_missing.clear();
     }
 
     // --- results ---------------------------------------------------------------------------------------

@@ -231,6 +231,17 @@ async fn demo_scales_up_under_load_and_back_to_one() {
         "{summary}"
     );
     assert!(summary.contains("dominant"), "{summary}");
+    // The summary's "during scale-up" figure is the analysis's under-provisioned time, never the zero issue 10 found,
+    // and decision times are said to come from the controller's log.
+    assert!(
+        scaling.during_scale_up.intervals > 0,
+        "during scale-up reads {} intervals while an event was under-provisioned:\n{summary}",
+        scaling.during_scale_up.intervals
+    );
+    assert!(
+        summary.contains("decision times from the controller's log"),
+        "{summary}"
+    );
     assert!(elapsed < Duration::from_secs(85), "took {elapsed:?}");
 }
 
