@@ -261,8 +261,14 @@ pub struct LoadNow {
 }
 
 /// `GET /health` and `GET /ready`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Status {
-    /// `ok` (health), `ready` or `draining` (readiness).
+    /// `ok` (health), `ready`, `draining` or (Kafka mode) `waiting for a partition assignment` (readiness).
     pub status: String,
+    /// Kafka mode, once ready: how many partitions the group assigned this member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_partitions: Option<u32>,
+    /// Kafka mode: why a ready member does no work (the group assigned it no partition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<String>,
 }

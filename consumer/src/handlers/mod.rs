@@ -138,31 +138,43 @@ pub async fn health() -> impl IntoResponse {
     (status = 503, description = "draining, or (Kafka mode) no partition assignment yet", body = Status),
 ))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let status = |code: StatusCode, body: Status| {
+        let json = serde_json::to_string(&body).unwrap_or_default();
+        (code, json_type(), json)
+    };
     if state.is_draining() {
-        return (
+        return status(
             StatusCode::SERVICE_UNAVAILABLE,
-            json_type(),
-            r#"{"status":"draining"}"#.to_owned(),
+            Status {
+                status: "draining".into(),
+                ..Status::default()
+            },
         );
     }
     // In Kafka mode a replica is ready once the group has given it its share, even an empty one.
     match state.kafka.as_ref().and_then(|kafka| kafka.assigned()) {
-        None if state.kafka.is_some() => (
+        None if state.kafka.is_some() => status(
             StatusCode::SERVICE_UNAVAILABLE,
-            json_type(),
-            r#"{"status":"waiting for a partition assignment"}"#.to_owned(),
+            Status {
+                status: "waiting for a partition assignment".into(),
+                ..Status::default()
+            },
         ),
-        None => (StatusCode::OK, json_type(), r#"{"status":"ready"}"#.to_owned()),
-        Some(0) => (
+        None => status(
             StatusCode::OK,
-            json_type(),
-            r#"{"status":"ready","kafka_partitions":0,"kafka":"idle: the group assigned this member no partition"}"#
-                .to_owned(),
+            Status {
+                status: "ready".into(),
+                ..Status::default()
+            },
         ),
-        Some(partitions) => (
+        Some(partitions) => status(
             StatusCode::OK,
-            json_type(),
-            format!(r#"{{"status":"ready","kafka_partitions":{partitions}}}"#),
+            Status {
+                status: "ready".into(),
+                kafka_partitions: Some(u32::try_from(partitions).unwrap_or(u32::MAX)),
+                kafka: (partitions == 0)
+                    .then(|| "idle: the group assigned this member no partition".to_owned()),
+            },
         ),
     }
 }
