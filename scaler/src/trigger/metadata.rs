@@ -214,14 +214,16 @@ fn kafka_spec<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<TriggerSpec,
 
 fn parse_metric_type(raw: Option<&str>, kind: Kind) -> Result<MetricType, TriggerError> {
     match raw {
-        Some("AverageValue") => Ok(MetricType::AverageValue),
-        Some("Value") => Ok(MetricType::Value),
-        Some(other) => Err(TriggerError::invalid(
-            "metricType",
-            other,
-            "unknown metric type (it must match the ScaledObject trigger's metricType)",
-            "AverageValue, Value",
-        )),
+        Some(text) => match text.parse::<MetricType>() {
+            // Utilization is the HPA's percent of a resource request: an external metric cannot be one.
+            Ok(MetricType::Utilization) | Err(_) => Err(TriggerError::invalid(
+                "metricType",
+                text,
+                "unknown metric type (it must match the ScaledObject trigger's metricType)",
+                "AverageValue, Value",
+            )),
+            Ok(metric_type) => Ok(metric_type),
+        },
         // Latency is not additive: a per-replica average of it means nothing.
         None if kind == Kind::Latency => Ok(MetricType::Value),
         None => Ok(MetricType::AverageValue),
