@@ -39,6 +39,7 @@ WORK="$(mktemp -d -t kafka-bench.XXXXXX)"
 export BROKER_DIR="$WORK/broker"
 # The broker is stopped on every way out: normal end, a failed step (set -e), Ctrl-C or a TERM.
 PY_PID=""
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
   if [ -n "$PY_PID" ]; then kill -TERM "$PY_PID" 2>/dev/null || true; wait "$PY_PID" 2>/dev/null || true; fi
   bash scripts/kafka/broker.sh stop "$BROKER_DIR" >/dev/null 2>&1 || true
