@@ -31,7 +31,7 @@ RATE = int(os.environ.get("RATE", "10000"))
 RATE_RECORDS = int(os.environ.get("RATE_RECORDS", "100000"))
 MEMORY_RECORDS = int(os.environ.get("MEMORY_RECORDS", "1000000"))
 MEMORY_RATE = int(os.environ.get("MEMORY_RATE", "10000"))
-WARMUP_RECORDS = int(os.environ.get("WARMUP_RECORDS", "200000"))
+WARMUP_RECORDS = int(os.environ.get("WARMUP_RECORDS", "500000"))
 TOOL_CPU = os.environ.get("TOOL_CPU", "")
 # The same batching for both tools: the Java client's defaults (librdkafka's batch.size default is 1,000,000).
 LINGER_MS = int(os.environ.get("LINGER_MS", "5"))

@@ -9,7 +9,7 @@
 # Prints a markdown table, also written to bench/kafka/results/latest.md (+ latest.json). bench/kafka/README.md: method.
 # Env: ROUNDS (default 3), RECORDS (throughput runs, default 1000000), RECORD_SIZE (bytes, default 1024), ACKS ("all 1"),
 #      RATE (default 10000), RATE_RECORDS (default 100000), MEMORY_RECORDS (default 1000000; 0 skips the memory run),
-#      MEMORY_RATE (default 10000), WARMUP_RECORDS (per tool, not counted, default 200000), PARTITIONS (default 4), PIN=0 to let the OS place broker and producers,
+#      MEMORY_RATE (default 10000), WARMUP_RECORDS (per tool, not counted, default 500000), PARTITIONS (default 4), PIN=0 to let the OS place broker and producers,
 #      LINGER_MS (5) and BATCH_BYTES (16384) for both tools, SKIP_BUILD=1 to reuse target/release/generator, OUT_DIR (default bench/kafka/results).
 set -euo pipefail
 
