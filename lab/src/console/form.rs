@@ -229,10 +229,48 @@ pub fn scaledobject(
         Some(text) => scaledobject_from_text("scaledobject_yaml", text, &args),
         None => load_scaledobject(&args).map(|(_, config)| config),
     };
-    result.map_err(|e| match e {
-        LabError::Spec { source, .. } => ApiError::yaml("scaledobject_yaml", source.to_string()),
-        other => ApiError::yaml("scaledobject_yaml", other.to_string()),
+    result.map_err(|e| {
+        let mut error = match &e {
+            LabError::Spec { source, .. } => {
+                ApiError::yaml("scaledobject_yaml", source.to_string())
+            }
+            other => ApiError::yaml("scaledobject_yaml", other.to_string()),
+        };
+        if let Some(text) = yaml
+            && error.body.line.is_none()
+        {
+            (error.body.line, error.body.column) = match &e {
+                LabError::Spec {
+                    source: autoscaler::SpecError::Invalid { field, .. },
+                    ..
+                } => (find_key(text, field), None),
+                // The spec's own parse goes through a YAML value and loses the position; parsing the document
+                // straight into the same type finds it.
+                _ => match serde_norway::from_str::<autoscaler::ScaledObject>(text) {
+                    Err(parse) => parse.location().map_or((None, None), |l| {
+                        (Some(l.line() as u64), Some(l.column() as u64))
+                    }),
+                    Ok(_) => (None, None),
+                },
+            };
+        }
+        error
     })
+}
+
+/// The line (1-based) of the first key named as the last segment of a field path like `spec.triggers[0].type`.
+fn find_key(text: &str, field: &str) -> Option<u64> {
+    let key = field.rsplit('.').next()?.split('[').next()?;
+    if key.is_empty() {
+        return None;
+    }
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches("- ");
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|i| i as u64 + 1)
 }
 
 /// The repository's ScaledObject as the lab would read it: (where from, text).
@@ -312,5 +350,18 @@ pub fn validate(base: &LabArgs, body: &[u8]) -> Result<String, ApiError> {
             "profile, scaledobject",
             "kind must be profile or scaledobject",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_by_the_last_segment_of_their_path() {
+        let text = "spec:\n  minReplicaCount: 1\n  triggers:\n  - type: cpu\n";
+        assert_eq!(find_key(text, "spec.minReplicaCount"), Some(2));
+        assert_eq!(find_key(text, "spec.triggers[0].type"), Some(4));
+        assert_eq!(find_key(text, "spec.maxReplicaCount"), None);
     }
 }
