@@ -51,6 +51,8 @@ pub struct RunHooks {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// The open model's rate multiplier, changeable during the run.
     pub rate: Option<Arc<generator::engine::RateControl>>,
+    /// Lines added to the view's header (kept on screen by the terminal view), e.g. the console's URL.
+    pub banner: Vec<String>,
 }
 
 /// Receives a run's progress, once per load interval, from the run's own task (so it must not block).
@@ -219,6 +221,9 @@ pub async fn run_observed(
         args.time_scale,
         args.no_spawn,
     );
+    for line in &hooks.banner {
+        view.add_header(line);
+    }
     view.banner();
     view.note(&format!(
         "scaling report: {}; phases per scale event at the end",

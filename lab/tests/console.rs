@@ -677,3 +677,57 @@ async fn a_busy_port_falls_back_to_a_free_one() {
     .await;
     assert_eq!((status, health), (200, json!({"status": "ok"})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_assets_serves_the_page_from_a_directory_and_refuses_one_without_it() {
+    let runs = tempfile::tempdir().expect("temp dir");
+    let page = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(page.path().join("assets")).unwrap();
+    std::fs::write(
+        page.path().join("index.html"),
+        "<html><body>from a directory</body></html>",
+    )
+    .unwrap();
+    std::fs::write(page.path().join("assets/app.js"), "let fromDir = 1;").unwrap();
+    let server = console(runs.path(), &["--ui-assets", page.path().to_str().unwrap()]).await;
+    let base = server.url(kind::HTTP);
+    let index = client()
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(index, "<html><body>from a directory</body></html>");
+    let js = client()
+        .get(format!("{base}/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(js.text().await.unwrap(), "let fromDir = 1;");
+    let (status, missing) = call("GET", &format!("{base}/assets/nope.js"), None).await;
+    assert_eq!(
+        (status, missing["error"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["console", "--ui-port", "0", "--ui-assets"])
+        .arg(runs.path())
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .output();
+    let output = tokio::time::timeout(STEP, output)
+        .await
+        .expect("exits at once")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(contract::exit::USAGE));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("scripts/console.sh"));
+}
