@@ -5,25 +5,30 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! [`chart`] the triggers chart, [`console`] the web console, [`observe`] a run's live hooks, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
 //! the interrupts.
 
 pub mod chart;
+pub mod console;
 pub mod control;
 pub mod kafka;
 pub mod keda;
+pub mod observe;
 pub mod process;
 pub mod replicas;
 pub mod run;
 pub mod scaling;
 pub mod setup;
-mod signals;
+pub(crate) mod signals;
 pub mod view;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use run::{run, run_supervised, run_with};
+pub use run::{
+    LiveInterval, RunHooks, RunObserver, run, run_hooked, run_observed, run_signalled,
+    run_supervised, run_with,
+};
 use view::DecisionRecord;
 
 /// Options of `lab`.

@@ -23,6 +23,7 @@ use generator::targets::TargetSet;
 
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
+pub use crate::observe::{LiveInterval, RunHooks, RunObserver};
 use crate::process::{child, locate_binary};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
@@ -42,6 +43,32 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Run the lab as the `lab` binary does, with SIGINT/SIGTERM handling; returns the process exit code
 /// (docs/exit-codes.md).
 pub async fn run(args: LabArgs) -> Result<i32, LabError> {
+    run_hooked(args, RunHooks::default()).await
+}
+
+/// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
+pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError> {
+    run_signalled(|interrupt, registry| async move {
+        if args.scenario == "kafka" {
+            crate::kafka::run_supervised(args, interrupt, &registry)
+                .await
+                .map(|o| o.exit_code)
+        } else {
+            run_observed(args, interrupt, &registry, hooks)
+                .await
+                .map(|o| o.exit_code)
+        }
+    })
+    .await
+}
+
+/// A run under the `lab` binary's signal handling: `start` gets the interrupt (the first SIGINT/SIGTERM) and the
+/// registry of children a second one kills at once.
+pub async fn run_signalled<F, Fut>(start: F) -> Result<i32, LabError>
+where
+    F: FnOnce(CancellationToken, procs::Registry) -> Fut,
+    Fut: std::future::Future<Output = Result<i32, LabError>>,
+{
     let interrupt = CancellationToken::new();
     let immediate = CancellationToken::new();
     let registry = procs::Registry::new();
@@ -50,18 +77,7 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
         .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
     let watcher =
         tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
-    let kafka = args.scenario == "kafka";
-    let run = async {
-        if kafka {
-            crate::kafka::run_supervised(args, interrupt, &registry)
-                .await
-                .map(|o| o.exit_code)
-        } else {
-            run_supervised(args, interrupt, &registry)
-                .await
-                .map(|o| o.exit_code)
-        }
-    };
+    let run = start(interrupt, registry.clone());
     tokio::pin!(run);
     let result = tokio::select! {
         result = &mut run => result,
@@ -141,6 +157,16 @@ pub async fn run_supervised(
     interrupt: CancellationToken,
     registry: &procs::Registry,
 ) -> Result<LabOutcome, LabError> {
+    run_observed(args, interrupt, registry, RunHooks::default()).await
+}
+
+/// [`run_supervised`] with an observer of its progress and a live rate control.
+pub async fn run_observed(
+    args: LabArgs,
+    interrupt: CancellationToken,
+    registry: &procs::Registry,
+    hooks: RunHooks,
+) -> Result<LabOutcome, LabError> {
     let (origin, config) = load_scaledobject(&args)?;
     let profile = load_profile(&args)?;
     let slo = SloChoice::resolve(args.slo.as_deref())?;
@@ -163,6 +189,9 @@ pub async fn run_supervised(
         args.time_scale,
         args.no_spawn,
     );
+    for line in &hooks.banner {
+        view.add_header(line);
+    }
     view.banner();
     view.note(&format!(
         "scaling report: {}; phases per scale event at the end",
@@ -186,6 +215,7 @@ pub async fn run_supervised(
         settle,
         interrupt: &interrupt,
         slo: &slo,
+        hooks: &hooks,
     };
     let ran = plan.drive(binaries, &mut view, &mut children).await;
     // One stop for every path: the run ended, failed at any step, or was interrupted.
@@ -293,6 +323,7 @@ struct Plan<'a> {
     settle: Duration,
     interrupt: &'a CancellationToken,
     slo: &'a SloChoice,
+    hooks: &'a RunHooks,
 }
 
 /// The two clocks of a run: the control loop's epoch (the decision log's and the pool's times) and when the load
@@ -544,6 +575,7 @@ impl Plan<'_> {
             interval: Duration::from_secs(1),
             monitor_interval: Duration::from_millis(500),
             watch_after: self.settle,
+            rate: self.hooks.rate.clone(),
             ..RunOptions::default()
         };
         // Until the engine reports its start, the live view takes the load to start now.
@@ -559,6 +591,7 @@ impl Plan<'_> {
             shutdown,
         ));
         let profile_end = self.profile.duration().as_secs_f64();
+        let (mut decisions_seen, mut notes_seen) = (0, 0);
         while let Some(stats) = progress_rx.recv().await {
             if stats.start_s >= profile_end {
                 load_over.store(true, Ordering::Relaxed);
@@ -584,6 +617,21 @@ impl Plan<'_> {
                 });
                 timeline::phase_in_progress(&tl, now_s, Some(&self.slo.slo), &options)
             };
+            if let Some(observer) = &self.hooks.observer {
+                let decisions = decisions.lock().expect("decisions").clone();
+                let notes = view.notes();
+                observer.interval(&LiveInterval {
+                    stats: &stats,
+                    pool: pool_snapshot.as_ref(),
+                    new_decisions: &decisions[decisions_seen.min(decisions.len())..],
+                    last_decision: decisions.last(),
+                    new_notes: &notes[notes_seen.min(notes.len())..],
+                    load_start_s: approx_load_start_s,
+                    phase: phase.as_deref(),
+                    profile_end_s: profile_end,
+                });
+                (decisions_seen, notes_seen) = (decisions.len(), notes.len());
+            }
             view.tick(
                 &stats,
                 decision.as_ref(),

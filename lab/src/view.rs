@@ -167,6 +167,16 @@ impl LabView {
         }
     }
 
+    /// A line kept in the header (redrawn with every frame of the terminal view).
+    pub fn add_header(&mut self, line: &str) {
+        self.header.push(line.to_string());
+    }
+
+    /// Every line noted so far.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     pub fn note(&mut self, text: &str) {
         if self.mode != LiveMode::Off && self.mode != LiveMode::Tty {
             println!("{text}");
