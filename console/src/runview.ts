@@ -1,0 +1,281 @@
+// One run on screen: header, figures, downloads, the chart board, the decision log and the notes. The live page,
+// a past run and the offline report all use it; only the live page adds controls (controls.ts) around it.
+
+import { downloadUrl } from "./api";
+import { ChartBoard, type ChartOptions } from "./charts";
+import { clear, h } from "./dom";
+import { fmtNum, fmtT, newestFirst, PERCENTILE_LABEL, PERCENTILES, type Percentile, RunSeries } from "./series";
+import type { Decision, RunMeta } from "./types";
+
+const LOG_CAP = 300;
+
+/** The chart options the user picks, shared by every board on the page. */
+export class ChartPicker {
+  percentiles = new Set<Percentile>(["p50", "p95", "p99"]);
+  endpointMetric: ChartOptions["endpointMetric"] = "rps";
+  private readonly listeners: (() => void)[] = [];
+  readonly el: HTMLElement;
+
+  constructor() {
+    const boxes = PERCENTILES.map((p) =>
+      h(
+        "label",
+        { class: "check" },
+        h("input", {
+          type: "checkbox",
+          name: `pct-${p}`,
+          checked: this.percentiles.has(p),
+          onchange: (ev: Event) => {
+            if ((ev.target as HTMLInputElement).checked) this.percentiles.add(p);
+            else this.percentiles.delete(p);
+            this.changed();
+          },
+        }),
+        PERCENTILE_LABEL[p],
+      ),
+    );
+    const metric = h(
+      "select",
+      {
+        name: "endpoint-metric",
+        onchange: (ev: Event) => {
+          this.endpointMetric = (ev.target as HTMLSelectElement).value as ChartOptions["endpointMetric"];
+          this.changed();
+        },
+      },
+      h("option", { value: "rps" }, "req/s"),
+      ...PERCENTILES.map((p) => h("option", { value: p }, `${PERCENTILE_LABEL[p]} ms`)),
+    );
+    this.el = h(
+      "div",
+      { class: "picker" },
+      h("span", { class: "muted" }, "latency:"),
+      ...boxes,
+      h("span", { class: "muted sep" }, "per endpoint:"),
+      metric,
+    );
+  }
+
+  options = (): ChartOptions => ({ percentiles: this.percentiles, endpointMetric: this.endpointMetric });
+  onChange(fn: () => void): void {
+    this.listeners.push(fn);
+  }
+  private changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+}
+
+function describeMeta(m: RunMeta): string {
+  const parts = [
+    `profile ${m.profile}`,
+    `time scale x${m.time_scale}`,
+    `rate x${m.rate_multiplier}`,
+    `ScaledObject ${m.scaledobject}`,
+  ];
+  if (m.max_replicas) parts.push(`max ${m.max_replicas} replicas`);
+  parts.push(`started ${new Date(m.started_at).toLocaleString()}`);
+  return parts.join(" · ");
+}
+
+export function decisionItem(d: Decision): HTMLLIElement {
+  const change =
+    d.current !== undefined && d.current !== d.desired ? `${d.current} → ${d.desired}` : `stay at ${d.desired}`;
+  return h(
+    "li",
+    { class: d.current !== undefined && d.desired > d.current ? "up" : d.desired < (d.current ?? 0) ? "down" : "" },
+    h("span", { class: "t" }, fmtT(d.t_s)),
+    h("span", { class: "chg" }, change),
+    h("span", { class: "why" }, d.reason),
+  );
+}
+
+/** The figures a scaling report is compared by, read defensively from RunMeta.summary and report.json. */
+export function summaryRows(run: RunSeries): [string, string][] {
+  const s = run.meta.summary;
+  const rep = (run.report ?? {}) as Record<string, unknown>;
+  const scaling = (rep.scaling ?? {}) as Record<string, unknown>;
+  const num = (v: unknown, d = 1, unit = "") => (typeof v === "number" ? `${fmtNum(v, d)}${unit}` : "–");
+  return [
+    ["status", `${run.meta.status}${run.meta.exit_code !== null ? ` (exit ${run.meta.exit_code})` : ""}`],
+    ["verdict", typeof rep.verdict === "string" ? rep.verdict : "–"],
+    ["requests", s ? `${s.requests}` : "–"],
+    ["errors", s ? `${s.errors}` : "–"],
+    ["p95", s ? `${fmtNum(s.p95_ms)} ms` : "–"],
+    ["max replicas seen", s ? `${s.max_replicas_seen}` : "–"],
+    ["time to scale", s && s.time_to_scale_s !== null ? `${fmtNum(s.time_to_scale_s)} s` : "–"],
+    ["first new replica ready", num(scaling.time_to_first_new_ready_s, 1, " s")],
+    ["time to scale down", num(scaling.time_to_scale_down_s, 1, " s")],
+    ["peak replicas", num(scaling.peak_replicas, 0)],
+    ["scale events", `${run.scaleEvents.length}`],
+    ["decisions", `${run.decisions.length}`],
+  ];
+}
+
+export function summaryTable(run: RunSeries, title?: string): HTMLElement {
+  return h(
+    "table",
+    { class: "summary" },
+    title ? h("caption", {}, title) : null,
+    h(
+      "tbody",
+      {},
+      summaryRows(run).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))),
+    ),
+  );
+}
+
+export class RunView {
+  readonly el: HTMLElement;
+  private run: RunSeries | null = null;
+  private board: ChartBoard | null = null;
+  private readonly header = h("div", { class: "run-header" });
+  private readonly stats = h("div", { class: "stats", id: "stats" });
+  private readonly downloads = h("div", { class: "downloads", id: "downloads" });
+  private readonly chartsEl = h("div", { id: "charts" });
+  private readonly log = h("ol", { class: "decisions", id: "decision-log" });
+  private readonly notes = h("ul", { class: "notes", id: "notes" });
+  private readonly summary = h("div", { id: "summary" });
+
+  constructor(
+    private readonly picker: ChartPicker,
+    private readonly opts: { offline: boolean; extra?: HTMLElement },
+  ) {
+    this.el = h(
+      "div",
+      { class: "run-view" },
+      this.header,
+      this.stats,
+      opts.offline ? null : this.downloads,
+      picker.el,
+      this.chartsEl,
+      h(
+        "div",
+        { class: "columns" },
+        h("section", { class: "panel" }, h("h3", {}, "Decisions (newest first)"), this.log),
+        h(
+          "div",
+          {},
+          opts.extra ?? null,
+          h("section", { class: "panel" }, h("h3", {}, "Scaling report"), this.summary),
+          h("section", { class: "panel" }, h("h3", {}, "Notes"), this.notes),
+        ),
+      ),
+    );
+    picker.onChange(() => this.board?.flush());
+  }
+
+  get current(): RunSeries | null {
+    return this.run;
+  }
+
+  /** Shows a run from scratch (a snapshot, a past run, the offline report). */
+  show(run: RunSeries): void {
+    this.run = run;
+    if (this.board) this.board.setRuns([run]);
+    else this.board = new ChartBoard(this.chartsEl, [run], this.picker.options);
+    this.board.flush();
+    this.renderMeta();
+    this.renderStats();
+    this.renderLog();
+    this.renderNotes();
+  }
+
+  sampleAdded(): void {
+    this.renderStats();
+    this.board?.schedule();
+  }
+
+  decisionAdded(d: Decision): void {
+    this.log.prepend(decisionItem(d));
+    while (this.log.childElementCount > LOG_CAP) this.log.lastElementChild?.remove();
+    this.log.dataset.count = String(this.run?.decisions.length ?? 0);
+  }
+
+  noteAdded(): void {
+    this.renderNotes();
+  }
+
+  metaChanged(): void {
+    this.renderMeta();
+    this.board?.schedule();
+  }
+
+  /** After the server's final record: phases and scale events changed on every chart. */
+  refresh(): void {
+    this.board?.flush();
+    this.renderMeta();
+    this.renderStats();
+    this.renderLog();
+    this.renderNotes();
+  }
+
+  private renderMeta(): void {
+    const run = this.run;
+    clear(this.header);
+    clear(this.downloads);
+    clear(this.summary);
+    if (!run) return;
+    const m = run.meta;
+    this.header.append(
+      h("h2", {}, m.label || m.id, " ", h("span", { class: `pill ${m.status}`, id: "run-status" }, m.status)),
+      h("p", { class: "muted" }, `${m.id} · ${describeMeta(m)}`),
+    );
+    if (m.error) this.header.append(h("p", { class: "error" }, m.error));
+    if (!this.opts.offline) {
+      const finished = m.status === "finished" || m.status === "failed" || m.status === "stopped";
+      this.downloads.append(
+        h("span", { class: "muted" }, "downloads: "),
+        ...(["report.json", "intervals.csv", "report.html"] as const).map((f) =>
+          finished
+            ? h("a", { href: downloadUrl(m.id, f), download: `${m.id}-${f}`, "data-file": f }, f)
+            : h("span", { class: "muted", title: "after the run ends" }, f),
+        ),
+      );
+    }
+    this.summary.append(summaryTable(run));
+  }
+
+  private renderStats(): void {
+    const run = this.run;
+    clear(this.stats);
+    if (!run) return;
+    const n = run.length - 1;
+    const at = <T>(col: T[]): T | null => (n >= 0 ? col[n] : null);
+    const stat = (id: string, label: string, value: number | null, digits = 0, unit = "") =>
+      h(
+        "div",
+        { class: "stat" },
+        h("span", { class: "v", id, "data-value": value ?? "" }, `${fmtNum(value, digits)}${unit}`),
+        h("span", { class: "k" }, label),
+      );
+    this.stats.append(
+      stat("stat-t", "t (s)", at(run.t), 0),
+      stat("stat-replicas", "replicas (current)", at(run.current)),
+      stat("stat-desired", "desired", at(run.desired)),
+      stat("stat-ready", "ready", at(run.ready)),
+      stat("stat-offered", "offered req/s", at(run.offered), 1),
+      stat("stat-achieved", "achieved req/s", at(run.achieved), 1),
+      stat("stat-p95", "p95 ms", at(run.latency.p95), 1),
+      stat("stat-errors", "errors/s", at(run.errorsPerS), 1),
+      stat("stat-backlog", "backlog", at(run.backlog), 0),
+    );
+  }
+
+  private renderLog(): void {
+    clear(this.log);
+    if (!this.run) return;
+    for (const d of newestFirst(this.run.decisions, LOG_CAP)) this.log.append(decisionItem(d));
+    this.log.dataset.count = String(this.run.decisions.length);
+  }
+
+  private renderNotes(): void {
+    clear(this.notes);
+    if (!this.run) return;
+    const phases = this.run.phases.map((p) =>
+      h("li", {}, `${fmtT(p.start_s)}–${fmtT(p.end_s)} ${p.kind} #${p.event}: ${p.phase}`),
+    );
+    const notes = [...this.run.notes].reverse().map((n) => h("li", {}, `${fmtT(n.t_s)} ${n.text}`));
+    if (phases.length + notes.length === 0) this.notes.append(h("li", { class: "muted" }, "none yet"));
+    this.notes.append(...notes, ...phases);
+  }
+}
