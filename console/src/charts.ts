@@ -34,6 +34,9 @@ interface ChartKind {
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563", "#65a30d"];
 const color = (i: number) => PALETTE[i % PALETTE.length];
 
+// x ticks on whole seconds and minutes, so m:ss labels never repeat.
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
+
 const ones = (n: number): Col => new Array<number | null>(n).fill(1);
 
 export const CHARTS: ChartKind[] = [
@@ -155,7 +158,11 @@ function markersPlugin(runs: () => RunSeries[]): uPlot.Plugin {
             ctx.lineTo(x, top + height);
             ctx.stroke();
             ctx.fillStyle = ctx.strokeStyle;
-            ctx.fillText(`${ri === 1 ? "B " : ""}${ev.from}→${ev.to}`, x + 3 * px, top + (10 + ri * 11) * px);
+            const text = `${ri === 1 ? "B " : ""}${ev.from}→${ev.to}`;
+            // Near the right edge the label goes left of its line, or it would be cut off.
+            const w = ctx.measureText(text).width;
+            const tx = x + 3 * px + w > left + width ? x - 3 * px - w : x + 3 * px;
+            ctx.fillText(text, tx, top + (10 + ri * 11) * px);
           }
         });
         ctx.restore();
@@ -249,7 +256,7 @@ class Panel {
       cursor: { sync: { key: "lab" } },
       legend: { live: true },
       axes: [
-        { values: (_u: uPlot, splits: number[]) => splits.map(fmtT), size: 30 },
+        { values: (_u: uPlot, splits: number[]) => splits.map(fmtT), size: 30, incrs: TIME_INCRS },
         { size: 52, values: (_u: uPlot, splits: number[]) => splits.map((v) => fmtAxis(v)) },
       ],
       series: [

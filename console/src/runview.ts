@@ -182,10 +182,12 @@ export class RunView {
 
   sampleAdded(): void {
     this.renderStats();
+    this.renderSummary();
     this.board?.schedule();
   }
 
   decisionAdded(d: Decision): void {
+    this.renderSummary();
     this.log.prepend(decisionItem(d));
     while (this.log.childElementCount > LOG_CAP) this.log.lastElementChild?.remove();
     this.log.dataset.count = String(this.run?.decisions.length ?? 0);
@@ -213,7 +215,6 @@ export class RunView {
     const run = this.run;
     clear(this.header);
     clear(this.downloads);
-    clear(this.summary);
     if (!run) return;
     const m = run.meta;
     this.header.append(
@@ -232,7 +233,12 @@ export class RunView {
         ),
       );
     }
-    this.summary.append(summaryTable(run));
+    this.renderSummary();
+  }
+
+  private renderSummary(): void {
+    clear(this.summary);
+    if (this.run) this.summary.append(summaryTable(this.run));
   }
 
   private renderStats(): void {
