@@ -126,6 +126,8 @@ export function summaryTable(run: RunSeries, title?: string): HTMLElement {
 
 export class RunView {
   readonly el: HTMLElement;
+  private readonly content: HTMLElement;
+  private readonly placeholder = h("p", { class: "muted", id: "no-run" }, "No run open: start one above, or open one from the history.");
   private run: RunSeries | null = null;
   private board: ChartBoard | null = null;
   private readonly header = h("div", { class: "run-header" });
@@ -140,9 +142,9 @@ export class RunView {
     private readonly picker: ChartPicker,
     private readonly opts: { offline: boolean; extra?: HTMLElement },
   ) {
-    this.el = h(
+    this.content = h(
       "div",
-      { class: "run-view" },
+      { class: "run-view", hidden: true },
       this.header,
       this.stats,
       opts.offline ? null : this.downloads,
@@ -161,6 +163,7 @@ export class RunView {
         ),
       ),
     );
+    this.el = h("div", {}, this.placeholder, this.content);
     picker.onChange(() => this.board?.flush());
   }
 
@@ -171,6 +174,9 @@ export class RunView {
   /** Shows a run from scratch (a snapshot, a past run, the offline report). */
   show(run: RunSeries): void {
     this.run = run;
+    // Unhide first: the board sizes its charts from the laid-out width.
+    this.content.hidden = false;
+    this.placeholder.hidden = true;
     if (this.board) this.board.setRuns([run]);
     else this.board = new ChartBoard(this.chartsEl, [run], this.picker.options);
     this.board.flush();
