@@ -6,7 +6,7 @@
 //      LAB_PROFILE (demo), LAB_TIME_SCALE (0.25), LAB_MAX_REPLICAS (4), CHROMIUM (/usr/bin/chromium).
 
 import { createRequire } from "node:module";
-import { mkdtempSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -119,8 +119,7 @@ const browser = await chromium.launch({
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), "console-chromium-"))}`,
-  ].filter((a) => !a.startsWith("--user-data-dir")), // launch() makes its own fresh profile directory
+  ], // launch() gives the browser a fresh, empty profile directory of its own
 });
 let failed = null;
 try {
