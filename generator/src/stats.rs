@@ -371,6 +371,49 @@ pub struct IntervalStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<ReplicaSnapshot>,
     pub self_check: SelfCheck,
+    /// Per request-mix path (entries with the same path merged): rate, errors and latency in this interval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, EndpointInterval>,
+}
+
+/// One endpoint over one interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointInterval {
+    /// Finished per second.
+    pub rps: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub latency: LatencySummary,
+}
+
+impl EndpointInterval {
+    /// Per path: the counters of `shard`'s endpoints (`paths[i]` names endpoint `i`) over `width_s` seconds.
+    pub fn by_path(
+        shard: &Shard,
+        paths: &[String],
+        width_s: f64,
+    ) -> BTreeMap<String, EndpointInterval> {
+        let mut merged: BTreeMap<&str, EndpointCounters> = BTreeMap::new();
+        for (counters, path) in shard.endpoints.iter().zip(paths) {
+            merged.entry(path.as_str()).or_default().merge(counters);
+        }
+        merged
+            .into_iter()
+            .map(|(path, c)| {
+                (
+                    path.to_string(),
+                    EndpointInterval {
+                        rps: c.completed() as f64 / width_s.max(1e-9),
+                        ok: c.count(Outcome::Ok),
+                        errors: c.errors(),
+                        dropped: c.dropped,
+                        latency: LatencySummary::from_histogram(&c.latency),
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 impl IntervalStats {

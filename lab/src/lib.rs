@@ -23,7 +23,9 @@ pub mod view;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use run::{run, run_supervised, run_with};
+pub use run::{
+    LiveInterval, RunHooks, RunObserver, run, run_hooked, run_observed, run_supervised, run_with,
+};
 use view::DecisionRecord;
 
 /// Options of `lab`.

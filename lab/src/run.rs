@@ -42,6 +42,42 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Run the lab as the `lab` binary does, with SIGINT/SIGTERM handling; returns the process exit code
 /// (docs/exit-codes.md).
 pub async fn run(args: LabArgs) -> Result<i32, LabError> {
+    run_hooked(args, RunHooks::default()).await
+}
+
+/// What a run tells an observer while it goes (the console's live feed), and the live rate control it obeys.
+#[derive(Clone, Default)]
+pub struct RunHooks {
+    pub observer: Option<Arc<dyn RunObserver>>,
+    /// The open model's rate multiplier, changeable during the run.
+    pub rate: Option<Arc<generator::engine::RateControl>>,
+}
+
+/// Receives a run's progress, once per load interval, from the run's own task (so it must not block).
+pub trait RunObserver: Send + Sync {
+    /// One load interval closed; decision and note times in [`LiveInterval`] are on the control loop's epoch.
+    fn interval(&self, live: &LiveInterval<'_>);
+}
+
+/// One load interval as the run saw it, with what happened since the previous one.
+pub struct LiveInterval<'a> {
+    pub stats: &'a generator::stats::IntervalStats,
+    pub pool: Option<&'a crate::replicas::PoolSnapshot>,
+    /// Controller steps since the previous interval (`t_s` on the epoch's clock).
+    pub new_decisions: &'a [DecisionRecord],
+    /// The latest controller step, if any.
+    pub last_decision: Option<&'a DecisionRecord>,
+    /// Lines the lab noted since the previous interval (the first interval carries those from the start).
+    pub new_notes: &'a [String],
+    /// When the load started on the epoch's clock (approximate until the run ends).
+    pub load_start_s: f64,
+    pub phase: Option<&'a str>,
+    /// The profile's length: intervals after it are the settle phase.
+    pub profile_end_s: f64,
+}
+
+/// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
+pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError> {
     let interrupt = CancellationToken::new();
     let immediate = CancellationToken::new();
     let registry = procs::Registry::new();
@@ -57,7 +93,7 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
                 .await
                 .map(|o| o.exit_code)
         } else {
-            run_supervised(args, interrupt, &registry)
+            run_observed(args, interrupt, &registry, hooks)
                 .await
                 .map(|o| o.exit_code)
         }
@@ -141,6 +177,16 @@ pub async fn run_supervised(
     interrupt: CancellationToken,
     registry: &procs::Registry,
 ) -> Result<LabOutcome, LabError> {
+    run_observed(args, interrupt, registry, RunHooks::default()).await
+}
+
+/// [`run_supervised`] with an observer of its progress and a live rate control.
+pub async fn run_observed(
+    args: LabArgs,
+    interrupt: CancellationToken,
+    registry: &procs::Registry,
+    hooks: RunHooks,
+) -> Result<LabOutcome, LabError> {
     let (origin, config) = load_scaledobject(&args)?;
     let profile = load_profile(&args)?;
     let slo = SloChoice::resolve(args.slo.as_deref())?;
@@ -186,6 +232,7 @@ pub async fn run_supervised(
         settle,
         interrupt: &interrupt,
         slo: &slo,
+        hooks: &hooks,
     };
     let ran = plan.drive(binaries, &mut view, &mut children).await;
     // One stop for every path: the run ended, failed at any step, or was interrupted.
@@ -293,6 +340,7 @@ struct Plan<'a> {
     settle: Duration,
     interrupt: &'a CancellationToken,
     slo: &'a SloChoice,
+    hooks: &'a RunHooks,
 }
 
 /// The two clocks of a run: the control loop's epoch (the decision log's and the pool's times) and when the load
@@ -544,6 +592,7 @@ impl Plan<'_> {
             interval: Duration::from_secs(1),
             monitor_interval: Duration::from_millis(500),
             watch_after: self.settle,
+            rate: self.hooks.rate.clone(),
             ..RunOptions::default()
         };
         // Until the engine reports its start, the live view takes the load to start now.
@@ -559,6 +608,7 @@ impl Plan<'_> {
             shutdown,
         ));
         let profile_end = self.profile.duration().as_secs_f64();
+        let (mut decisions_seen, mut notes_seen) = (0, 0);
         while let Some(stats) = progress_rx.recv().await {
             if stats.start_s >= profile_end {
                 load_over.store(true, Ordering::Relaxed);
@@ -584,6 +634,21 @@ impl Plan<'_> {
                 });
                 timeline::phase_in_progress(&tl, now_s, Some(&self.slo.slo), &options)
             };
+            if let Some(observer) = &self.hooks.observer {
+                let decisions = decisions.lock().expect("decisions").clone();
+                let notes = view.notes();
+                observer.interval(&LiveInterval {
+                    stats: &stats,
+                    pool: pool_snapshot.as_ref(),
+                    new_decisions: &decisions[decisions_seen.min(decisions.len())..],
+                    last_decision: decisions.last(),
+                    new_notes: &notes[notes_seen.min(notes.len())..],
+                    load_start_s: approx_load_start_s,
+                    phase: phase.as_deref(),
+                    profile_end_s: profile_end,
+                });
+                (decisions_seen, notes_seen) = (decisions.len(), notes.len());
+            }
             view.tick(
                 &stats,
                 decision.as_ref(),

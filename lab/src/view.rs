@@ -167,6 +167,11 @@ impl LabView {
         }
     }
 
+    /// Every line noted so far.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     pub fn note(&mut self, text: &str) {
         if self.mode != LiveMode::Off && self.mode != LiveMode::Tty {
             println!("{text}");

@@ -155,6 +155,7 @@ pub(crate) fn spawn_collector(
                 (schedule.cumulative(end_s) - schedule.cumulative(start_s))
                     / width
                     / f64::from(ctx.opts.split.count)
+                    * ctx.opts.rate.as_ref().map_or(1.0, |r| r.get())
             } else {
                 0.0
             };
@@ -227,6 +228,7 @@ pub(crate) fn spawn_collector(
                     cores_available: cores,
                     saturated,
                 },
+                endpoints: crate::stats::EndpointInterval::by_path(&shard, &endpoint_paths, width),
             };
             if let Some(m) = &ctx.opts.metrics {
                 m.observe_interval(&endpoint_paths, &shard, target_rate);

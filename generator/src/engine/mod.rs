@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::model::{ArrivalMode, Split};
 pub use collect::process_cpu_seconds;
 pub use dispatch::WeightedRoundRobin;
-pub use options::{EngineError, RunData, RunOptions};
+pub use options::{EngineError, RateControl, RunData, RunOptions};
 
 use crate::monitor::ReplicaSource;
 use crate::profile::{Profile, Schedule};

@@ -58,6 +58,44 @@ pub struct RunOptions {
     /// The service level objective the scaling report judges by (`--slo`, or derived from the thresholds). Its first
     /// latency limit is counted per interval (`IntervalStats::over_slo`).
     pub slo: Option<timeline::Slo>,
+    /// A live multiplier of the open model's arrival rate (the lab console's rate control); `None` = the profile's.
+    pub rate: Option<Arc<RateControl>>,
+}
+
+/// A multiplier of the arrival rate that can change while the load runs: the open model reads it at least every
+/// [`RateControl::POLL`] and re-plans the rest of the schedule from that instant at the new rate.
+#[derive(Debug)]
+pub struct RateControl {
+    bits: std::sync::atomic::AtomicU64,
+}
+
+impl RateControl {
+    /// How often a waiting schedule re-reads the multiplier (a change takes effect within this).
+    pub const POLL: Duration = Duration::from_millis(100);
+
+    pub fn new(multiplier: f64) -> RateControl {
+        RateControl {
+            bits: std::sync::atomic::AtomicU64::new(multiplier.to_bits()),
+        }
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.bits.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Sets the multiplier; values that are not finite and positive are ignored (the caller validates).
+    pub fn set(&self, multiplier: f64) {
+        if multiplier.is_finite() && multiplier > 0.0 {
+            self.bits
+                .store(multiplier.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for RateControl {
+    fn default() -> Self {
+        RateControl::new(1.0)
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -89,6 +127,7 @@ impl Default for RunOptions {
             watch_after: Duration::ZERO,
             metrics: None,
             slo: None,
+            rate: None,
         }
     }
 }

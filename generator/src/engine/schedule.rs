@@ -35,6 +35,41 @@ pub(crate) fn load_end_secs(schedule: &Schedule) -> f64 {
     end.min(total)
 }
 
+/// The open model's schedule under a rate multiplier: since the profile's count `base` (at the last change) request
+/// `k0` was due; later requests follow at `multiplier` times the profile's rate.
+#[derive(Debug, Clone, Copy)]
+struct RatePlan {
+    multiplier: f64,
+    base: f64,
+    k0: u64,
+}
+
+impl RatePlan {
+    fn new(multiplier: f64) -> RatePlan {
+        RatePlan {
+            multiplier,
+            base: 0.0,
+            k0: 0,
+        }
+    }
+
+    /// The profile's count at which request `k` is due.
+    fn profile_count(&self, k: u64) -> f64 {
+        self.base + (k.saturating_sub(self.k0)) as f64 / self.multiplier
+    }
+
+    /// Re-planned at the profile's count `now` where request `k` is the next one: the part of a request's gap still
+    /// to wait is kept, at the new rate.
+    fn changed(self, multiplier: f64, now: f64, k: u64) -> RatePlan {
+        let ahead = (self.profile_count(k) - now).max(0.0);
+        RatePlan {
+            multiplier,
+            base: now + ahead * self.multiplier / multiplier,
+            k0: k,
+        }
+    }
+}
+
 /// The open model: returns whether `shutdown` interrupted it and how many requests were still outstanding after the
 /// drain.
 pub(crate) async fn open_model(
@@ -55,13 +90,36 @@ pub(crate) async fn open_model(
     let step = u64::from(opts.split.count);
     let mut k = u64::from(opts.split.index);
     let mut was_interrupted = false;
-    while let Some(t) = schedule.time_of(k as f64) {
+    // With a live multiplier m set at time t0, request k is due where the profile's own count reaches
+    // N(t0) + (k - k0) / m: the schedule from t0 on at m times its rate (exact, also for ramps). Without a rate
+    // control this is `time_of(k)`, the profile's schedule unchanged.
+    let mut plan = RatePlan::new(opts.rate.as_ref().map_or(1.0, |r| r.get()));
+    'schedule: while let Some(t) = schedule.time_of(plan.profile_count(k)) {
         let due = start + Duration::from_secs_f64(t);
         if due > Instant::now() {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => { was_interrupted = true; break; }
-                _ = tokio::time::sleep_until(due) => {}
+            match &opts.rate {
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => { was_interrupted = true; break; }
+                    _ = tokio::time::sleep_until(due) => {}
+                },
+                Some(rate) => {
+                    // Wake at least every POLL to notice a new multiplier and re-plan from now.
+                    let wake = due.min(Instant::now() + super::RateControl::POLL);
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => { was_interrupted = true; break; }
+                        _ = tokio::time::sleep_until(wake) => {}
+                    }
+                    let m = rate.get();
+                    if m != plan.multiplier {
+                        let now_s = start.elapsed().as_secs_f64();
+                        plan = plan.changed(m, schedule.cumulative(now_s), k);
+                    }
+                    if wake < due {
+                        continue 'schedule;
+                    }
+                }
             }
         } else if shutdown.is_cancelled() {
             was_interrupted = true;
@@ -184,6 +242,24 @@ pub(crate) async fn closed_loop(
 mod tests {
     use super::*;
     use crate::profile::Profile;
+
+    #[test]
+    fn rate_plan_doubles_and_halves_from_the_change() {
+        let s = Schedule::new(&Profile::constant(
+            10.0,
+            Duration::from_secs(10),
+            crate::profile::RequestSpec::new("GET", "/", None),
+        ));
+        let plan = RatePlan::new(1.0);
+        assert!((s.time_of(plan.profile_count(20)).unwrap() - 2.0).abs() < 1e-9);
+        // At 2 s (count 20) the multiplier doubles: 20 req/s from there on.
+        let plan = plan.changed(2.0, s.cumulative(2.0), 20);
+        assert!((s.time_of(plan.profile_count(20)).unwrap() - 2.0).abs() < 1e-9);
+        assert!((s.time_of(plan.profile_count(40)).unwrap() - 3.0).abs() < 1e-9);
+        // At 3 s it halves: 5 req/s.
+        let plan = plan.changed(0.5, s.cumulative(3.0), 40);
+        assert!((s.time_of(plan.profile_count(45)).unwrap() - 4.0).abs() < 1e-9);
+    }
 
     #[test]
     fn load_end_of_demo() {
