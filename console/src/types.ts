@@ -61,7 +61,7 @@ export interface Sample {
   errors_by_class?: Record<string, number>;
   latency_ms: Latency;
   endpoints?: Record<string, EndpointSample>;
-  replicas: { desired: number; current: number; ready: number; draining: number };
+  replicas: { desired: number | null; current: number | null; ready: number | null; draining: number | null };
   triggers?: TriggerSample[];
   backlog?: number | null;
   rate_multiplier?: number;
@@ -104,7 +104,7 @@ export interface RunData {
   samples: Sample[];
   decisions: Decision[];
   notes: Note[];
-  triggers: { name: string; metric_type: string; target: number }[];
+  triggers: { name: string; metric_type: string; target: number | null }[];
   phases: Phase[];
   scale_events: ScaleEvent[];
   report: Record<string, unknown> | null;
