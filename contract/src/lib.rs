@@ -37,6 +37,8 @@ pub mod headers {
     /// Set by every consumer response: the replica (pod name) that answered. The generator counts answers per replica
     /// from it.
     pub const SERVED_BY: &str = "x-served-by";
+    /// The lab console's API token (`--ui-token`): required on every `/api/` request when one is set.
+    pub const LAB_TOKEN: &str = "x-lab-token";
 }
 
 /// Schema ids of the documents the lab writes, so readers can refuse what they do not understand.

@@ -9,6 +9,7 @@
 //! the interrupts.
 
 pub mod chart;
+pub mod console;
 pub mod control;
 pub mod kafka;
 pub mod keda;
@@ -17,14 +18,15 @@ pub mod replicas;
 pub mod run;
 pub mod scaling;
 pub mod setup;
-mod signals;
+pub(crate) mod signals;
 pub mod view;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use run::{
-    LiveInterval, RunHooks, RunObserver, run, run_hooked, run_observed, run_supervised, run_with,
+    LiveInterval, RunHooks, RunObserver, run, run_hooked, run_observed, run_signalled,
+    run_supervised, run_with,
 };
 use view::DecisionRecord;
 

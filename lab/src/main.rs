@@ -1,14 +1,31 @@
-//! The `lab` binary: parse the command line, run the cluster-free lab, exit with its code (docs/exit-codes.md).
+//! The `lab` binary: parse the command line, run the cluster-free lab (with the web console beside it unless
+//! `--no-ui`), or `lab console` to serve the console and wait for runs; exit with the code (docs/exit-codes.md).
 
 use clap::Parser as _;
 
 /// The cluster-free autoscaling lab: real consumer replicas and the real scaler on this machine, the KEDA + HPA
-/// decisions in-process, a live view and a scaling report.
+/// decisions in-process, a live view, a web console and a scaling report.
 #[derive(Debug, clap::Parser)]
-#[command(name = "lab", version)]
+#[command(name = "lab", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     args: lab::LabArgs,
+    #[command(flatten)]
+    ui: lab::console::UiArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Serve the web console and wait for runs started from it, until SIGINT/SIGTERM. The lab's flags set the
+    /// defaults of those runs (binaries, consumer arguments, settle, max replicas).
+    Console {
+        #[command(flatten)]
+        args: lab::LabArgs,
+        #[command(flatten)]
+        ui: lab::console::UiArgs,
+    },
 }
 
 fn main() {
@@ -24,7 +41,13 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
-        match lab::run(cli.args).await {
+        let result = match cli.command {
+            Some(Command::Console { args, ui }) => lab::console::serve_until_signal(args, ui).await,
+            // The Kafka scenario has no console feed: its runs are not HTTP load.
+            None if cli.ui.no_ui || cli.args.scenario == "kafka" => lab::run(cli.args).await,
+            None => lab::console::demo(cli.args, cli.ui).await,
+        };
+        match result {
             Ok(code) => code,
             Err(error) => {
                 eprintln!("lab: {error}");

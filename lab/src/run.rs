@@ -78,17 +78,8 @@ pub struct LiveInterval<'a> {
 
 /// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
 pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError> {
-    let interrupt = CancellationToken::new();
-    let immediate = CancellationToken::new();
-    let registry = procs::Registry::new();
-    // Installed before the first child is spawned: from here on no signal ends the lab without its children.
-    let signals = Signals::install()
-        .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
-    let watcher =
-        tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
-    let kafka = args.scenario == "kafka";
-    let run = async {
-        if kafka {
+    run_signalled(|interrupt, registry| async move {
+        if args.scenario == "kafka" {
             crate::kafka::run_supervised(args, interrupt, &registry)
                 .await
                 .map(|o| o.exit_code)
@@ -97,7 +88,26 @@ pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError>
                 .await
                 .map(|o| o.exit_code)
         }
-    };
+    })
+    .await
+}
+
+/// A run under the `lab` binary's signal handling: `start` gets the interrupt (the first SIGINT/SIGTERM) and the
+/// registry of children a second one kills at once.
+pub async fn run_signalled<F, Fut>(start: F) -> Result<i32, LabError>
+where
+    F: FnOnce(CancellationToken, procs::Registry) -> Fut,
+    Fut: std::future::Future<Output = Result<i32, LabError>>,
+{
+    let interrupt = CancellationToken::new();
+    let immediate = CancellationToken::new();
+    let registry = procs::Registry::new();
+    // Installed before the first child is spawned: from here on no signal ends the lab without its children.
+    let signals = Signals::install()
+        .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
+    let watcher =
+        tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
+    let run = start(interrupt, registry.clone());
     tokio::pin!(run);
     let result = tokio::select! {
         result = &mut run => result,

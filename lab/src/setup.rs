@@ -10,10 +10,10 @@ use crate::keda::check_trigger;
 use crate::{LabArgs, LabError};
 
 /// The project's default ScaledObject, built in so the lab runs from any directory.
-const BUILTIN_SCALEDOBJECT: &str =
+pub(crate) const BUILTIN_SCALEDOBJECT: &str =
     include_str!("../../manifests/components/keda/scaledobject.yaml");
 /// Where the default ScaledObject lives in the repository (preferred when it exists: edits take effect).
-const DEFAULT_SCALEDOBJECT_PATH: &str = "manifests/components/keda/scaledobject.yaml";
+pub(crate) const DEFAULT_SCALEDOBJECT_PATH: &str = "manifests/components/keda/scaledobject.yaml";
 
 /// The Kafka scenario's ScaledObject (the consumer in Kafka mode, this scaler's `kafka` trigger), built in.
 pub(crate) const BUILTIN_KAFKA_SCALEDOBJECT: &str =
@@ -51,11 +51,22 @@ pub(crate) fn load_scaledobject_from(
             ),
         },
     };
+    let config = scaledobject_from_text(&origin, &text, args)?;
+    Ok((origin, config))
+}
+
+/// A ScaledObject's text checked as every run checks it (the CRD's and webhook's rules, the lab's trigger kinds),
+/// with `--max-replicas` applied and time-scaled.
+pub(crate) fn scaledobject_from_text(
+    origin: &str,
+    text: &str,
+    args: &LabArgs,
+) -> Result<ScalingConfig, LabError> {
     let spec_error = |source| LabError::Spec {
-        path: origin.clone(),
+        path: origin.to_string(),
         source,
     };
-    let mut config = ScalingConfig::from_yaml(&text).map_err(spec_error)?;
+    let mut config = ScalingConfig::from_yaml(text).map_err(spec_error)?;
     for trigger in &config.triggers {
         check_trigger(trigger).map_err(|m| LabError::Usage(format!("{origin}: {m}")))?;
     }
@@ -63,8 +74,7 @@ pub(crate) fn load_scaledobject_from(
         config.max_replica_count = max;
         config.min_replica_count = config.min_replica_count.min(max);
     }
-    let scaled = config.time_scaled(args.time_scale).map_err(spec_error)?;
-    Ok((origin, scaled))
+    config.time_scaled(args.time_scale).map_err(spec_error)
 }
 
 pub(crate) fn load_profile(args: &LabArgs) -> Result<Profile, LabError> {

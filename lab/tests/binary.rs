@@ -27,6 +27,9 @@ async fn start_lab(out: &Path, extra: &[&str]) -> procs::Child {
         ("--scaler-bin", scaler.display().to_string()),
         ("--live", "plain".into()),
         ("--out", out.display().to_string()),
+        // The console runs beside every run: on a free port, its history beside the results (not in the cwd).
+        ("--ui-port", "0".into()),
+        ("--runs-dir", out.join("runs").display().to_string()),
     ];
     // `extra` replaces a default flag of the same name.
     let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();

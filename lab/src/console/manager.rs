@@ -1,0 +1,555 @@
+//! The run manager: at most one active run (the machine has two cores), its live data and event feed, its stop and
+//! rate controls, and its record in the runs directory from the first status to the last. Console-started runs and
+//! the demo run (`lab` with the console on) both pass through [`Manager::begin`] and [`Manager::finish`].
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use generator::engine::RateControl;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{
+    EndpointSample, Note, PhaseSpan, Replicas, RunData, RunMeta, Sample, ScaleEvent, Status,
+    Summary, TriggerInfo, TriggerReading,
+};
+use super::history::History;
+use crate::run::{LiveInterval, RunHooks, RunObserver};
+use crate::view::DecisionRecord;
+use crate::{LabError, LabOutcome};
+
+/// How many events a slow SSE client may fall behind before it misses some.
+const FEED_CAPACITY: usize = 1024;
+
+/// One event of a run's live feed.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Sample(Box<Sample>),
+    Decision(Box<DecisionRecord>),
+    Note(Note),
+    Status(Box<RunMeta>),
+}
+
+/// The run in progress.
+struct Active {
+    data: RunData,
+    rate: Arc<RateControl>,
+    cancel: CancellationToken,
+    feed: broadcast::Sender<Event>,
+}
+
+/// What a subscriber gets: everything so far and, while the run goes on, the feed from that instant.
+pub enum Subscription {
+    Live(Box<RunData>, broadcast::Receiver<Event>),
+    Ended(Box<RunData>),
+}
+
+/// Why a run could not be started, stopped or changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another run is active (its id).
+    Busy(String),
+    NotFound,
+    /// The run exists but is not running.
+    NotRunning,
+}
+
+/// The runs: the active one in memory, all of them on disk.
+pub struct Manager {
+    history: History,
+    active: Mutex<Option<Active>>,
+    /// Every child of every console-started run, killed at once on a second interrupt.
+    pub registry: procs::Registry,
+}
+
+impl Manager {
+    pub fn new(history: History) -> Arc<Manager> {
+        Arc::new(Manager {
+            history,
+            active: Mutex::new(None),
+            registry: procs::Registry::new(),
+        })
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The id of the active run.
+    pub fn active_id(&self) -> Option<String> {
+        self.lock().as_ref().map(|a| a.data.meta.id.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Active>> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserve the one run slot: `prepare` gets a fresh run id and directory and returns the run's meta and
+    /// triggers (or refuses, and the directory is removed). Returns the hooks the run must be given.
+    pub fn begin<E, T>(
+        self: &Arc<Self>,
+        stamp: &str,
+        profile: &str,
+        rate_multiplier: f64,
+        cancel: CancellationToken,
+        prepare: impl FnOnce(&str, &Path) -> Result<(RunMeta, Vec<TriggerInfo>, T), E>,
+    ) -> Result<Result<(RunMeta, RunHooks, T), E>, Refusal>
+    where
+        E: From<std::io::Error>,
+    {
+        let mut active = self.lock();
+        if let Some(a) = active.as_ref() {
+            return Err(Refusal::Busy(a.data.meta.id.clone()));
+        }
+        let id = match self.history.create(stamp, profile) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let dir = self.history.dir(&id);
+        let (meta, triggers, extra) = match prepare(&id, &dir) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(Err(e));
+            }
+        };
+        if let Err(e) = self.history.write_meta(&meta) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(Err(e.into()));
+        }
+        let rate = Arc::new(RateControl::new(rate_multiplier));
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        *active = Some(Active {
+            data: RunData {
+                meta: meta.clone(),
+                samples: Vec::new(),
+                decisions: Vec::new(),
+                notes: Vec::new(),
+                triggers,
+                phases: Vec::new(),
+                scale_events: Vec::new(),
+                report: None,
+            },
+            rate: rate.clone(),
+            cancel,
+            feed,
+        });
+        let hooks = RunHooks {
+            observer: Some(Arc::new(Feed {
+                manager: self.clone(),
+                id: id.clone(),
+            })),
+            rate: Some(rate),
+        };
+        Ok(Ok((meta, hooks, extra)))
+    }
+
+    /// Stop the active run `id` (its interrupt: the partial report is written).
+    pub fn stop(&self, id: &str) -> Result<RunMeta, Refusal> {
+        let active = self.lock();
+        match active.as_ref() {
+            Some(a) if a.data.meta.id == id => {
+                a.cancel.cancel();
+                Ok(a.data.meta.clone())
+            }
+            _ => Err(self.not_active(id)),
+        }
+    }
+
+    /// Stop whatever runs (the console is shutting down).
+    pub fn stop_all(&self) {
+        if let Some(a) = self.lock().as_ref() {
+            a.cancel.cancel();
+        }
+    }
+
+    /// Change the active run's rate multiplier.
+    pub fn set_rate(&self, id: &str, multiplier: f64) -> Result<RunMeta, Refusal> {
+        let mut active = self.lock();
+        match active.as_mut() {
+            Some(a) if a.data.meta.id == id && !a.cancel.is_cancelled() => {
+                a.rate.set(multiplier);
+                a.data.meta.rate_multiplier = multiplier;
+                let _ = self.history.write_meta(&a.data.meta);
+                let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
+                Ok(a.data.meta.clone())
+            }
+            _ => Err(self.not_active(id)),
+        }
+    }
+
+    fn not_active(&self, id: &str) -> Refusal {
+        if self.history.read(id).is_some() {
+            Refusal::NotRunning
+        } else {
+            Refusal::NotFound
+        }
+    }
+
+    /// Every run, newest first: the active one as it is now, the rest from disk.
+    pub fn list(&self) -> Vec<RunMeta> {
+        let active = self.lock().as_ref().map(|a| a.data.meta.clone());
+        let mut metas = self.history.list();
+        if let Some(meta) = active {
+            match metas.iter_mut().find(|m| m.id == meta.id) {
+                Some(m) => *m = meta,
+                None => metas.insert(0, meta),
+            }
+        }
+        metas
+    }
+
+    pub fn get(&self, id: &str) -> Option<RunData> {
+        if let Some(a) = self.lock().as_ref().filter(|a| a.data.meta.id == id) {
+            return Some(a.data.clone());
+        }
+        self.history.read(id)
+    }
+
+    pub fn subscribe(&self, id: &str) -> Option<Subscription> {
+        if let Some(a) = self.lock().as_ref().filter(|a| a.data.meta.id == id) {
+            // Under the lock: nothing is published between the snapshot and the subscription.
+            return Some(Subscription::Live(
+                Box::new(a.data.clone()),
+                a.feed.subscribe(),
+            ));
+        }
+        self.history
+            .read(id)
+            .map(|d| Subscription::Ended(Box::new(d)))
+    }
+
+    /// Remove a run that is not active.
+    pub fn delete(&self, id: &str) -> Result<(), Refusal> {
+        let active = self.lock();
+        if active.as_ref().is_some_and(|a| a.data.meta.id == id) {
+            return Err(Refusal::Busy(id.to_string()));
+        }
+        match self.history.delete(id) {
+            Ok(true) => Ok(()),
+            _ => Err(Refusal::NotFound),
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Active, &History)) {
+        let mut active = self.lock();
+        if let Some(a) = active.as_mut().filter(|a| a.data.meta.id == id) {
+            f(a, &self.history);
+        }
+    }
+
+    /// Mark the run started (its children are being spawned).
+    pub fn set_status(&self, id: &str, status: Status) {
+        self.update(id, |a, history| set_status(a, history, status));
+    }
+
+    /// Record the run's end: the lab's files copied from `out_dir` when it wrote them elsewhere, the report, the
+    /// decisions re-based to the load start, the phases and scale events, the summary and the final status.
+    pub fn finish(
+        &self,
+        id: &str,
+        result: &Result<LabOutcome, LabError>,
+        cancelled: bool,
+        out_dir: &Path,
+    ) {
+        let dir = self.history.dir(id);
+        if out_dir != dir {
+            for name in [
+                "report.json",
+                "report.svg",
+                "triggers.svg",
+                "decisions.jsonl",
+                "summary.txt",
+            ] {
+                let _ = std::fs::copy(out_dir.join(name), dir.join(name));
+            }
+        }
+        let mut active = self.lock();
+        let Some(mut a) = active.take().filter(|a| a.data.meta.id == id) else {
+            return;
+        };
+        let data = &mut a.data;
+        data.meta.ended_at = Some(now_rfc3339());
+        match result {
+            Ok(outcome) => {
+                data.decisions = outcome
+                    .decisions
+                    .iter()
+                    .map(|d| rebased(d, outcome.load_start_s))
+                    .collect();
+                data.scale_events = scale_events(&data.decisions);
+                let report = serde_json::to_value(&outcome.report).ok();
+                data.phases = report.as_ref().map(phases).unwrap_or_default();
+                data.report = report;
+                data.meta.exit_code = Some(outcome.exit_code);
+                data.meta.summary = Some(Summary {
+                    requests: outcome.report.requests,
+                    errors: outcome.report.errors.total,
+                    p95_ms: outcome.report.latency.p95_ms,
+                    max_replicas_seen: data
+                        .decisions
+                        .iter()
+                        .map(|d| d.current)
+                        .chain(data.samples.iter().filter_map(|s| s.replicas.current))
+                        .max()
+                        .unwrap_or(0),
+                    time_to_scale_s: outcome
+                        .report
+                        .scaling
+                        .as_ref()
+                        .and_then(|s| s.time_to_scale_s),
+                });
+                data.meta.status = if cancelled {
+                    Status::Stopped
+                } else {
+                    Status::Finished
+                };
+            }
+            Err(error) => {
+                data.meta.exit_code = Some(error.exit_code());
+                data.meta.error = Some(error.to_string());
+                data.meta.status = if cancelled && matches!(error, LabError::Interrupted) {
+                    Status::Stopped
+                } else {
+                    Status::Failed
+                };
+            }
+        }
+        let _ = self.history.write_run(data);
+        let _ = self.history.write_meta(&data.meta);
+        // Still under the lock: a subscriber either saw this run active and gets this event, or reads it from disk.
+        let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
+    }
+}
+
+fn set_status(a: &mut Active, history: &History, status: Status) {
+    if a.data.meta.status != status {
+        a.data.meta.status = status;
+        let _ = history.write_meta(&a.data.meta);
+        let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
+    }
+}
+
+/// The run's observer: turns each interval into a sample, decisions and notes, kept and published.
+struct Feed {
+    manager: Arc<Manager>,
+    id: String,
+}
+
+impl RunObserver for Feed {
+    fn interval(&self, live: &LiveInterval<'_>) {
+        self.manager.update(&self.id, |a, history| {
+            let status = if live.stats.start_s >= live.profile_end_s {
+                Status::Settling
+            } else {
+                Status::Running
+            };
+            if !a.cancel.is_cancelled() {
+                set_status(a, history, status);
+            }
+            for text in live.new_notes {
+                let note = Note {
+                    t_s: round3(live.stats.start_s),
+                    text: text.clone(),
+                };
+                let _ = history.append_note(&self.id, &note);
+                a.data.notes.push(note.clone());
+                let _ = a.feed.send(Event::Note(note));
+            }
+            for d in live.new_decisions {
+                let d = rebased(d, live.load_start_s);
+                if d.desired != d.current {
+                    a.data.scale_events.push(ScaleEvent {
+                        t_s: d.t_s,
+                        from: d.current,
+                        to: d.desired,
+                    });
+                }
+                a.data.decisions.push(d.clone());
+                let _ = a.feed.send(Event::Decision(Box::new(d)));
+            }
+            let sample = sample(live, a.rate.get());
+            let _ = history.append_sample(&self.id, &sample);
+            a.data.samples.push(sample.clone());
+            let _ = a.feed.send(Event::Sample(Box::new(sample)));
+        });
+    }
+}
+
+/// One interval as the console charts it.
+fn sample(live: &LiveInterval<'_>, rate_multiplier: f64) -> Sample {
+    let s = live.stats;
+    let decision = live.last_decision;
+    let replicas = match live.pool {
+        Some(p) => Replicas {
+            desired: decision.map(|d| d.desired),
+            current: Some(p.current),
+            ready: Some(p.ready),
+            draining: Some(p.draining),
+        },
+        None => Replicas {
+            desired: decision.map(|d| d.desired),
+            current: decision.map(|d| d.current),
+            ready: decision.map(|d| d.ready),
+            draining: None,
+        },
+    };
+    let current = replicas.current.unwrap_or(1).max(1);
+    let triggers: Vec<TriggerReading> = decision
+        .map(|d| {
+            d.metrics
+                .iter()
+                .map(|m| TriggerReading {
+                    name: m.name.clone(),
+                    value: m.value,
+                    target: m.target,
+                    ratio: m.value.filter(|_| m.target > 0.0).map(|v| {
+                        if m.metric_type == "Value" {
+                            v / m.target
+                        } else {
+                            v / (m.target * f64::from(current))
+                        }
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let backlog = triggers
+        .iter()
+        .find(|t| t.name.contains("backlog"))
+        .and_then(|t| t.value);
+    Sample {
+        t_s: round3(s.end_s),
+        offered_rps: s.target_rate,
+        achieved_rps: s.achieved_rate,
+        ok: s.ok,
+        errors: s.errors,
+        dropped: s.dropped,
+        in_flight: s.in_flight,
+        errors_by_class: s.errors_by_class.clone(),
+        latency_ms: (&s.latency).into(),
+        endpoints: s
+            .endpoints
+            .iter()
+            .map(|(path, e)| {
+                (
+                    path.clone(),
+                    EndpointSample {
+                        rps: e.rps,
+                        errors: e.errors,
+                        latency_ms: (&e.latency).into(),
+                    },
+                )
+            })
+            .collect(),
+        replicas,
+        triggers,
+        backlog,
+        rate_multiplier,
+        phase: live.phase.map(str::to_string),
+    }
+}
+
+/// A decision with `t_s` since the load start (the log's is since the control loop's epoch).
+fn rebased(d: &DecisionRecord, load_start_s: f64) -> DecisionRecord {
+    DecisionRecord {
+        t_s: round3(d.t_s - load_start_s),
+        ..d.clone()
+    }
+}
+
+fn scale_events(decisions: &[DecisionRecord]) -> Vec<ScaleEvent> {
+    decisions
+        .iter()
+        .filter(|d| d.desired != d.current)
+        .map(|d| ScaleEvent {
+            t_s: d.t_s,
+            from: d.current,
+            to: d.desired,
+        })
+        .collect()
+}
+
+/// The scaling report's phases (`scaling.events[].phases[]`): each spans the wait it added, ending at its milestone.
+fn phases(report: &serde_json::Value) -> Vec<PhaseSpan> {
+    let Some(events) = report.pointer("/scaling/events").and_then(|e| e.as_array()) else {
+        return Vec::new();
+    };
+    let mut spans = Vec::new();
+    for event in events {
+        let id = event.get("id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        let kind = match event.get("kind").and_then(|v| v.as_str()) {
+            Some("scale_up") => "scale-up",
+            _ => "scale-down",
+        };
+        for phase in event
+            .get("phases")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let at = phase.get("at_s").and_then(|v| v.as_f64());
+            let duration = phase.get("duration_s").and_then(|v| v.as_f64());
+            let name = phase.get("name").and_then(|v| v.as_str());
+            if let (Some(at), Some(duration), Some(name)) = (at, duration, name) {
+                spans.push(PhaseSpan {
+                    event: id,
+                    kind: kind.into(),
+                    phase: name.into(),
+                    start_s: round3(at - duration),
+                    end_s: round3(at),
+                });
+            }
+        }
+    }
+    spans
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Now as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Now as `YYYYMMDD-HHMMSS` (UTC): the start of a run id.
+pub fn id_stamp() -> String {
+    let text = now_rfc3339();
+    // 2026-11-30T02:15:00Z -> 20261130-021500
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    format!("{}-{}", &digits[..8], &digits[8..14])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_span_the_wait_each_milestone_added() {
+        let report = serde_json::json!({"scaling": {"events": [{"id": 1, "kind": "scale_up", "phases": [
+            {"name": "signal", "at_s": 4.0, "duration_s": 1.5},
+            {"name": "decision", "at_s": null, "duration_s": null}
+        ]}]}});
+        assert_eq!(
+            phases(&report),
+            vec![PhaseSpan {
+                event: 1,
+                kind: "scale-up".into(),
+                phase: "signal".into(),
+                start_s: 2.5,
+                end_s: 4.0
+            }]
+        );
+        assert!(phases(&serde_json::json!({"scaling": null})).is_empty());
+    }
+
+    #[test]
+    fn id_stamps_sort_by_time() {
+        let stamp = id_stamp();
+        assert_eq!(stamp.len(), 15, "{stamp}");
+        assert_eq!(&stamp[8..9], "-");
+    }
+}

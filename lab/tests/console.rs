@@ -1,0 +1,679 @@
+//! The web console's API against the real `lab` binary: a run started over HTTP at time scale 0.1 streams samples
+//! and decisions over SSE, obeys a rate change, refuses a second run, stops; its history, CSV, report.json and
+//! offline report.html are served again by a new console process on the same runs directory; the demo run (`lab`
+//! with the console on) is served live and recorded; bad input gets the JSON error shape; the token guards the API;
+//! a busy port falls back to a free one.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use contract::listening::kind;
+use serde_json::{Value, json};
+use testkit::Spawned;
+
+use crate::{binary, heavy};
+
+/// Every request and every wait of these tests is bounded by this.
+const STEP: Duration = Duration::from_secs(20);
+
+/// `lab console` on a free port with the real binaries, a short settle and at most 3 replicas.
+async fn console(runs: &Path, extra: &[&str]) -> Spawned {
+    let consumer = binary("LAB_CONSUMER_BIN", "consumer");
+    let scaler = binary("LAB_SCALER_BIN", "scaler");
+    let scaledobject =
+        testkit::workspace_root().join("manifests/components/keda/scaledobject.yaml");
+    let mut args = vec!["console".to_string()];
+    if !extra.contains(&"--ui-port") {
+        args.extend(["--ui-port".into(), "0".into()]);
+    }
+    args.extend([
+        "--runs-dir".into(),
+        runs.display().to_string(),
+        "--consumer-bin".into(),
+        consumer.display().to_string(),
+        "--scaler-bin".into(),
+        scaler.display().to_string(),
+        "--scaledobject".into(),
+        scaledobject.display().to_string(),
+        "--settle".into(),
+        "3s".into(),
+        "--max-replicas".into(),
+        "3".into(),
+    ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Spawned::start(env!("CARGO_BIN_EXE_lab"), &args, &[], &[kind::HTTP])
+        .await
+        .expect("lab console starts and logs `listening`")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(STEP)
+        .build()
+        .expect("client")
+}
+
+/// A JSON request: (status, body).
+async fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A server-sent event stream read event by event.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(url: &str) -> Events {
+        let response = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect("SSE request");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (name, data), or `None` when the stream ended. Panics after `STEP` without one.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event:") {
+                        name = n.trim().to_string();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if name.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((
+                    name,
+                    serde_json::from_str(&data).expect("event data is JSON"),
+                ));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event within the step")
+                .expect("stream readable")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
+/// A constant-rate profile: 10 req/s of 20 ms I/O for 600 s (60 s at time scale 0.1), long enough to act on.
+const STEADY: &str = "name: steady\ndescription: console test\nstart_rate: 10\nstages:\n- name: hold\n  duration: 600s\n  rate: 10\nrequests:\n- method: POST\n  path: /load/io\n  body: {delay_ms: 20, mode: sync}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_streams_changes_rate_refuses_a_second_stops_and_survives_a_restart() {
+    let _machine = heavy().await;
+    let runs = tempfile::tempdir().expect("temp dir");
+    let mut server = console(runs.path(), &[]).await;
+    let base = server.url(kind::HTTP);
+
+    let (status, checked) = call(
+        "POST",
+        &format!("{base}/api/validate"),
+        Some(json!({"kind": "profile", "yaml": STEADY})),
+    )
+    .await;
+    assert_eq!(status, 200, "{checked}");
+    let (status, meta) = call(
+        "POST",
+        &format!("{base}/api/runs"),
+        Some(json!({"profile_yaml": STEADY, "time_scale": 0.1, "label": "api test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{meta}");
+    let id = meta["id"].as_str().unwrap().to_string();
+    assert_eq!(meta["status"], "starting");
+    assert_eq!(meta["label"], "api test");
+    assert_eq!(meta["profile"], "steady");
+
+    // One run at a time.
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/api/runs"),
+        Some(json!({"profile": "demo"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"], "run_active");
+
+    let mut events = Events::open(&format!("{base}/api/runs/{id}/events")).await;
+    let (name, snapshot) = events.next().await.expect("a first event");
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["meta"]["id"], id.as_str());
+    assert_eq!(
+        snapshot["triggers"].as_array().unwrap().len(),
+        4,
+        "{}",
+        snapshot["triggers"]
+    );
+
+    // Samples once a second and the controller's decisions, until three samples at the profile's rate.
+    let mut samples = Vec::new();
+    let mut decisions = 0;
+    while samples.len() < 3 {
+        let (name, data) = events.next().await.expect("the stream goes on");
+        match name.as_str() {
+            "sample" => samples.push(data),
+            "decision" => {
+                decisions += 1;
+                assert!(
+                    data["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                    "{data}"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(decisions >= 1, "no decision in {} samples", samples.len());
+    let before = samples.last().unwrap();
+    assert_eq!(before["rate_multiplier"], 1.0);
+    let offered = before["offered_rps"].as_f64().unwrap();
+    assert!((8.0..=12.0).contains(&offered), "offered {offered} at x1");
+    assert!(
+        before["endpoints"]["/load/io"]["rps"].as_f64().unwrap() > 0.0,
+        "{before}"
+    );
+    assert!(before["replicas"]["current"].as_u64().unwrap() >= 1);
+
+    // Rate x3: within two samples the schedule offers ~30 req/s.
+    let (status, changed) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/rate"),
+        Some(json!({"multiplier": 3})),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["rate_multiplier"], 3.0);
+    let (status, bad) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/rate"),
+        Some(json!({"multiplier": 50})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(
+        (bad["field"].as_str(), bad["allowed"].as_str()),
+        (Some("multiplier"), Some("0.1..=10"))
+    );
+    let mut after = Vec::new();
+    while after.len() < 3 {
+        let (name, data) = events.next().await.expect("the stream goes on");
+        if name == "sample" {
+            after.push(data);
+        }
+    }
+    let last = after.last().unwrap();
+    assert_eq!(last["rate_multiplier"], 3.0);
+    let offered = last["offered_rps"].as_f64().unwrap();
+    assert!(
+        (26.0..=34.0).contains(&offered),
+        "offered {offered} at x3: {after:?}"
+    );
+
+    // Stop: a stopped status ends the stream.
+    let (status, stopping) = call("POST", &format!("{base}/api/runs/{id}/stop"), None).await;
+    assert_eq!(status, 202, "{stopping}");
+    let mut last_status = None;
+    while let Some((name, data)) = events.next().await {
+        if name == "status" {
+            last_status = Some(data);
+        }
+    }
+    let last_status = last_status.expect("a final status");
+    assert_eq!(last_status["status"], "stopped", "{last_status}");
+    assert_eq!(last_status["exit_code"], contract::exit::INTERRUPTED);
+    let (status, again) = call("POST", &format!("{base}/api/runs/{id}/stop"), None).await;
+    assert_eq!(status, 409, "{again}");
+    let (status, _) = call("POST", &format!("{base}/api/runs/nope/stop"), None).await;
+    assert_eq!(status, 404);
+
+    // A new console process on the same directory serves the run from disk.
+    server.signal(15);
+    let exited = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "lab console exits 0 on SIGTERM"
+    );
+    let server = console(runs.path(), &[]).await;
+    let base = server.url(kind::HTTP);
+    let (status, list) = call("GET", &format!("{base}/api/runs"), None).await;
+    assert_eq!(status, 200);
+    let listed = list.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["status"], "stopped");
+    assert!(
+        listed[0]["summary"]["requests"].as_u64().unwrap() > 0,
+        "{list}"
+    );
+    let (status, data) = call("GET", &format!("{base}/api/runs/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        data["samples"].as_array().unwrap().len() >= 6,
+        "samples {}",
+        data["samples"]
+    );
+    assert!(!data["decisions"].as_array().unwrap().is_empty());
+    assert_eq!(
+        data["report"]["schema"],
+        contract::report::GENERATOR_REPORT_SCHEMA
+    );
+
+    // The finished run's SSE: its snapshot and final status, then the end.
+    let mut events = Events::open(&format!("{base}/api/runs/{id}/events")).await;
+    assert_eq!(events.next().await.unwrap().0, "snapshot");
+    assert_eq!(events.next().await.unwrap().1["status"], "stopped");
+    assert!(events.next().await.is_none());
+
+    // Downloads.
+    let csv = client()
+        .get(format!("{base}/api/runs/{id}/intervals.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "t_s,offered_rps,achieved_rps,ok,errors,dropped,p50_ms,p90_ms,p95_ms,p99_ms,p99_9_ms,max_ms,desired,current,ready,draining,backlog"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), data["samples"].as_array().unwrap().len());
+    for row in &rows {
+        assert_eq!(row.len(), 17, "{row:?}");
+        assert!(
+            row[0].parse::<f64>().is_ok() && row[1].parse::<f64>().is_ok(),
+            "{row:?}"
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r[1].parse::<f64>().unwrap() > 25.0),
+        "no row at x3"
+    );
+    let (status, report) = call("GET", &format!("{base}/api/runs/{id}/report.json"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["schema"], contract::report::GENERATOR_REPORT_SCHEMA);
+    let html = client()
+        .get(format!("{base}/api/runs/{id}/report.html"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = html
+        .find(r#"<script id="lab-run" type="application/json">"#)
+        .expect("the data is inlined");
+    let rest = &html[start..];
+    let json_text = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
+    let inlined: Value =
+        serde_json::from_str(&json_text.replace("<\\/", "</")).expect("inlined RunData parses");
+    assert_eq!(inlined["meta"]["id"], id.as_str());
+    for reference in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "/assets/app",
+    ] {
+        assert!(
+            !html.contains(reference),
+            "report.html references {reference}"
+        );
+    }
+
+    // Delete: gone from history and from disk.
+    let (status, _) = call("DELETE", &format!("{base}/api/runs/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = call("GET", &format!("{base}/api/runs/{id}"), None).await;
+    assert_eq!(status, 404, "{gone}");
+    assert!(!runs.path().join(&id).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_run_serves_the_console_records_itself_and_ends_by_itself() {
+    let _machine = heavy().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runs = dir.path().join("runs");
+    let out = dir.path().join("out");
+    let consumer = binary("LAB_CONSUMER_BIN", "consumer");
+    let scaler = binary("LAB_SCALER_BIN", "scaler");
+    let scaledobject =
+        testkit::workspace_root().join("manifests/components/keda/scaledobject.yaml");
+    let started = Instant::now();
+    let mut lab = Spawned::start(
+        env!("CARGO_BIN_EXE_lab"),
+        &[
+            "--test",
+            "demo",
+            "--time-scale",
+            "0.1",
+            "--settle",
+            "3s",
+            "--max-replicas",
+            "3",
+            "--live",
+            "plain",
+            "--ui-port",
+            "0",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--consumer-bin",
+            consumer.to_str().unwrap(),
+            "--scaler-bin",
+            scaler.to_str().unwrap(),
+            "--scaledobject",
+            scaledobject.to_str().unwrap(),
+        ],
+        &[],
+        &[kind::HTTP],
+    )
+    .await
+    .expect("lab starts its console");
+    let base = lab.url(kind::HTTP);
+    assert!(
+        lab.output_lines()
+            .iter()
+            .any(|l| l == &format!("console: {base}/")),
+        "no console line: {:?}",
+        lab.output_lines()
+    );
+    let (status, list) = call("GET", &format!("{base}/api/runs"), None).await;
+    assert_eq!(status, 200);
+    let id = list[0]["id"]
+        .as_str()
+        .expect("the demo run is listed")
+        .to_string();
+    let mut events = Events::open(&format!("{base}/api/runs/{id}/events")).await;
+    assert_eq!(events.next().await.unwrap().0, "snapshot");
+    let mut samples = 0;
+    while let Some((name, _)) = events.next().await {
+        samples += usize::from(name == "sample");
+    }
+    assert!(samples >= 5, "{samples} samples");
+    let status = lab
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("the demo ends by itself");
+    assert_eq!(status.code(), Some(0), "{:?}", lab.output_lines());
+    assert!(started.elapsed() < Duration::from_secs(90));
+    // --out works as before, and the run is in the history.
+    assert!(out.join("report.json").is_file() && out.join("summary.txt").is_file());
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(runs.join(&id).join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "finished");
+    assert_eq!(meta["exit_code"], 0);
+    assert!(runs.join(&id).join("report.json").is_file());
+    assert!(
+        meta["summary"]["max_replicas_seen"].as_u64().unwrap() >= 2,
+        "{meta}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_json_error_with_field_value_and_allowed() {
+    let runs = tempfile::tempdir().expect("temp dir");
+    let server = console(runs.path(), &[]).await;
+    let base = server.url(kind::HTTP);
+    let runs_url = format!("{base}/api/runs");
+    for (body, field, allowed) in [
+        (
+            json!({"time_scale": 0.001}),
+            "time_scale",
+            Some("0.01..=10"),
+        ),
+        (
+            json!({"time_scale": "fast"}),
+            "time_scale",
+            Some("0.01..=10"),
+        ),
+        (
+            json!({"rate_multiplier": 11}),
+            "rate_multiplier",
+            Some("0.1..=10"),
+        ),
+        (json!({"max_replicas": 0}), "max_replicas", Some("1..=64")),
+        (json!({"duration_s": -1}), "duration_s", Some("1..=86400")),
+        (json!({"profile": "nope"}), "profile", None),
+        (json!({"slo": "p97<1ms"}), "slo", None),
+        (json!({"colour": "red"}), "colour", None),
+        (
+            json!({"profile": "demo", "profile_yaml": STEADY}),
+            "profile_yaml",
+            None,
+        ),
+    ] {
+        let (status, error) = call("POST", &runs_url, Some(body.clone())).await;
+        assert_eq!(status, 422, "{body} -> {error}");
+        assert_eq!(error["error"], "invalid_field", "{error}");
+        assert_eq!(error["field"], field, "{error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(error.get("value").is_some(), "{error}");
+        if let Some(allowed) = allowed {
+            assert_eq!(error["allowed"], allowed, "{error}");
+        }
+    }
+    // YAML the parser rejects: its line and column.
+    let (status, error) = call(
+        "POST",
+        &runs_url,
+        Some(json!({"profile_yaml": "name: x\nstages:\n  - rate: [oops\n"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(
+        (error["error"].as_str(), error["field"].as_str()),
+        (Some("invalid_yaml"), Some("profile_yaml"))
+    );
+    assert!(error["line"].as_u64().is_some(), "{error}");
+    let (status, error) = call(
+        "POST",
+        &format!("{base}/api/validate"),
+        Some(json!({"kind": "scaledobject", "yaml": "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec:\n  scaleTargetRef: {name: c}\n  maxReplicaCount: many\n"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"], "invalid_yaml");
+    assert!(error["line"].as_u64().is_some(), "{error}");
+    let (status, error) = call(
+        "POST",
+        &format!("{base}/api/validate"),
+        Some(json!({"kind": "deployment", "yaml": ""})),
+    )
+    .await;
+    assert_eq!((status, error["field"].as_str()), (422, Some("kind")));
+    let (status, ok) = call("GET", &format!("{base}/api/scaledobject"), None).await;
+    assert_eq!(status, 200);
+    let (status, valid) = call(
+        "POST",
+        &format!("{base}/api/validate"),
+        Some(json!({"kind": "scaledobject", "yaml": ok["yaml"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{valid}");
+    // Not JSON at all.
+    let response = client().post(&runs_url).body("{nope").send().await.unwrap();
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        (error["error"].as_str(), error["line"].as_u64()),
+        (Some("invalid_json"), Some(1))
+    );
+    // Unknown things.
+    let (status, error) = call(
+        "GET",
+        &format!("{base}/api/runs/20990101-000000-none"),
+        None,
+    )
+    .await;
+    assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
+    let (status, _) = call("GET", &format!("{base}/api/runs/..%2Fetc"), None).await;
+    assert_eq!(status, 404);
+    // Nothing was started by any of it.
+    let (_, list) = call("GET", &runs_url, None).await;
+    assert_eq!(list, json!([]));
+    // The document of the API and the page.
+    let (status, doc) = call("GET", &format!("{base}/api/openapi.json"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["paths"]["/api/runs/{id}/events"].is_object(),
+        "{}",
+        doc["paths"]
+    );
+    let page = client().get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_guards_the_api_and_other_hosts_need_one() {
+    let runs = tempfile::tempdir().expect("temp dir");
+    let server = console(runs.path(), &["--ui-token", "s3cret"]).await;
+    let base = server.url(kind::HTTP);
+    assert!(
+        server
+            .output_lines()
+            .iter()
+            .any(|l| l.ends_with("/#token=s3cret")),
+        "{:?}",
+        server.output_lines()
+    );
+    let (status, error) = call("GET", &format!("{base}/api/runs"), None).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let wrong = client()
+        .get(format!("{base}/api/runs"))
+        .header("x-lab-token", "s3creT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client()
+        .get(format!("{base}/api/runs"))
+        .header("x-lab-token", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let (status, _) = call("GET", &format!("{base}/api/runs?token=s3cret"), None).await;
+    assert_eq!(status, 200);
+    // A state-changing request only by header: a link with ?token= starts nothing.
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/api/runs?token=s3cret"),
+        Some(json!({"time_scale": 99})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let by_header = client()
+        .post(format!("{base}/api/runs"))
+        .header("x-lab-token", "s3cret")
+        .json(&json!({"time_scale": 99}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_header.status(),
+        422,
+        "the request got past the guard to validation"
+    );
+    // The page itself is not behind the token (it reads the token from its URL).
+    assert_eq!(
+        client()
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Any address but loopback without a token: refused at start, usage exit code.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args([
+            "console",
+            "--ui-host",
+            "0.0.0.0",
+            "--ui-port",
+            "0",
+            "--runs-dir",
+        ])
+        .arg(runs.path())
+        .output();
+    let output = tokio::time::timeout(STEP, output)
+        .await
+        .expect("exits at once")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(contract::exit::USAGE));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--ui-token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_falls_back_to_a_free_one() {
+    let runs = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let server = console(runs.path(), &["--ui-port", &port]).await;
+    assert_ne!(server.addr(kind::HTTP).port().to_string(), port);
+    assert!(
+        server
+            .output_lines()
+            .iter()
+            .any(|l| l.contains(&format!("port {port} is in use"))),
+        "{:?}",
+        server.output_lines()
+    );
+    let (status, health) = call(
+        "GET",
+        &format!("{}/api/health", server.url(kind::HTTP)),
+        None,
+    )
+    .await;
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+}
