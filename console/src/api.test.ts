@@ -14,11 +14,23 @@ describe("tokenFromHash", () => {
 describe("describeYamlError", () => {
   const yaml = "name: x\nstages:\n  - rate: abc\n";
   it("names the line and column and quotes the line with a caret", () => {
-    const { message, excerpt } = describeYamlError({ error: "invalid type: string \"abc\", expected f64", field: "stages[0].rate", line: 3, column: 11 }, yaml);
-    expect(message).toBe('line 3, column 11: invalid type: string "abc", expected f64 (field stages[0].rate)');
+    const { message, excerpt } = describeYamlError(
+      {
+        error: "invalid_yaml",
+        message: 'profile YAML: stages[0].rate: invalid type: string "abc", expected f64 at line 3 column 11',
+        field: "yaml",
+        line: 3,
+        column: 11,
+      },
+      yaml,
+    );
+    expect(message).toBe('line 3, column 11: profile YAML: stages[0].rate: invalid type: string "abc", expected f64');
     expect(excerpt).toBe("3 |   - rate: abc\n" + " ".repeat(10 + 4) + "^");
   });
   it("falls back to the message when the server has no position", () => {
-    expect(describeYamlError({ error: "empty profile" }, yaml)).toEqual({ message: "empty profile", excerpt: null });
+    expect(describeYamlError({ error: "invalid_field", message: "no stages", field: "stages" }, yaml)).toEqual({
+      message: "no stages (field stages)",
+      excerpt: null,
+    });
   });
 });

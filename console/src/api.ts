@@ -2,7 +2,7 @@
 // (EventSource cannot set headers). The token comes once in the URL's `#token=` and then lives in sessionStorage,
 // so a reload keeps it while it never reaches a server log or a Referer.
 
-import type { ApiError, ProfileInfo, RunData, RunMeta } from "./types";
+import { type ApiError, errorText, type ProfileInfo, type RunData, type RunMeta } from "./types";
 
 const TOKEN_KEY = "lab-console-token";
 
@@ -36,7 +36,7 @@ export class HttpError extends Error {
     readonly status: number,
     readonly body: ApiError,
   ) {
-    super(`${status}: ${body.error}`);
+    super(`${status}: ${errorText(body)}`);
   }
 }
 

@@ -20,6 +20,15 @@ interface Line {
 export interface ChartOptions {
   percentiles: Set<Percentile>;
   endpointMetric: "rps" | Percentile;
+  /** The trigger whose value and target are drawn (their scales differ by orders of magnitude); null: the first. */
+  trigger: string | null;
+}
+
+/** The run's trigger names in the ScaledObject's order, then any the samples name that it does not. */
+export function triggerNames(run: RunSeries): string[] {
+  const seen = run.triggerValue.keys();
+  const ordered = run.triggers.map((t) => t.name).filter((n) => seen.includes(n));
+  return [...ordered, ...seen.filter((n) => !ordered.includes(n))];
 }
 
 interface ChartKind {
@@ -93,13 +102,17 @@ export const CHARTS: ChartKind[] = [
   },
   {
     id: "triggers",
-    title: "Triggers: value vs target",
+    title: "Trigger value vs target",
     unit: "value",
-    lines: (r) =>
-      r.triggerValue.keys().flatMap((k, i) => [
-        { label: `${k} value`, stroke: color(i), values: r.triggerValue.cols.get(k)! },
-        { label: `${k} target`, stroke: color(i), values: r.triggerTarget.cols.get(k)!, dash: [4, 4] },
-      ]),
+    lines: (r, o) => {
+      const names = triggerNames(r);
+      const k = o.trigger && names.includes(o.trigger) ? o.trigger : names[0];
+      if (k === undefined) return [];
+      return [
+        { label: `${k} value`, stroke: "#2563eb", values: r.triggerValue.cols.get(k)! },
+        { label: `${k} target`, stroke: "#dc2626", values: r.triggerTarget.cols.get(k)!, dash: [4, 4] },
+      ];
+    },
   },
   {
     id: "ratio",

@@ -4,21 +4,24 @@
 
 import { api, HttpError, type StartRequest } from "./api";
 import { clear, h } from "./dom";
-import type { ApiError, ProfileInfo, RunMeta } from "./types";
+import { type ApiError, errorText, type ProfileInfo, type RunMeta } from "./types";
 
 /** `line 3, column 5: ...` plus the offending line with a caret under the column, when the server gives a position. */
 export function describeYamlError(err: ApiError, yaml: string): { message: string; excerpt: string | null } {
   const where = err.line ? `line ${err.line}${err.column ? `, column ${err.column}` : ""}: ` : "";
-  const field = err.field ? ` (field ${err.field})` : "";
+  // The request field holding the YAML says nothing the editor does not; a field inside the YAML does.
+  const field = err.field && !/(^|_)yaml$/.test(err.field) ? ` (field ${err.field})` : "";
+  // The parser's own "at line N column M" is already in front.
+  const text = err.line ? errorText(err).replace(/ at line \d+ column \d+$/, "") : errorText(err);
   let excerpt: string | null = null;
   if (err.line) {
-    const text = yaml.split("\n")[err.line - 1];
-    if (text !== undefined) {
+    const line = yaml.split("\n")[err.line - 1];
+    if (line !== undefined) {
       const caret = err.column ? `\n${" ".repeat(Math.max(0, err.column - 1) + String(err.line).length + 3)}^` : "";
-      excerpt = `${err.line} | ${text}${caret}`;
+      excerpt = `${err.line} | ${line}${caret}`;
     }
   }
-  return { message: `${where}${err.error}${field}`, excerpt };
+  return { message: `${where}${text}${field}`, excerpt };
 }
 
 function debounce(fn: () => void, ms: number): () => void {
@@ -62,14 +65,19 @@ class YamlField {
       this.status.append(h("span", { class: "ok" }, `✓ ${ok.summary}`));
       return true;
     } catch (e) {
-      const err = e instanceof HttpError ? e.body : { error: String(e) };
-      const { message, excerpt } = describeYamlError(err, yaml);
-      this.area.classList.add("invalid");
-      this.status.append(h("span", { class: "error" }, message));
-      if (excerpt) this.status.append(h("pre", { class: "excerpt" }, excerpt));
-      if (err.line) this.selectLine(err.line);
+      this.showError(e instanceof HttpError ? e.body : { error: String(e) });
       return false;
     }
+  }
+
+  /** Marks the editor and shows the error under it, at its line when the server located it. */
+  showError(err: ApiError): void {
+    clear(this.status);
+    const { message, excerpt } = describeYamlError(err, this.area.value);
+    this.area.classList.add("invalid");
+    this.status.append(h("span", { class: "error" }, message));
+    if (excerpt) this.status.append(h("pre", { class: "excerpt" }, excerpt));
+    if (err.line) this.selectLine(err.line);
   }
 
   private selectLine(line: number): void {
@@ -205,9 +213,11 @@ export class StartForm {
     } catch (e) {
       this.startBtn.disabled = false;
       if (e instanceof HttpError) {
+        const yamlField = { profile_yaml: this.profileYaml, scaledobject_yaml: this.soYaml }[e.body.field ?? ""];
+        if (yamlField) yamlField.showError(e.body);
         const field = e.body.field ? this.el.querySelector(`[name="${CSS.escape(e.body.field)}"]`) : null;
         field?.classList.add("invalid");
-        this.say(`${e.body.error}${e.body.field ? ` (${e.body.field})` : ""}`, true);
+        this.say(`${errorText(e.body)}${e.body.field ? ` (${e.body.field})` : ""}`, true);
       } else this.say(String(e), true);
     }
   }

@@ -6,7 +6,7 @@ import { ChartBoard } from "./charts";
 import { clear, h } from "./dom";
 import { type ChartPicker, summaryTable } from "./runview";
 import { fmtNum, RunSeries } from "./series";
-import { isActive, type RunMeta } from "./types";
+import { errorText, isActive, type RunMeta } from "./types";
 
 export class HistoryList {
   readonly el: HTMLElement;
@@ -107,7 +107,7 @@ export class HistoryList {
     try {
       await api.remove(id);
     } catch (e) {
-      this.message.textContent = e instanceof HttpError ? e.body.error : String(e);
+      this.message.textContent = e instanceof HttpError ? errorText(e.body) : String(e);
     }
     await this.load();
   }
@@ -138,6 +138,7 @@ export class CompareView {
       this.picker.el,
       charts,
     );
+    this.picker.setTriggers(runs);
     this.board = new ChartBoard(charts, runs, this.picker.options);
   }
 }

@@ -5,7 +5,7 @@ import { api, eventsUrl, HttpError } from "./api";
 import { clear, h } from "./dom";
 import { type RunView } from "./runview";
 import { RunSeries } from "./series";
-import { isActive, type Decision, type Note, type RunData, type RunMeta, type Sample } from "./types";
+import { errorText, isActive, type ApiError, type Decision, type Note, type RunData, type RunMeta, type Sample } from "./types";
 
 export const CHAOS_ACTIONS = [
   { action: "kill-replica", label: "kill replica", hint: "SIGKILL: a crash", duration: false },
@@ -18,7 +18,7 @@ export const CHAOS_ACTIONS = [
 export function chaosMessage(status: number | null, body: unknown): string {
   if (status === null) return `sent: ${JSON.stringify(body)}`;
   if (status === 404) return "This lab does not offer chaos actions yet (issue 12): the server answered 404.";
-  const err = body && typeof body === "object" && "error" in body ? String((body as { error: unknown }).error) : "";
+  const err = body && typeof body === "object" && "error" in body ? errorText(body as ApiError) : "";
   return `refused (${status})${err ? `: ${err}` : ""}`;
 }
 
@@ -90,7 +90,7 @@ export class RunControls {
       await api.stop(this.runId);
       this.message.textContent = "stopping…";
     } catch (e) {
-      this.message.textContent = e instanceof HttpError ? e.body.error : String(e);
+      this.message.textContent = e instanceof HttpError ? errorText(e.body) : String(e);
     } finally {
       this.stopBtn.disabled = false;
     }
@@ -102,7 +102,7 @@ export class RunControls {
       const meta = await api.rate(this.runId, Number(this.rate.value));
       this.message.textContent = `rate ×${meta.rate_multiplier}`;
     } catch (e) {
-      this.message.textContent = e instanceof HttpError ? e.body.error : String(e);
+      this.message.textContent = e instanceof HttpError ? errorText(e.body) : String(e);
     }
   }
 }

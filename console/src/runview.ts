@@ -2,7 +2,7 @@
 // a past run and the offline report all use it; only the live page adds controls (controls.ts) around it.
 
 import { downloadUrl } from "./api";
-import { ChartBoard, type ChartOptions } from "./charts";
+import { ChartBoard, type ChartOptions, triggerNames } from "./charts";
 import { clear, h } from "./dom";
 import { fmtNum, fmtT, newestFirst, PERCENTILE_LABEL, PERCENTILES, type Percentile, RunSeries } from "./series";
 import type { Decision, RunMeta } from "./types";
@@ -13,6 +13,8 @@ const LOG_CAP = 300;
 export class ChartPicker {
   percentiles = new Set<Percentile>(["p50", "p95", "p99"]);
   endpointMetric: ChartOptions["endpointMetric"] = "rps";
+  trigger: string | null = null;
+  private readonly triggerSelect: HTMLSelectElement;
   private readonly listeners: (() => void)[] = [];
   readonly el: HTMLElement;
 
@@ -46,6 +48,13 @@ export class ChartPicker {
       h("option", { value: "rps" }, "req/s"),
       ...PERCENTILES.map((p) => h("option", { value: p }, `${PERCENTILE_LABEL[p]} ms`)),
     );
+    this.triggerSelect = h("select", {
+      name: "trigger",
+      onchange: (ev: Event) => {
+        this.trigger = (ev.target as HTMLSelectElement).value || null;
+        this.changed();
+      },
+    });
     this.el = h(
       "div",
       { class: "picker" },
@@ -53,10 +62,26 @@ export class ChartPicker {
       ...boxes,
       h("span", { class: "muted sep" }, "per endpoint:"),
       metric,
+      h("span", { class: "muted sep" }, "trigger:"),
+      this.triggerSelect,
     );
   }
 
-  options = (): ChartOptions => ({ percentiles: this.percentiles, endpointMetric: this.endpointMetric });
+  /** Offers the triggers the runs have (kept as they are when unchanged, so a live run does not reset the pick). */
+  setTriggers(runs: RunSeries[]): void {
+    const names = [...new Set(runs.flatMap(triggerNames))];
+    const current = [...this.triggerSelect.options].map((o) => o.value);
+    if (names.join("\n") === current.join("\n")) return;
+    clear(this.triggerSelect);
+    for (const n of names) this.triggerSelect.append(h("option", { value: n }, n));
+    if (this.trigger && names.includes(this.trigger)) this.triggerSelect.value = this.trigger;
+  }
+
+  options = (): ChartOptions => ({
+    percentiles: this.percentiles,
+    endpointMetric: this.endpointMetric,
+    trigger: this.trigger,
+  });
   onChange(fn: () => void): void {
     this.listeners.push(fn);
   }
@@ -179,6 +204,7 @@ export class RunView {
     this.placeholder.hidden = true;
     if (this.board) this.board.setRuns([run]);
     else this.board = new ChartBoard(this.chartsEl, [run], this.picker.options);
+    this.picker.setTriggers([run]);
     this.board.flush();
     this.renderMeta();
     this.renderStats();
@@ -187,6 +213,7 @@ export class RunView {
   }
 
   sampleAdded(): void {
+    if (this.run) this.picker.setTriggers([this.run]);
     this.renderStats();
     this.renderSummary();
     this.board?.schedule();

@@ -117,9 +117,10 @@ export interface ProfileInfo {
   yaml: string;
 }
 
-/** The project's JSON error shape, plus the YAML position /api/validate adds. */
+/** The project's JSON error shape (`error` a code, `message` the words), plus the YAML position of a parse error. */
 export interface ApiError {
   error: string;
+  message?: string;
   field?: string | null;
   value?: unknown;
   allowed?: unknown;
@@ -129,3 +130,6 @@ export interface ApiError {
 
 export const TERMINAL: readonly RunStatus[] = ["finished", "failed", "stopped"];
 export const isActive = (s: RunStatus): boolean => !TERMINAL.includes(s);
+
+/** The words of an API error: its message, or its code when there is none. */
+export const errorText = (e: ApiError): string => e.message || e.error;

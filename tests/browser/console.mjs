@@ -144,6 +144,13 @@ try {
   });
   check(await page.locator("#chaos button[data-action]").count() === 4, "the chaos panel lists the four lab faults");
   check(await page.locator("#chaos button[data-action]").first().isEnabled(), "chaos buttons are enabled while running");
+  // Percentiles are the user's pick: p99.9 joins the latency chart when ticked.
+  await page.locator('input[name="pct-p99_9"]').check();
+  await page.waitForFunction(() => document.querySelector('[data-chart="latency"] .u-legend')?.textContent?.includes("p99.9"));
+  // Let the load build up so the screenshot shows a scale-up in progress, not its first seconds.
+  await page.waitForFunction(() => Number(document.querySelector("#stat-t")?.dataset.value ?? -1) >= 15, null, {
+    timeout: 60_000,
+  });
   const replicas = await numberOf(page, "#stat-replicas");
   const decisions = await page.locator("#decision-log li").count();
   check((await ink(page, "replicas")) > 500, "the replicas chart is drawn live");
@@ -156,7 +163,7 @@ try {
 
   // 4. A second, shorter run at twice the rate, to compare with.
   const second = await startRun(page, { rate: "2", label: "browser test B" });
-  await page.waitForFunction(() => Number(document.querySelector("#stat-t")?.dataset.value ?? -1) >= 5, null, {
+  await page.waitForFunction(() => Number(document.querySelector("#stat-t")?.dataset.value ?? -1) >= 10, null, {
     timeout: 90_000,
   });
   log("second", { id: second, status: await stopRun(page) });
