@@ -160,9 +160,9 @@ function markersPlugin(runs: () => RunSeries[]): uPlot.Plugin {
           }
           ctx.setLineDash(ri === 0 ? [] : [4 * px, 3 * px]);
           ctx.font = `${10 * px}px system-ui, sans-serif`;
-          for (const ev of run.scaleEvents) {
+          run.scaleEvents.forEach((ev, ei) => {
             const x = u.valToPos(ev.t_s, "x", true);
-            if (!Number.isFinite(x)) continue;
+            if (!Number.isFinite(x)) return;
             const up = ev.to > ev.from;
             ctx.strokeStyle = up ? "rgba(22,163,74,0.8)" : "rgba(217,119,6,0.8)";
             ctx.lineWidth = px;
@@ -175,8 +175,10 @@ function markersPlugin(runs: () => RunSeries[]): uPlot.Plugin {
             // Near the right edge the label goes left of its line, or it would be cut off.
             const w = ctx.measureText(text).width;
             const tx = x + 3 * px + w > left + width ? x - 3 * px - w : x + 3 * px;
-            ctx.fillText(text, tx, top + (10 + ri * 11) * px);
-          }
+            // Alternate rows so the labels of events a second apart do not print over each other.
+            const row = ri * 2 + (ei % 2);
+            ctx.fillText(text, tx, top + (10 + row * 11) * px);
+          });
         });
         ctx.restore();
       },

@@ -29,6 +29,8 @@ const maxReplicas = process.env.LAB_MAX_REPLICAS ?? "4";
 mkdirSync(shots, { recursive: true });
 
 const problems = [];
+// With a token in the URL (`#token=...`, as the lab prints it when it has one), every API request must carry it.
+const token = new URLSearchParams(new URL(base).hash.slice(1)).get("token");
 const log = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
 
 function isLocal(url) {
@@ -44,6 +46,10 @@ function isLocal(url) {
 async function guard(context, name, allow = isLocal) {
   await context.route("**/*", (route) => {
     const url = route.request().url();
+    if (token && allow(url) && new URL(url).pathname.startsWith("/api/")) {
+      const carried = route.request().headers()["x-lab-token"] ?? new URL(url).searchParams.get("token");
+      if (carried !== token) problems.push(`${name}: API request without the token: ${url}`);
+    }
     if (allow(url)) return route.continue();
     problems.push(`${name}: request left 127.0.0.1: ${url}`);
     return route.abort("blockedbyclient");
@@ -131,6 +137,7 @@ try {
   // 1. The page loads, lists the profiles and the history.
   await page.goto(base);
   await page.locator(`#profile option[value="${profile}"]`).waitFor({ state: "attached" });
+  check(!page.url().includes("token="), `the token is dropped from the address bar: ${page.url()}`);
   log("loaded", { url: base });
 
   // 2. Start the demo profile; the replica count rises on the page and the decision log fills.

@@ -2,13 +2,14 @@
 tests/browser/console.mjs (playwright-core driving Debian's Chromium) starts the demo profile at a small time scale,
 waits for the replica count to rise and the decision log to fill, stops it, finds it in the history after a reload,
 compares two runs and opens the downloaded HTML report with the network cut. Any console error or request leaving
-127.0.0.1 fails it.
+127.0.0.1 fails it, and so does an API request without the lab's token.
 
 Screenshots go to a temporary directory; CONSOLE_SCREENSHOTS=docs refreshes the committed docs/console-*.png."""
 
 import os
 import pathlib
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,11 +22,11 @@ from conftest import ROOT, TARGET, Proc
 CHROMIUM = pathlib.Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 LAB = TARGET / "debug" / "lab"
 SCRIPT = ROOT / "tests" / "browser" / "console.mjs"
-CONSOLE_LINE = re.compile(r"console: (http://127\.0\.0\.1:\d+/)")
+CONSOLE_LINE = re.compile(r"console: (http://127\.0\.0\.1:\d+/(?:#token=\S+)?)")
 
 
 def console_url(proc: Proc, timeout: float = 60.0) -> str:
-    """The URL from the lab's `console: http://127.0.0.1:PORT/` line."""
+    """The URL from the lab's `console: http://127.0.0.1:PORT/#token=...` line."""
     deadline = time.monotonic() + timeout
     with proc._cond:
         while time.monotonic() < deadline:
@@ -55,9 +56,12 @@ def test_console_in_a_real_browser():
         shots = pathlib.Path(os.environ.get("CONSOLE_SCREENSHOTS", pathlib.Path(tmp) / "shots"))
         if not shots.is_absolute():
             shots = ROOT / shots
-        lab = Proc([LAB, "console", "--ui-port", "0", "--runs-dir", runs], kinds=())
+        # With a token every API call must carry it: the page's token handling is under test too.
+        token = secrets.token_urlsafe(12)
+        lab = Proc([LAB, "console", "--ui-port", "0", "--ui-token", token, "--runs-dir", runs], kinds=())
         try:
             url = console_url(lab)
+            assert url.endswith(f"#token={token}"), url
             env = dict(os.environ, CONSOLE_URL=url, SHOTS_DIR=str(shots), WORK_DIR=tmp, CHROMIUM=str(CHROMIUM))
             result = subprocess.run(
                 [node, str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=420
