@@ -14,10 +14,11 @@ export const CHAOS_ACTIONS = [
   { action: "kill-scaler", label: "kill scaler", hint: "the metric source dies: KEDA's fallback", duration: false },
 ] as const;
 
-/** What the chaos panel says for the server's answer; a 404 means this lab has no chaos actions yet. */
+/** What the chaos panel says for the server's answer; 404 or 405 means this lab has no chaos route yet. */
 export function chaosMessage(status: number | null, body: unknown): string {
   if (status === null) return `sent: ${JSON.stringify(body)}`;
-  if (status === 404) return "This lab does not offer chaos actions yet (issue 12): the server answered 404.";
+  if (status === 404 || status === 405)
+    return `This lab does not offer chaos actions yet (issue 12): the server answered ${status}.`;
   const err = body && typeof body === "object" && "error" in body ? errorText(body as ApiError) : "";
   return `refused (${status})${err ? `: ${err}` : ""}`;
 }

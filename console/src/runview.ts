@@ -119,10 +119,16 @@ export function summaryRows(run: RunSeries): [string, string][] {
   const s = run.meta.summary;
   const rep = (run.report ?? {}) as Record<string, unknown>;
   const scaling = (rep.scaling ?? {}) as Record<string, unknown>;
+  const cost = (scaling.cost ?? {}) as Record<string, unknown>;
+  const events = Array.isArray(scaling.events) ? (scaling.events as Record<string, unknown>[]) : [];
+  const eventText = events
+    .map((e) => `${e.from_replicas}→${e.to_replicas} in ${fmtNum(e.total_s as number)} s`)
+    .join(", ");
   const num = (v: unknown, d = 1, unit = "") => (typeof v === "number" ? `${fmtNum(v, d)}${unit}` : "–");
   return [
     ["status", `${run.meta.status}${run.meta.exit_code !== null ? ` (exit ${run.meta.exit_code})` : ""}`],
-    ["verdict", typeof rep.verdict === "string" ? rep.verdict : "–"],
+    ["verdict", typeof rep.verdict === "string" && rep.verdict ? rep.verdict : "–"],
+    ["SLO", typeof scaling.slo === "string" ? scaling.slo : "–"],
     ["requests", s ? `${s.requests}` : "–"],
     ["errors", s ? `${s.errors}` : "–"],
     ["p95", s ? `${fmtNum(s.p95_ms)} ms` : "–"],
@@ -131,12 +137,32 @@ export function summaryRows(run: RunSeries): [string, string][] {
     ["first new replica ready", num(scaling.time_to_first_new_ready_s, 1, " s")],
     ["time to scale down", num(scaling.time_to_scale_down_s, 1, " s")],
     ["peak replicas", num(scaling.peak_replicas, 0)],
-    ["scale events", `${run.scaleEvents.length}`],
+    ["scaling events", eventText || "–"],
+    ["replica-seconds", num(cost.replica_seconds, 1)],
+    ["… per 1000 requests", num(cost.replica_seconds_per_1000_requests, 1)],
+    ["… wasted", num(cost.wasted_replica_seconds, 1)],
+    ["scale steps seen", `${run.scaleEvents.length}`],
     ["decisions", `${run.decisions.length}`],
   ];
 }
 
+/** The scaling report's advice, when it has some. */
+export function advice(run: RunSeries): string[] {
+  const scaling = ((run.report ?? {}) as Record<string, unknown>).scaling as Record<string, unknown> | undefined;
+  return Array.isArray(scaling?.advice) ? (scaling.advice as unknown[]).map(String) : [];
+}
+
 export function summaryTable(run: RunSeries, title?: string): HTMLElement {
+  const tips = advice(run);
+  return h(
+    "div",
+    { class: "summary-block" },
+    summaryFigures(run, title),
+    tips.length > 0 ? h("ul", { class: "advice" }, tips.map((t) => h("li", {}, t))) : null,
+  );
+}
+
+function summaryFigures(run: RunSeries, title?: string): HTMLElement {
   return h(
     "table",
     { class: "summary" },

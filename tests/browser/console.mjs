@@ -168,8 +168,11 @@ try {
   const status = await stopRun(page);
   log("stopped", { status });
 
-  // 4. A second, shorter run at twice the rate, to compare with.
+  // 4. A second, shorter run at twice the rate, to compare with; its rate is changed while it runs.
   const second = await startRun(page, { rate: "2", label: "browser test B" });
+  await page.locator("#rate").fill("1.5");
+  await page.locator("#rate-apply").click();
+  await page.waitForFunction(() => document.querySelector("#control-message")?.textContent === "rate ×1.5");
   await page.waitForFunction(() => Number(document.querySelector("#stat-t")?.dataset.value ?? -1) >= 10, null, {
     timeout: 90_000,
   });
@@ -180,6 +183,13 @@ try {
   await page.locator('[data-tab="history"]').click();
   for (const id of [first, second]) await page.locator(`tr[data-run="${id}"]`).waitFor();
   log("history", { rows: await page.locator("#history-rows tr").count() });
+
+  // A past run opens with its charts and decisions, read back from the lab's disk.
+  await page.locator(`tr[data-run="${first}"] a.open`).click();
+  await page.waitForFunction(() => ["stopped", "finished"].includes(document.querySelector("#run-status")?.textContent ?? ""));
+  await page.waitForFunction(() => document.querySelectorAll("#decision-log li").length >= 2);
+  check((await ink(page, "replicas")) > 500, "a past run's replicas chart is drawn");
+  await page.locator('[data-tab="history"]').click();
 
   // 6. Compare them: one set of charts with both runs, their scaling reports side by side.
   await page.locator(`tr[data-run="${first}"] input[name="pick"]`).check();

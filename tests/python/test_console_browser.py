@@ -1,4 +1,4 @@
-"""The web console in a real browser against the real lab: `lab console` on a free port, then
+"""The web console: its unit tests, and the page in a real browser against the real lab: `lab console` on a free port, then
 tests/browser/console.mjs (playwright-core driving Debian's Chromium) starts the demo profile at a small time scale,
 waits for the replica count to rise and the decision log to fill, stops it, finds it in the history after a reload,
 compares two runs and opens the downloaded HTML report with the network cut. Any console error or request leaving
@@ -75,3 +75,17 @@ def test_console_in_a_real_browser():
             assert (shots / name).stat().st_size > 10_000, f"{name} was not written"
         # The history the page showed is the lab's, kept on disk.
         assert len([p for p in runs.iterdir() if p.is_dir()]) >= 2, list(runs.iterdir())
+
+
+def test_console_unit_tests():
+    """The page's Vitest unit tests (console/src/*.test.ts) and its type check, so `make test` runs them too."""
+    npm = shutil.which("npm")
+    assert npm, "npm is required (scripts/setup.sh builds the console with it)"
+    assert (ROOT / "console" / "node_modules" / "vitest").is_dir(), (
+        "console/node_modules is missing: run scripts/console.sh (make setup does)"
+    )
+    for script in ("typecheck", "test"):
+        result = subprocess.run(
+            [npm, "run", "--silent", script], cwd=ROOT / "console", capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"npm run {script} failed:\n{result.stdout}\n{result.stderr}"
