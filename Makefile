@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help setup test demo lint bench
+.PHONY: help setup test demo console lint bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -15,6 +15,11 @@ demo: setup ## build in release mode and run the cluster-free lab (scaler + cons
 	$(call require,$(CARGO),Install Rust: https://rustup.rs)
 	$(CARGO) build --release -p consumer -p scaler -p generator -p lab
 	./target/release/lab --test demo
+
+console: setup ## build in release mode and serve the lab's web console on http://127.0.0.1:8089/ until Ctrl-C (docs/console.md)
+	$(call require,$(CARGO),Install Rust: https://rustup.rs)
+	$(CARGO) build --release -p consumer -p scaler -p generator -p lab
+	./target/release/lab console
 
 test: setup ## run every test: Rust (unit + integration, real Prometheus/OTLP/gRPC) and Python (wire, manifests, dashboards)
 	$(call require,$(CARGO) python3 kubectl promtool prometheus,Run make setup; kubectl: https://kubernetes.io/docs/tasks/tools/ and Rust: https://rustup.rs)

@@ -5,7 +5,7 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! [`chart`] the triggers chart, [`console`] the web console, [`observe`] a run's live hooks, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
 //! the interrupts.
 
 pub mod chart;
@@ -13,6 +13,7 @@ pub mod console;
 pub mod control;
 pub mod kafka;
 pub mod keda;
+pub mod observe;
 pub mod process;
 pub mod replicas;
 pub mod run;

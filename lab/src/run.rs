@@ -23,6 +23,7 @@ use generator::targets::TargetSet;
 
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
+pub use crate::observe::{LiveInterval, RunHooks, RunObserver};
 use crate::process::{child, locate_binary};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
@@ -43,37 +44,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// (docs/exit-codes.md).
 pub async fn run(args: LabArgs) -> Result<i32, LabError> {
     run_hooked(args, RunHooks::default()).await
-}
-
-/// What a run tells an observer while it goes (the console's live feed), and the live rate control it obeys.
-#[derive(Clone, Default)]
-pub struct RunHooks {
-    pub observer: Option<Arc<dyn RunObserver>>,
-    /// The open model's rate multiplier, changeable during the run.
-    pub rate: Option<Arc<generator::engine::RateControl>>,
-}
-
-/// Receives a run's progress, once per load interval, from the run's own task (so it must not block).
-pub trait RunObserver: Send + Sync {
-    /// One load interval closed; decision and note times in [`LiveInterval`] are on the control loop's epoch.
-    fn interval(&self, live: &LiveInterval<'_>);
-}
-
-/// One load interval as the run saw it, with what happened since the previous one.
-pub struct LiveInterval<'a> {
-    pub stats: &'a generator::stats::IntervalStats,
-    pub pool: Option<&'a crate::replicas::PoolSnapshot>,
-    /// Controller steps since the previous interval (`t_s` on the epoch's clock).
-    pub new_decisions: &'a [DecisionRecord],
-    /// The latest controller step, if any.
-    pub last_decision: Option<&'a DecisionRecord>,
-    /// Lines the lab noted since the previous interval (the first interval carries those from the start).
-    pub new_notes: &'a [String],
-    /// When the load started on the epoch's clock (approximate until the run ends).
-    pub load_start_s: f64,
-    pub phase: Option<&'a str>,
-    /// The profile's length: intervals after it are the settle phase.
-    pub profile_end_s: f64,
 }
 
 /// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
@@ -219,6 +189,9 @@ pub async fn run_observed(
         args.time_scale,
         args.no_spawn,
     );
+    for line in &hooks.banner {
+        view.add_header(line);
+    }
     view.banner();
     view.note(&format!(
         "scaling report: {}; phases per scale event at the end",

@@ -167,6 +167,11 @@ impl LabView {
         }
     }
 
+    /// A line kept in the header (redrawn with every frame of the terminal view).
+    pub fn add_header(&mut self, line: &str) {
+        self.header.push(line.to_string());
+    }
+
     /// Every line noted so far.
     pub fn notes(&self) -> &[String] {
         &self.notes

@@ -141,6 +141,7 @@ impl Manager {
                 id: id.clone(),
             })),
             rate: Some(rate),
+            banner: Vec::new(),
         };
         Ok(Ok((meta, hooks, extra)))
     }

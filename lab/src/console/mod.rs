@@ -61,6 +61,23 @@ pub struct UiArgs {
 pub struct Server {
     pub addr: SocketAddr,
     pub manager: Arc<Manager>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long the console may take to finish open responses once asked to close (an SSE stream ends with its run's
+/// final status, so the page sees how the run ended before the process exits).
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+impl Server {
+    /// Stop accepting, let open responses finish (bounded), then return.
+    pub async fn close(self) {
+        self.shutdown.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
 }
 
 /// Refuse a console the network could reach without a token, or an empty token.
@@ -89,7 +106,7 @@ pub fn check(ui: &UiArgs) -> Result<(), LabError> {
 
 /// Bind (falling back to a free port when the one asked for is taken), print the URL and the `listening` line, and
 /// serve in the background.
-pub async fn start(ui: &UiArgs, base: LabArgs) -> Result<Server, LabError> {
+pub async fn start(ui: &UiArgs, base: LabArgs, manager: Arc<Manager>) -> Result<Server, LabError> {
     check(ui)?;
     let listener = match TcpListener::bind((ui.ui_host, ui.ui_port)).await {
         Ok(listener) => listener,
@@ -103,7 +120,7 @@ pub async fn start(ui: &UiArgs, base: LabArgs) -> Result<Server, LabError> {
             })?
         }
         Err(e) => {
-            return Err(LabError::Usage(format!(
+            return Err(LabError::Runtime(format!(
                 "console: cannot bind {}:{}: {e}",
                 ui.ui_host, ui.ui_port
             )));
@@ -112,7 +129,6 @@ pub async fn start(ui: &UiArgs, base: LabArgs) -> Result<Server, LabError> {
     let addr = listener
         .local_addr()
         .map_err(|e| LabError::Runtime(format!("console: {e}")))?;
-    let manager = Manager::new(History::new(ui.runs_dir.clone()));
     let console = Arc::new(Console {
         manager: manager.clone(),
         base,
@@ -120,17 +136,15 @@ pub async fn start(ui: &UiArgs, base: LabArgs) -> Result<Server, LabError> {
         token: ui.ui_token.clone(),
     });
     let app = routes::router(console);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let shutdown = CancellationToken::new();
+    let stopping = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(stopping.cancelled_owned());
+        if let Err(e) = serving.await {
             eprintln!("console: the server stopped: {e}");
         }
     });
-    let fragment = ui
-        .ui_token
-        .as_ref()
-        .map(|t| format!("#token={t}"))
-        .unwrap_or_default();
-    println!("console: http://{addr}/{fragment}");
+    println!("{}", url_line(addr, ui));
     eprintln!(
         "{}",
         serde_json::json!({
@@ -139,7 +153,22 @@ pub async fn start(ui: &UiArgs, base: LabArgs) -> Result<Server, LabError> {
             "addr": addr.to_string(),
         })
     );
-    Ok(Server { addr, manager })
+    Ok(Server {
+        addr,
+        manager,
+        shutdown,
+        task,
+    })
+}
+
+/// `console: http://ADDR/` (and the token as the page reads it).
+fn url_line(addr: SocketAddr, ui: &UiArgs) -> String {
+    let fragment = ui
+        .ui_token
+        .as_ref()
+        .map(|t| format!("#token={t}"))
+        .unwrap_or_default();
+    format!("console: http://{addr}/{fragment}")
 }
 
 /// `lab` with the console on: the run is checked first (bad input exits as it always did, with no record), the
@@ -149,42 +178,53 @@ pub async fn demo(args: LabArgs, ui: UiArgs) -> Result<i32, LabError> {
     let (_, config) = load_scaledobject(&args)?;
     let profile = load_profile(&args)?;
     SloChoice::resolve(args.slo.as_deref())?;
-    let server = start(&ui, args.clone()).await?;
+    check(&ui)?;
+    // Recorded before the console accepts a request: its first answer already lists the run.
+    let manager = Manager::new(History::new(ui.runs_dir.clone()));
     let stop = CancellationToken::new();
-    let begun = server
-        .manager
-        .begin(&id_stamp(), &profile.name, 1.0, stop.clone(), |id, _dir| {
-            let meta = RunMeta {
-                id: id.to_string(),
-                label: "lab".into(),
-                profile: profile.name.clone(),
-                status: Status::Starting,
-                started_at: now_rfc3339(),
-                ended_at: None,
-                time_scale: args.time_scale,
-                rate_multiplier: 1.0,
-                scaledobject: config.name.clone(),
-                max_replicas: args.max_replicas,
-                exit_code: None,
-                error: None,
-                summary: None,
-            };
-            Ok::<_, std::io::Error>((meta, routes::triggers(&config), ()))
-        });
-    let (meta, hooks, ()) = match begun {
+    let begun = manager.begin(&id_stamp(), &profile.name, 1.0, stop.clone(), |id, _dir| {
+        let meta = RunMeta {
+            id: id.to_string(),
+            label: "lab".into(),
+            profile: profile.name.clone(),
+            status: Status::Starting,
+            started_at: now_rfc3339(),
+            ended_at: None,
+            time_scale: args.time_scale,
+            rate_multiplier: 1.0,
+            scaledobject: config.name.clone(),
+            max_replicas: args.max_replicas,
+            exit_code: None,
+            error: None,
+            summary: None,
+        };
+        Ok::<_, std::io::Error>((meta, routes::triggers(&config), ()))
+    });
+    let (meta, mut hooks, ()) = match begun {
         Ok(Ok(begun)) => begun,
         // The record is a convenience: a runs directory that cannot be written does not stop the demo.
         Ok(Err(e)) => {
             eprintln!(
                 "console: cannot record the run in {}: {e}",
-                server.manager.history().root().display()
+                manager.history().root().display()
             );
             return crate::run::run_hooked(args, crate::RunHooks::default()).await;
         }
         Err(_) => unreachable!("a new manager has no active run"),
     };
-    let manager = server.manager.clone();
-    crate::run::run_signalled(|interrupt, registry| async move {
+    let server = match start(&ui, args.clone(), manager.clone()).await {
+        Ok(server) => server,
+        Err(e) => {
+            let failed = Err(LabError::Runtime(e.to_string()));
+            manager.finish(&meta.id, &failed, false, &args.out);
+            return Err(e);
+        }
+    };
+    // The terminal view redraws the screen: the URL stays in its header (other views keep the line printed).
+    if crate::view::LiveMode::parse(&args.live) == crate::view::LiveMode::Tty {
+        hooks.banner.push(url_line(server.addr, &ui));
+    }
+    let code = crate::run::run_signalled(|interrupt, registry| async move {
         // The page's stop button and the first signal both interrupt the run.
         let interrupted = interrupt.clone();
         let stop_on_signal = stop.clone();
@@ -197,14 +237,16 @@ pub async fn demo(args: LabArgs, ui: UiArgs) -> Result<i32, LabError> {
         manager.finish(&meta.id, &result, stop.is_cancelled(), &out);
         result.map(|o| o.exit_code)
     })
-    .await
+    .await;
+    server.close().await;
+    code
 }
 
 /// `lab console`: serve and run what the page starts, until SIGINT/SIGTERM; then stop the active run (its partial
 /// report is written) and exit 0. A second signal kills every child at once.
 pub async fn serve_until_signal(base: LabArgs, ui: UiArgs) -> Result<i32, LabError> {
-    let server = start(&ui, base).await?;
-    let manager = server.manager.clone();
+    let manager = Manager::new(History::new(ui.runs_dir.clone()));
+    let server = start(&ui, base, manager.clone()).await?;
     let interrupt = CancellationToken::new();
     let immediate = CancellationToken::new();
     let signals = crate::signals::Signals::install()
@@ -226,5 +268,6 @@ pub async fn serve_until_signal(base: LabArgs, ui: UiArgs) -> Result<i32, LabErr
     }
     watcher.abort();
     manager.registry.kill_all();
+    server.close().await;
     Ok(contract::exit::OK)
 }
