@@ -152,7 +152,9 @@ export class StartForm {
       this.profiles = profiles;
       clear(this.profile);
       for (const p of profiles) {
-        this.profile.append(h("option", { value: p.name, title: p.description }, `${p.name} (${Math.round(p.duration_s)} s)`));
+        this.profile.append(
+          h("option", { value: p.name, title: p.description }, `${p.name} (${Math.round(p.duration_s)} s)`),
+        );
       }
       const demo = profiles.find((p) => p.name === "demo");
       if (demo) this.profile.value = demo.name;
@@ -201,7 +203,8 @@ export class StartForm {
 
   private async submit(): Promise<void> {
     for (const el of this.el.querySelectorAll(".invalid")) el.classList.remove("invalid");
-    if (this.profileYaml.edited && !(await this.profileYaml.validate())) return this.say("fix the profile YAML first", true);
+    if (this.profileYaml.edited && !(await this.profileYaml.validate()))
+      return this.say("fix the profile YAML first", true);
     if ((this.soMode.value === "edited" || this.soYaml.edited) && !(await this.soYaml.validate()))
       return this.say("fix the ScaledObject YAML first", true);
     this.startBtn.disabled = true;

@@ -15,9 +15,7 @@ export class HistoryList {
   private readonly compareBtn = h("button", { type: "button", id: "compare", disabled: true }, "Compare selected (2)");
   private readonly picked: string[] = [];
 
-  constructor(
-    private readonly actions: { open: (id: string) => void; compare: (a: string, b: string) => void },
-  ) {
+  constructor(private readonly actions: { open: (id: string) => void; compare: (a: string, b: string) => void }) {
     this.compareBtn.addEventListener("click", () => {
       if (this.picked.length === 2) this.actions.compare(this.picked[0], this.picked[1]);
     });
@@ -25,14 +23,36 @@ export class HistoryList {
       "section",
       { class: "panel", id: "history" },
       h("h3", {}, "Run history"),
-      h("div", { class: "row" }, this.compareBtn, h("button", { type: "button", onclick: () => void this.load() }, "Refresh"), this.message),
+      h(
+        "div",
+        { class: "row" },
+        this.compareBtn,
+        h("button", { type: "button", onclick: () => void this.load() }, "Refresh"),
+        this.message,
+      ),
       h(
         "table",
         { class: "history" },
         h(
           "thead",
           {},
-          h("tr", {}, ...["", "run", "status", "profile", "ScaledObject", "requests", "errors", "p95 ms", "max replicas", "files", ""].map((c) => h("th", {}, c))),
+          h(
+            "tr",
+            {},
+            ...[
+              "",
+              "run",
+              "status",
+              "profile",
+              "ScaledObject",
+              "requests",
+              "errors",
+              "p95 ms",
+              "max replicas",
+              "files",
+              "",
+            ].map((c) => h("th", {}, c)),
+          ),
         ),
         this.body,
       ),
@@ -57,7 +77,13 @@ export class HistoryList {
     for (let i = this.picked.length - 1; i >= 0; i--) if (!ids.has(this.picked[i])) this.picked.splice(i, 1);
     for (const r of runs) {
       const done = !isActive(r.status);
-      const pick = h("input", { type: "checkbox", name: "pick", value: r.id, checked: this.picked.includes(r.id), disabled: !done });
+      const pick = h("input", {
+        type: "checkbox",
+        name: "pick",
+        value: r.id,
+        checked: this.picked.includes(r.id),
+        disabled: !done,
+      });
       pick.addEventListener("change", () => this.toggle(r.id, pick.checked));
       const files = done
         ? (["report.json", "intervals.csv", "report.html"] as const).map((f) =>
@@ -69,7 +95,16 @@ export class HistoryList {
           "tr",
           { "data-run": r.id },
           h("td", {}, pick),
-          h("td", {}, h("a", { href: "#", class: "open", onclick: (ev: Event) => (ev.preventDefault(), this.actions.open(r.id)) }, r.label || r.id), h("div", { class: "muted small" }, r.id)),
+          h(
+            "td",
+            {},
+            h(
+              "a",
+              { href: "#", class: "open", onclick: (ev: Event) => (ev.preventDefault(), this.actions.open(r.id)) },
+              r.label || r.id,
+            ),
+            h("div", { class: "muted small" }, r.id),
+          ),
           h("td", {}, h("span", { class: `pill ${r.status}` }, r.status)),
           h("td", {}, r.profile),
           h("td", {}, r.scaledobject),
@@ -78,7 +113,22 @@ export class HistoryList {
           h("td", {}, r.summary ? fmtNum(r.summary.p95_ms) : "–"),
           h("td", {}, r.summary ? String(r.summary.max_replicas_seen) : "–"),
           h("td", { class: "files" }, ...files),
-          h("td", {}, done ? h("button", { type: "button", class: "small", title: "delete from history", onclick: () => void this.remove(r.id) }, "✕") : null),
+          h(
+            "td",
+            {},
+            done
+              ? h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "small",
+                    title: "delete from history",
+                    onclick: () => void this.remove(r.id),
+                  },
+                  "✕",
+                )
+              : null,
+          ),
         ),
       );
     }
@@ -134,7 +184,12 @@ export class CompareView {
     this.el.append(
       h("h2", {}, "Comparison"),
       h("p", { class: "muted" }, "A solid, B dotted; both aligned on their load start."),
-      h("div", { class: "side-by-side" }, summaryTable(runs[0], `A: ${runs[0].meta.label || a}`), summaryTable(runs[1], `B: ${runs[1].meta.label || b}`)),
+      h(
+        "div",
+        { class: "side-by-side" },
+        summaryTable(runs[0], `A: ${runs[0].meta.label || a}`),
+        summaryTable(runs[1], `B: ${runs[1].meta.label || b}`),
+      ),
       this.picker.el,
       charts,
     );

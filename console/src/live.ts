@@ -5,7 +5,16 @@ import { api, eventsUrl, HttpError } from "./api";
 import { clear, h } from "./dom";
 import { type RunView } from "./runview";
 import { RunSeries } from "./series";
-import { errorText, isActive, type ApiError, type Decision, type Note, type RunData, type RunMeta, type Sample } from "./types";
+import {
+  errorText,
+  isActive,
+  type ApiError,
+  type Decision,
+  type Note,
+  type RunData,
+  type RunMeta,
+  type Sample,
+} from "./types";
 
 export const CHAOS_ACTIONS = [
   { action: "kill-replica", label: "kill replica", hint: "SIGKILL: a crash", duration: false },
@@ -33,13 +42,22 @@ export class ChaosPanel {
 
   constructor() {
     this.buttons = CHAOS_ACTIONS.map((a) =>
-      h("button", { type: "button", title: a.hint, "data-action": a.action, onclick: () => void this.send(a.action, a.duration) }, a.label),
+      h(
+        "button",
+        { type: "button", title: a.hint, "data-action": a.action, onclick: () => void this.send(a.action, a.duration) },
+        a.label,
+      ),
     );
     this.el = h(
       "section",
       { class: "panel chaos", id: "chaos" },
       h("h3", {}, "Chaos"),
-      h("div", { class: "row" }, h("label", {}, "target ", this.target), h("label", {}, "freeze for (s) ", this.duration)),
+      h(
+        "div",
+        { class: "row" },
+        h("label", {}, "target ", this.target),
+        h("label", {}, "freeze for (s) ", this.duration),
+      ),
       h("div", { class: "row" }, ...this.buttons),
       this.answer,
     );
@@ -69,12 +87,31 @@ export class RunControls {
   readonly el: HTMLElement;
   private runId: string | null = null;
   private readonly stopBtn = h("button", { type: "button", id: "stop", onclick: () => void this.stop() }, "Stop");
-  private readonly rate = h("input", { type: "number", id: "rate", name: "rate", value: "1", min: "0.1", max: "10", step: "0.1" });
-  private readonly rateBtn = h("button", { type: "button", id: "rate-apply", onclick: () => void this.applyRate() }, "Set rate");
+  private readonly rate = h("input", {
+    type: "number",
+    id: "rate",
+    name: "rate",
+    value: "1",
+    min: "0.1",
+    max: "10",
+    step: "0.1",
+  });
+  private readonly rateBtn = h(
+    "button",
+    { type: "button", id: "rate-apply", onclick: () => void this.applyRate() },
+    "Set rate",
+  );
   private readonly message = h("span", { class: "muted", id: "control-message" });
 
   constructor() {
-    this.el = h("div", { class: "controls", id: "controls" }, this.stopBtn, h("label", {}, "rate × ", this.rate), this.rateBtn, this.message);
+    this.el = h(
+      "div",
+      { class: "controls", id: "controls" },
+      this.stopBtn,
+      h("label", {}, "rate × ", this.rate),
+      this.rateBtn,
+      this.message,
+    );
     this.setRun(null);
   }
 
@@ -116,7 +153,11 @@ export class LiveRun {
   constructor(
     readonly id: string,
     private readonly view: RunView,
-    private readonly hooks: { status: (meta: RunMeta) => void; ended: (meta: RunMeta) => void; conn: (s: string) => void },
+    private readonly hooks: {
+      status: (meta: RunMeta) => void;
+      ended: (meta: RunMeta) => void;
+      conn: (s: string) => void;
+    },
   ) {
     const es = new EventSource(eventsUrl(id));
     this.es = es;

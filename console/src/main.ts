@@ -14,16 +14,30 @@ function offlineReport(app: HTMLElement, data: RunData): void {
   document.body.classList.add("offline");
   document.title = `Lab run ${data.meta.id}`;
   const view = new RunView(new ChartPicker(), { offline: true });
-  app.append(h("header", {}, h("h1", {}, "Autoscaling lab: run report"), h("span", { class: "muted" }, "offline copy")), view.el);
+  app.append(
+    h("header", {}, h("h1", {}, "Autoscaling lab: run report"), h("span", { class: "muted" }, "offline copy")),
+    view.el,
+  );
   view.show(new RunSeries(data));
 }
 
 function consoleApp(app: HTMLElement): void {
   captureToken();
   const conn = connectionBadge();
-  const tabs = { run: h("main", { id: "tab-run" }), history: h("main", { id: "tab-history", hidden: true }), compare: h("main", { id: "tab-compare", hidden: true }) };
+  const tabs = {
+    run: h("main", { id: "tab-run" }),
+    history: h("main", { id: "tab-history", hidden: true }),
+    compare: h("main", { id: "tab-compare", hidden: true }),
+  };
   const tabButtons = Object.fromEntries(
-    (Object.keys(tabs) as (keyof typeof tabs)[]).map((k) => [k, h("button", { type: "button", class: "tab", "data-tab": k, onclick: () => show(k) }, k === "run" ? "Run" : k === "history" ? "History" : "Compare")]),
+    (Object.keys(tabs) as (keyof typeof tabs)[]).map((k) => [
+      k,
+      h(
+        "button",
+        { type: "button", class: "tab", "data-tab": k, onclick: () => show(k) },
+        k === "run" ? "Run" : k === "history" ? "History" : "Compare",
+      ),
+    ]),
   ) as Record<keyof typeof tabs, HTMLButtonElement>;
   function show(tab: keyof typeof tabs): void {
     for (const [k, el] of Object.entries(tabs)) el.hidden = k !== tab;
@@ -66,12 +80,17 @@ function consoleApp(app: HTMLElement): void {
     open: (id) => void open(id),
     compare: (a, b) => {
       show("compare");
-      compare.show(a, b).catch((e) => compare.el.replaceChildren(h("p", { class: "error" }, `could not load the runs: ${String(e)}`)));
+      compare
+        .show(a, b)
+        .catch((e) => compare.el.replaceChildren(h("p", { class: "error" }, `could not load the runs: ${String(e)}`)));
     },
   });
   const compare = new CompareView(new ChartPicker());
 
-  tabs.run.append(h("section", { class: "panel" }, h("h3", {}, "Start a run"), form.el), h("section", { class: "panel" }, controls.el, view.el));
+  tabs.run.append(
+    h("section", { class: "panel" }, h("h3", {}, "Start a run"), form.el),
+    h("section", { class: "panel" }, controls.el, view.el),
+  );
   tabs.history.append(history.el);
   tabs.compare.append(compare.el);
   app.append(

@@ -122,7 +122,12 @@ export function summaryRows(run: RunSeries): [string, string][] {
   const cost = (scaling.cost ?? {}) as Record<string, unknown>;
   const events = Array.isArray(scaling.events) ? (scaling.events as Record<string, unknown>[]) : [];
   const eventText = events
-    .map((e) => `${e.from_replicas}→${e.to_replicas} in ${fmtNum(e.total_s as number)} s`)
+    // An event the analysis found without a replica change (demand only) has no from/to: its kind says what it was.
+    .map((e) => {
+      const step = typeof e.from_replicas === "number" && typeof e.to_replicas === "number";
+      const what = step ? `${e.from_replicas}→${e.to_replicas}` : String(e.kind ?? "event").replace("_", "-");
+      return `${what} in ${fmtNum(e.total_s as number)} s`;
+    })
     .join(", ");
   const num = (v: unknown, d = 1, unit = "") => (typeof v === "number" ? `${fmtNum(v, d)}${unit}` : "–");
   return [
@@ -158,7 +163,13 @@ export function summaryTable(run: RunSeries, title?: string): HTMLElement {
     "div",
     { class: "summary-block" },
     summaryFigures(run, title),
-    tips.length > 0 ? h("ul", { class: "advice" }, tips.map((t) => h("li", {}, t))) : null,
+    tips.length > 0
+      ? h(
+          "ul",
+          { class: "advice" },
+          tips.map((t) => h("li", {}, t)),
+        )
+      : null,
   );
 }
 
@@ -178,7 +189,11 @@ function summaryFigures(run: RunSeries, title?: string): HTMLElement {
 export class RunView {
   readonly el: HTMLElement;
   private readonly content: HTMLElement;
-  private readonly placeholder = h("p", { class: "muted", id: "no-run" }, "No run open: start one above, or open one from the history.");
+  private readonly placeholder = h(
+    "p",
+    { class: "muted", id: "no-run" },
+    "No run open: start one above, or open one from the history.",
+  );
   private run: RunSeries | null = null;
   private board: ChartBoard | null = null;
   private readonly header = h("div", { class: "run-header" });

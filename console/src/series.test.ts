@@ -4,15 +4,30 @@ import type { RunData, Sample } from "./types";
 
 function meta(): RunData["meta"] {
   return {
-    id: "r1", label: "", profile: "demo", status: "running", started_at: "2026-11-30T02:00:00Z", ended_at: null,
-    time_scale: 0.5, rate_multiplier: 1, scaledobject: "consumer", max_replicas: null, exit_code: null, error: null,
+    id: "r1",
+    label: "",
+    profile: "demo",
+    status: "running",
+    started_at: "2026-11-30T02:00:00Z",
+    ended_at: null,
+    time_scale: 0.5,
+    rate_multiplier: 1,
+    scaledobject: "consumer",
+    max_replicas: null,
+    exit_code: null,
+    error: null,
     summary: null,
   };
 }
 
 function sample(t: number, over: Partial<Sample> = {}): Sample {
   return {
-    t_s: t, offered_rps: 10 * t, achieved_rps: 9 * t, ok: 9, errors: 2, dropped: 1,
+    t_s: t,
+    offered_rps: 10 * t,
+    achieved_rps: 9 * t,
+    ok: 9,
+    errors: 2,
+    dropped: 1,
     latency_ms: { p50: 1, p90: 2, p95: 3, p99: 4, p99_9: 5, max: 6, mean: 1.5 },
     replicas: { desired: 1, current: 1, ready: 1, draining: 0 },
     ...over,
@@ -43,7 +58,12 @@ describe("RunSeries", () => {
 
   it("keeps keyed columns (error classes, endpoints, triggers) as long as t, null where a key was absent", () => {
     const r = new RunSeries(data([sample(1)]));
-    r.push(sample(2, { errors_by_class: { timeout: 3 }, endpoints: { "/work": { rps: 5, errors: 0, latency_ms: { p95: 7 } } } }));
+    r.push(
+      sample(2, {
+        errors_by_class: { timeout: 3 },
+        endpoints: { "/work": { rps: 5, errors: 0, latency_ms: { p95: 7 } } },
+      }),
+    );
     r.push(sample(3, { triggers: [{ name: "rps", value: 12, target: 10, ratio: 1.2 }] }));
     expect(r.errorClass.cols.get("timeout")).toEqual([null, 3, null]);
     expect(r.endpointRps.cols.get("/work")).toEqual([null, 5, null]);
@@ -78,7 +98,11 @@ describe("RunSeries", () => {
     const r = new RunSeries(data([]));
     const started = performance.now();
     for (let t = 1; t <= 3600; t++) {
-      r.push(sample(t, { endpoints: { "/a": { rps: 1, errors: 0, latency_ms: {} }, "/b": { rps: 2, errors: 0, latency_ms: {} } } }));
+      r.push(
+        sample(t, {
+          endpoints: { "/a": { rps: 1, errors: 0, latency_ms: {} }, "/b": { rps: 2, errors: 0, latency_ms: {} } },
+        }),
+      );
     }
     expect(r.length).toBe(3600);
     expect(performance.now() - started).toBeLessThan(1000);

@@ -129,7 +129,10 @@ const browser = await chromium.launch({
 });
 let failed = null;
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1100 }, acceptDownloads: true });
+  const context = await browser.newContext({
+    viewport: { width: 1440, height: 1100 },
+    acceptDownloads: true,
+  });
   await guard(context, "console");
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
@@ -149,11 +152,16 @@ try {
   await page.waitForFunction(() => (document.querySelectorAll("#decision-log li").length ?? 0) >= 2, null, {
     timeout: 60_000,
   });
-  check(await page.locator("#chaos button[data-action]").count() === 4, "the chaos panel lists the four lab faults");
-  check(await page.locator("#chaos button[data-action]").first().isEnabled(), "chaos buttons are enabled while running");
+  check((await page.locator("#chaos button[data-action]").count()) === 4, "the chaos panel lists the four lab faults");
+  check(
+    await page.locator("#chaos button[data-action]").first().isEnabled(),
+    "chaos buttons are enabled while running",
+  );
   // Percentiles are the user's pick: p99.9 joins the latency chart when ticked.
   await page.locator('input[name="pct-p99_9"]').check();
-  await page.waitForFunction(() => document.querySelector('[data-chart="latency"] .u-legend')?.textContent?.includes("p99.9"));
+  await page.waitForFunction(() =>
+    document.querySelector('[data-chart="latency"] .u-legend')?.textContent?.includes("p99.9"),
+  );
   // Let the load build up so the screenshot shows a scale-up in progress, not its first seconds.
   await page.waitForFunction(() => Number(document.querySelector("#stat-t")?.dataset.value ?? -1) >= 15, null, {
     timeout: 60_000,
@@ -161,7 +169,10 @@ try {
   const replicas = await numberOf(page, "#stat-replicas");
   const decisions = await page.locator("#decision-log li").count();
   check((await ink(page, "replicas")) > 500, "the replicas chart is drawn live");
-  await page.screenshot({ path: join(shots, "console-live.png"), fullPage: true });
+  await page.screenshot({
+    path: join(shots, "console-live.png"),
+    fullPage: true,
+  });
   log("live", { replicas, decisions });
 
   // 3. Stop it.
@@ -186,7 +197,9 @@ try {
 
   // A past run opens with its charts and decisions, read back from the lab's disk.
   await page.locator(`tr[data-run="${first}"] a.open`).click();
-  await page.waitForFunction(() => ["stopped", "finished"].includes(document.querySelector("#run-status")?.textContent ?? ""));
+  await page.waitForFunction(() =>
+    ["stopped", "finished"].includes(document.querySelector("#run-status")?.textContent ?? ""),
+  );
   await page.waitForFunction(() => document.querySelectorAll("#decision-log li").length >= 2);
   check((await ink(page, "replicas")) > 500, "a past run's replicas chart is drawn");
   await page.locator('[data-tab="history"]').click();
@@ -200,7 +213,10 @@ try {
   const legend = await page.locator('#compare-charts [data-chart="rate"] .u-legend').textContent();
   check(legend.includes("A: achieved") && legend.includes("B: achieved"), `both runs on the rate chart: ${legend}`);
   await page.waitForTimeout(300);
-  await page.screenshot({ path: join(shots, "console-compare.png"), fullPage: true });
+  await page.screenshot({
+    path: join(shots, "console-compare.png"),
+    fullPage: true,
+  });
   log("compared");
 
   // 7. Download the first run's HTML report from the history.
@@ -217,7 +233,10 @@ try {
   log("downloaded", { bytes: html.length });
 
   // 8. Open it with the network cut: every request except the file itself fails, and the charts still draw.
-  const offline = await browser.newContext({ viewport: { width: 1440, height: 1100 }, offline: true });
+  const offline = await browser.newContext({
+    viewport: { width: 1440, height: 1100 },
+    offline: true,
+  });
   const reportUrl = pathToFileURL(reportPath).href;
   await guard(offline, "offline report", (url) => url === reportUrl || url.startsWith("data:"));
   const view = await offline.newPage();
@@ -228,7 +247,9 @@ try {
   }
   check((await view.locator("#decision-log li").count()) >= 1, "the offline report lists the decisions");
   check((await view.locator("form").count()) === 0, "the offline report has no start form");
-  log("offline report", { charts: await view.locator(".chart canvas").count() });
+  log("offline report", {
+    charts: await view.locator(".chart canvas").count(),
+  });
   await offline.close();
   await context.close();
 } catch (err) {

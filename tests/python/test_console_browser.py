@@ -78,13 +78,13 @@ def test_console_in_a_real_browser():
 
 
 def test_console_unit_tests():
-    """The page's Vitest unit tests (console/src/*.test.ts) and its type check, so `make test` runs them too."""
+    """The page's type check, Prettier check and Vitest unit tests (console/src/*.test.ts), so `make test` runs them."""
     npm = shutil.which("npm")
     assert npm, "npm is required (scripts/setup.sh builds the console with it)"
     assert (ROOT / "console" / "node_modules" / "vitest").is_dir(), (
         "console/node_modules is missing: run scripts/console.sh (make setup does)"
     )
-    for script in ("typecheck", "test"):
+    for script in ("typecheck", "lint", "test"):
         result = subprocess.run(
             [npm, "run", "--silent", script], cwd=ROOT / "console", capture_output=True, text=True, timeout=300
         )
