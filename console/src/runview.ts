@@ -339,6 +339,16 @@ export class RunView {
       stat("stat-errors", "errors/s", at(run.errorsPerS), 1),
       stat("stat-backlog", "backlog", at(run.backlog), 0),
     );
+    if (run.stage) {
+      this.stats.append(
+        h(
+          "div",
+          { class: "stat" },
+          h("span", { class: "v", id: "stat-stage" }, run.stage),
+          h("span", { class: "k" }, "stage"),
+        ),
+      );
+    }
   }
 
   private renderLog(): void {

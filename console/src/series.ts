@@ -67,6 +67,8 @@ export class RunSeries {
   decisions: Decision[] = [];
   notes: Note[] = [];
   phases: Phase[] = [];
+  /** The profile stage of the newest sample (the server's `phase`), shown beside the figures. */
+  stage: string | null = null;
   scaleEvents: ScaleEvent[] = [];
   triggers: RunData["triggers"] = [];
   report: RunData["report"] = null;
@@ -105,6 +107,7 @@ export class RunSeries {
     this.draining.push(s.replicas?.draining ?? null);
     this.backlog.push(s.backlog ?? null);
     this.multiplier.push(s.rate_multiplier ?? null);
+    this.stage = s.phase ?? null;
     for (const [cls, count] of Object.entries(s.errors_by_class ?? {})) this.errorClass.set(cls, n, count / dt);
     for (const [route, e] of Object.entries(s.endpoints ?? {})) {
       this.endpointRps.set(route, n, e.rps);
