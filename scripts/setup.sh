@@ -16,6 +16,8 @@ command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 # Kafka (scripts/kafka/broker.sh, docs/kafka-broker.md): Java 17 runs the broker, Maven fetches its jars.
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || apt_missing+=(maven)
+# The console's browser test (tests/browser/) drives Debian's Chromium; Playwright never downloads a browser here.
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 if [ "$want_bench" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || apt_missing+=(wrk)
   command -v hey >/dev/null 2>&1 || apt_missing+=(hey)
@@ -58,6 +60,9 @@ if [ "$want_bench" = 1 ] && ! "$py" -c 'import locust' >/dev/null 2>&1; then
   say "installing locust (pip) for the benchmarks"
   "$py" -m pip install -q --disable-pip-version-check locust
 fi
+
+# The web console (console/): npm ci and a Vite build into console/dist/, which the lab embeds.
+bash "$root/scripts/console.sh"
 
 command -v kubectl >/dev/null 2>&1 || say "note: kubectl not found; the manifest tests need it (kubectl kustomize)"
 say "ok"
