@@ -7,6 +7,14 @@
 
 ARG RUST_VERSION=1.95
 
+# The console's page (TypeScript + Vite, console/): built from the committed lockfile; the lab embeds console/dist.
+FROM node:20-bookworm-slim AS console
+WORKDIR /console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/ ./
+RUN npm run build
+
 FROM rust:${RUST_VERSION}-bookworm AS chef
 # Pinned so the recipe format and the cached layers stay stable.
 RUN cargo install cargo-chef --locked --version 0.1.73
@@ -19,8 +27,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
+# lab/build.rs refuses to build without the page (it never embeds a placeholder).
+COPY --from=console /console/dist console/dist
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
+COPY --from=console /console/dist console/dist
 RUN cargo build --release --locked --package consumer --package scaler --package generator --package lab \
     && mkdir -p /out \
     && cp target/release/consumer target/release/scaler target/release/generator target/release/lab /out/
@@ -35,7 +46,7 @@ COPY --from=builder /out/consumer /out/scaler /out/generator /out/lab /usr/local
 COPY manifests/components/keda/scaledobject.yaml /app/manifests/components/keda/scaledobject.yaml
 WORKDIR /app
 USER 65532:65532
-# consumer http, scaler grpc and http, generator metrics
-EXPOSE 8080 6000 6001 9464
+# consumer http, scaler grpc and http, generator metrics, the lab's console
+EXPOSE 8080 6000 6001 9464 8089
 ENTRYPOINT []
 CMD ["/usr/local/bin/consumer"]
