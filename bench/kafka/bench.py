@@ -224,7 +224,9 @@ def fmt(v, spec=",.0f", unit=""):
 
 def main():
     global WORK
-    WORK = tempfile.mkdtemp(prefix="kbench-")
+    # The generator's reports go under run.sh's temporary directory, which its trap removes on every way out.
+    WORK = os.path.join(os.environ["BENCH_WORK"], "reports")
+    os.makedirs(WORK, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = loadavg()
     results = {"throughput": {}, "rate": {}, "memory": None}

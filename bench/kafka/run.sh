@@ -36,7 +36,7 @@ fi
 export BROKER_CPU TOOL_CPU
 
 WORK="$(mktemp -d -t kafka-bench.XXXXXX)"
-export BROKER_DIR="$WORK/broker"
+export BROKER_DIR="$WORK/broker" BENCH_WORK="$WORK"
 # The broker is stopped on every way out: normal end, a failed step (set -e), Ctrl-C or a TERM.
 PY_PID=""
 # shellcheck disable=SC2317 # called by the trap
