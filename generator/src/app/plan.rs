@@ -100,6 +100,7 @@ impl RunPlan {
             watch_after: args.monitor_opts.watch_after,
             metrics: None,
             slo,
+            request_log: None,
         };
         Ok(RunPlan {
             profile,

@@ -102,6 +102,7 @@ impl Ctx {
         cache.sync_with(&self.targets);
         let Some(target) = self.targets.next() else {
             // No target: nothing to connect to (the lab may have none ready yet).
+            self.log(&job, None, None, Some(Outcome::ConnectError));
             self.recorder.record(
                 shard,
                 job.endpoint,
@@ -117,6 +118,7 @@ impl Ctx {
             .tracing
             .as_ref()
             .and_then(|t| t.start(&ep.name, &ep.request, &target, job.scheduled));
+        let picked = std::time::Instant::now();
         let executed = cache
             .execute(
                 &target,
@@ -130,6 +132,14 @@ impl Ctx {
             t.finish(span, &executed);
         }
         let served_by = executed.served_by.as_ref().and_then(|v| v.to_str().ok());
+        if self.opts.request_log.is_some() {
+            self.log(
+                &job,
+                Some((picked, target.clone())),
+                served_by.map(str::to_string),
+                Some(executed.outcome),
+            );
+        }
         self.recorder.record(
             shard,
             job.endpoint,
@@ -138,6 +148,30 @@ impl Ctx {
             executed.status,
             served_by,
         );
+    }
+}
+
+impl Ctx {
+    /// Append to the request log, when there is one. `outcome` `None`: dropped.
+    pub(crate) fn log(
+        &self,
+        job: &Job,
+        picked: Option<(std::time::Instant, Arc<crate::targets::Target>)>,
+        served_by: Option<String>,
+        outcome: Option<Outcome>,
+    ) {
+        if let Some(log) = &self.opts.request_log {
+            let (picked, target) = picked.map_or((None, None), |(p, t)| (Some(p), Some(t)));
+            log.push(super::RequestRecord {
+                scheduled: job.scheduled.into_std(),
+                picked,
+                ended: std::time::Instant::now(),
+                target,
+                served_by,
+                outcome,
+                latency: job.scheduled.elapsed(),
+            });
+        }
     }
 }
 

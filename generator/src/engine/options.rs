@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// The service level objective the scaling report judges by (`--slo`, or derived from the thresholds). Its first
     /// latency limit is counted per interval (`IntervalStats::over_slo`).
     pub slo: Option<timeline::Slo>,
+    /// Log every request's outcome here (the lab's chaos measurements); `None`: no log.
+    pub request_log: Option<super::RequestLog>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -89,6 +91,7 @@ impl Default for RunOptions {
             watch_after: Duration::ZERO,
             metrics: None,
             slo: None,
+            request_log: None,
         }
     }
 }
