@@ -21,6 +21,7 @@ use generator::profile::Profile;
 use generator::report::Report;
 use generator::targets::TargetSet;
 
+use crate::chaos::{ChaosRun, ScalerSlot};
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
 use crate::process::{child, locate_binary};
@@ -51,6 +52,11 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
     let watcher =
         tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
     let kafka = args.scenario == "kafka";
+    if kafka && !args.chaos.is_empty() {
+        return Err(LabError::Usage(
+            "--chaos: faults run in the http scenario only".into(),
+        ));
+    }
     let run = async {
         if kafka {
             crate::kafka::run_supervised(args, interrupt, &registry)
@@ -90,7 +96,8 @@ pub async fn run_with(args: LabArgs, interrupt: CancellationToken) -> Result<Lab
 /// What the lab started: stopped on every path out of a run.
 struct Children {
     registry: procs::Registry,
-    scaler: Option<procs::Child>,
+    /// Shared with the chaos faults, which may kill and restart it.
+    scaler: ScalerSlot,
     pool: Option<ReplicaPool>,
 }
 
@@ -149,6 +156,12 @@ pub async fn run_supervised(
     } else {
         Some(Binaries::locate(&args)?)
     };
+    let chaos = ChaosRun::new(
+        &profile.chaos,
+        args.chaos_threshold.as_deref(),
+        args.restart_backoff.mul_f64(args.time_scale),
+        args.time_scale,
+    )?;
     let settle = args.settle.unwrap_or_else(|| default_settle(&config));
     std::fs::create_dir_all(&args.out).map_err(|source| LabError::Io {
         path: args.out.display().to_string(),
@@ -176,7 +189,7 @@ pub async fn run_supervised(
 
     let mut children = Children {
         registry: registry.clone(),
-        scaler: None,
+        scaler: ScalerSlot::default(),
         pool: None,
     };
     let plan = Plan {
@@ -186,6 +199,7 @@ pub async fn run_supervised(
         settle,
         interrupt: &interrupt,
         slo: &slo,
+        chaos: &chaos,
     };
     let ran = plan.drive(binaries, &mut view, &mut children).await;
     // One stop for every path: the run ended, failed at any step, or was interrupted.
@@ -223,6 +237,17 @@ pub async fn run_supervised(
         scaling.decisions_from = Some("the controller's log".to_string());
         scaling.inputs_missing.clear();
     }
+    let lives = pool.map(|p| p.lives()).unwrap_or_default();
+    let load_start = clock.epoch + Duration::from_secs_f64(clock.load_start_s);
+    report.chaos = chaos.finish(&crate::chaos::measure::Measured {
+        epoch: clock.epoch,
+        load_start,
+        load_end: load_start + Duration::from_secs_f64(load_end_s),
+        decisions: &decisions,
+        lives: &lives,
+        slo: &slo.slo,
+        time_scale: args.time_scale,
+    });
 
     // --- results ---------------------------------------------------------------------------------------
     let io = |path: &PathBuf| {
@@ -242,6 +267,9 @@ pub async fn run_supervised(
         &slo,
         args.no_spawn,
     ));
+    if let Some(chaos) = &report.chaos {
+        summary.push_str(&chaos.render());
+    }
     let triggers_path = args.out.join("triggers.svg");
     std::fs::write(
         &triggers_path,
@@ -263,6 +291,10 @@ pub async fn run_supervised(
     );
     let exit_code = if interrupt.is_cancelled() {
         contract::exit::INTERRUPTED
+    } else if report.exit_code == contract::exit::OK
+        && report.chaos.as_ref().is_some_and(|c| !c.passed())
+    {
+        contract::exit::THRESHOLDS_BREACHED
     } else {
         report.exit_code
     };
@@ -293,6 +325,7 @@ struct Plan<'a> {
     settle: Duration,
     interrupt: &'a CancellationToken,
     slo: &'a SloChoice,
+    chaos: &'a ChaosRun,
 }
 
 /// The two clocks of a run: the control loop's epoch (the decision log's and the pool's times) and when the load
@@ -393,6 +426,15 @@ impl Plan<'_> {
             stop: stop_control.clone(),
         }
         .spawn();
+        // The faults, timed from the load's start (now), beside the control loop.
+        let chaos = self.chaos.spawn(
+            crate::chaos::Targets {
+                pool: pool.clone(),
+                scaler: children.scaler.clone(),
+                restart_backoff: self.chaos.restart_backoff,
+            },
+            stop_control.clone(),
+        );
 
         let loaded = self
             .load(
@@ -411,6 +453,9 @@ impl Plan<'_> {
         // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
         stop_control.cancel();
         let _ = control.await;
+        if let Some(chaos) = chaos {
+            chaos.abort();
+        }
         let (report, started_at) = loaded?;
         let decisions = decisions.lock().expect("decisions").clone();
         // The engine's own start time, on the epoch's clock (both read the wall clock once, a few ms apart).
@@ -471,7 +516,12 @@ impl Plan<'_> {
             scaler_addr,
             address(kind::HTTP)
         ));
-        children.scaler = Some(scaler);
+        children.scaler.install(
+            scaler,
+            binaries.scaler.clone(),
+            children.registry.clone(),
+            START_TIMEOUT,
+        );
 
         let pool = ReplicaPool::new(
             ReplicaTemplate {
@@ -544,6 +594,7 @@ impl Plan<'_> {
             interval: Duration::from_secs(1),
             monitor_interval: Duration::from_millis(500),
             watch_after: self.settle,
+            request_log: self.chaos.request_log.clone(),
             ..RunOptions::default()
         };
         // Until the engine reports its start, the live view takes the load to start now.
@@ -584,6 +635,9 @@ impl Plan<'_> {
                 });
                 timeline::phase_in_progress(&tl, now_s, Some(&self.slo.slo), &options)
             };
+            for line in self.chaos.new_lines() {
+                view.note(&line);
+            }
             view.tick(
                 &stats,
                 decision.as_ref(),

@@ -1,9 +1,11 @@
 //! The lab's integration tests, one test binary (one link step): [`lab_e2e`] drives the library end to end,
 //! [`binary`] runs the `lab` executable and checks its signals, exit codes and that no child outlives it,
 //! [`scaling_report`] checks the end-of-run scaling report against a long trigger window, [`monitor_explain`] the
-//! generator's `--monitor` through the real scaler's `/explain`, [`kafka_scenario`] `--scenario kafka` with a real broker.
+//! generator's `--monitor` through the real scaler's `/explain`, [`kafka_scenario`] `--scenario kafka` with a real broker,
+//! [`chaos`] faults during the load and their measured recovery.
 
 mod binary;
+mod chaos;
 mod kafka_scenario;
 mod lab_e2e;
 mod monitor_explain;

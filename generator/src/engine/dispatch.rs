@@ -100,6 +100,9 @@ impl Ctx {
     pub(crate) async fn run_one(&self, cache: &mut ConnCache, shard: usize, job: Job) {
         let ep = &self.endpoints[job.endpoint];
         cache.sync_with(&self.targets);
+        // Taken before the target is chosen: a request picked at or after the instant a target left the set cannot
+        // have chosen it (the chaos measurements rely on that order).
+        let picked = std::time::Instant::now();
         let Some(target) = self.targets.next() else {
             // No target: nothing to connect to (the lab may have none ready yet).
             self.log(&job, None, None, Some(Outcome::ConnectError));
@@ -118,7 +121,6 @@ impl Ctx {
             .tracing
             .as_ref()
             .and_then(|t| t.start(&ep.name, &ep.request, &target, job.scheduled));
-        let picked = std::time::Instant::now();
         let executed = cache
             .execute(
                 &target,

@@ -14,7 +14,7 @@ use crate::targets::Target;
 pub struct RequestRecord {
     /// Its scheduled start.
     pub scheduled: Instant,
-    /// When it took its target (`None` when it was dropped or no target was there).
+    /// Just before it took its target from the set (`None` when it was dropped or no target was there).
     pub picked: Option<Instant>,
     /// When its outcome was known (for a dropped request: when it was dropped).
     pub ended: Instant,

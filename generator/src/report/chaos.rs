@@ -57,6 +57,13 @@ pub struct FaultReport {
     pub recovered_after_s: Option<f64>,
     /// Whether the SLO was missed at all after the fault (else `recovered_after_s` is 0).
     pub slo_hurt: bool,
+    /// Freeze: when its readiness probe failed and it left the targets (seconds after the fault).
+    #[serde(default)]
+    pub left_targets_after_s: Option<f64>,
+    /// Freeze: requests that took the frozen replica as their target while it was out of the targets (0 when the
+    /// endpoint left as it should).
+    #[serde(default)]
+    pub picked_while_out: Option<u64>,
     /// Kill/terminate: until the replacement replica was ready; freeze: until the frozen one was back in the
     /// targets; scaler faults: until the scaler answered again (seconds after the fault).
     pub replacement_ready_after_s: Option<f64>,
