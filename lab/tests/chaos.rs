@@ -207,12 +207,12 @@ async fn chaos_a_frozen_replica_leaves_the_targets_and_returns() {
     let _machine = heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let so = scaledobject(dir.path(), 2, 2, AVERAGE_VALUE);
-    // Frozen at 3 s for 2 s (after the time scale).
+    // Frozen at 3 s for 4 s (after the time scale).
     let test = profile(
         dir.path(),
         20.0,
         24,
-        "  - {at: 6s, action: freeze, target: replica-2, duration: 4s}\n",
+        "  - {at: 6s, action: freeze, target: replica-2, duration: 8s}\n",
     );
     let outcome = run_lab(dir.path(), &["--test", &test, "--scaledobject", &so])
         .await
@@ -223,20 +223,20 @@ async fn chaos_a_frozen_replica_leaves_the_targets_and_returns() {
         f.hit.as_deref().map(|h| h.starts_with("consumer-2 ")),
         Some(true)
     );
-    // Its readiness failed within the probe's bound (2 failures of 0.5 s probes) and it left the targets; no request
-    // took it while it was out.
+    // Its readiness failed within the probe's bound (2 failed 0.5 s probes, with slack for a loaded machine) and it
+    // left the targets; no request took it while it was out.
     let left = f.left_targets_after_s.expect("it left the targets");
-    assert!(left < 2.0, "left after {left} s");
+    assert!(left < 2.5, "left after {left} s");
     assert_eq!(f.picked_while_out, Some(0));
-    // Back after the SIGCONT (2 s), as the same replica, serving again.
+    // Back after the SIGCONT (4 s), as the same replica, serving again.
     let back = f.replacement_ready_after_s.expect("it came back");
-    assert!((2.0..6.0).contains(&back), "back after {back} s");
+    assert!((4.0..8.0).contains(&back), "back after {back} s");
     assert_eq!(f.replacement.as_deref(), Some("consumer-2"));
     assert!(f.replacement_serving_after_s.expect("served again") >= back);
     // Frozen, not killed: what was open on it finished late, and nothing was lost.
     assert_eq!(f.failed_on_target, Some(0));
     assert!(f.slo_hurt, "the hung requests broke p95<500ms: {f:#?}");
-    assert!(f.recovered_after_s.is_some_and(|r| r >= 2.0), "{f:#?}");
+    assert!(f.recovered_after_s.is_some_and(|r| r >= 4.0), "{f:#?}");
     assert_eq!(outcome.exit_code, 0);
     assert_no_child_left(&outcome);
 }

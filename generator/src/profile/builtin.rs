@@ -218,19 +218,19 @@ impl Profile {
             "demo-chaos" => {
                 let mut demo = Profile::builtin("demo")?;
                 demo.name = "demo-chaos".into();
-                demo.description = "The demo under faults: at 25 s (the peak) one replica is killed (SIGKILL, \
-                     replaced after the restart back-off), at 40 s one is frozen for 6 s (SIGSTOP: it leaves the \
+                demo.description = "The demo under faults: at 30 s (the peak) one replica is killed (SIGKILL, \
+                     replaced after the restart back-off), at 42 s one is frozen for 6 s (SIGSTOP: it leaves the \
                      targets when its readiness fails and returns after SIGCONT). The lab reports what each cost."
                     .into();
                 demo.chaos = vec![
                     ChaosSpec {
-                        at: secs(25),
+                        at: secs(30),
                         action: ChaosAction::Kill,
                         target: Some(ChaosTarget::Replica),
                         duration: None,
                     },
                     ChaosSpec {
-                        at: secs(40),
+                        at: secs(42),
                         action: ChaosAction::Freeze,
                         target: Some(ChaosTarget::Replica),
                         duration: Some(secs(6)),

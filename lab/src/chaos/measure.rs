@@ -171,10 +171,16 @@ fn measure_one(
     };
     let (ready, serving, replacement) = match record.fault.action {
         ChaosAction::Kill | ChaosAction::Terminate => {
+            // A killed replica's place restarts after the back-off: a replica the controller added meanwhile is a
+            // scale-up, not the replacement.
+            let from = match (record.fault.action, record.duration) {
+                (ChaosAction::Kill, Some(backoff)) => t0 + backoff,
+                _ => record.asked,
+            };
             let next = run
                 .lives
                 .iter()
-                .filter(|l| l.started >= record.asked && l.ready.is_some())
+                .filter(|l| l.started >= from && l.ready.is_some())
                 .min_by_key(|l| l.started);
             match next {
                 Some(life) => {

@@ -66,6 +66,18 @@ impl ChaosRun {
         self.faults.is_empty()
     }
 
+    /// Keep the request log even without scheduled faults, for faults injected from outside ([`ChaosRun::add`]).
+    pub fn with_request_log(mut self) -> ChaosRun {
+        self.request_log.get_or_insert_with(RequestLog::new);
+        self
+    }
+
+    /// A fault injected from outside the schedule (e.g. `chaos::inject` called by the console): measured with the
+    /// scheduled ones at the end of the run.
+    pub fn add(&self, injected: Result<FaultHandle, Missed>) {
+        self.records.lock().expect("chaos records").push(injected);
+    }
+
     /// Inject each fault at its time after now (the load's start) until `stop`.
     pub fn spawn(&self, targets: Targets, stop: CancellationToken) -> Option<JoinHandle<()>> {
         if self.faults.is_empty() {
@@ -125,10 +137,10 @@ impl ChaosRun {
 
     /// The report's `chaos` section (`None` when the run had no faults).
     pub fn finish(&self, run: &Measured<'_>) -> Option<ChaosReport> {
-        if self.faults.is_empty() {
+        let records = self.records();
+        if self.faults.is_empty() && records.is_empty() {
             return None;
         }
-        let records = self.records();
         let log = self
             .request_log
             .as_ref()
