@@ -364,3 +364,247 @@ fn reaction(run: &Measured<'_>, from: Instant, to: Instant) -> AutoscalerReactio
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use generator::profile::ChaosTarget;
+    use generator::targets::Target;
+
+    use super::*;
+    use crate::chaos::Fault;
+    use crate::replicas::{FreezeOutcome, Hit};
+    use crate::view::MetricRecord;
+
+    const A: &str = "http://127.0.0.1:1001";
+    const B: &str = "http://127.0.0.1:1002";
+
+    /// A request every 100 ms from 0 to 20 s, alternating A and B, 300 ms each, all ok; `edit` changes one.
+    fn log(base: Instant, edit: impl Fn(f64, &mut RequestRecord)) -> Vec<RequestRecord> {
+        let (a, b) = (
+            Arc::new(Target::parse(A).unwrap()),
+            Arc::new(Target::parse(B).unwrap()),
+        );
+        (0..200)
+            .map(|i| {
+                let t = i as f64 / 10.0;
+                let start = base + Duration::from_secs_f64(t);
+                let (target, name) = if i % 2 == 0 {
+                    (&a, "consumer-1")
+                } else {
+                    (&b, "consumer-2")
+                };
+                let mut r = RequestRecord {
+                    scheduled: start,
+                    picked: Some(start),
+                    ended: start + Duration::from_millis(300),
+                    target: Some(target.clone()),
+                    served_by: Some(name.to_string()),
+                    outcome: Some(Outcome::Ok),
+                    latency: Duration::from_millis(300),
+                };
+                edit(t, &mut r);
+                r
+            })
+            .collect()
+    }
+
+    fn record(base: Instant, action: ChaosAction, at_s: f64, duration: Option<f64>) -> FaultRecord {
+        let at = base + Duration::from_secs_f64(at_s);
+        FaultRecord {
+            fault: Fault {
+                action,
+                target: ChaosTarget::Replica,
+                duration: duration.map(Duration::from_secs_f64),
+            },
+            asked: at,
+            at,
+            hit: Ok("consumer-1 (pid 1)".into()),
+            replica: Some(Hit {
+                id: 1,
+                name: "consumer-1".into(),
+                pid: 1,
+                url: Some(A.into()),
+            }),
+            freeze: FreezeOutcome::default(),
+            scaler_back: None,
+            duration: duration.map(Duration::from_secs_f64),
+            lines: Vec::new(),
+        }
+    }
+
+    fn run<'a>(
+        base: Instant,
+        decisions: &'a [DecisionRecord],
+        lives: &'a [Life],
+        slo: &'a Slo,
+    ) -> Measured<'a> {
+        Measured {
+            epoch: base,
+            load_start: base,
+            load_end: base + Duration::from_secs(20),
+            decisions,
+            lives,
+            slo,
+            time_scale: 0.2,
+        }
+    }
+
+    #[test]
+    fn a_kill_loses_exactly_the_requests_open_on_the_replica_and_recovers_after_them() {
+        let base = Instant::now();
+        let at = Duration::from_secs(5);
+        // Requests to A still open at 5 s end then, reset; none to A after it (it left the targets).
+        let log: Vec<_> = log(base, |t, r| {
+            let on_a = r.target.as_ref().unwrap().url == A;
+            if on_a && t < 5.0 && t + 0.3 > 5.0 {
+                r.ended = base + at + Duration::from_millis(1);
+                r.outcome = Some(Outcome::OtherError);
+                r.served_by = None;
+            }
+            if on_a && t >= 5.0 {
+                r.target = Some(Arc::new(Target::parse(B).unwrap()));
+                r.served_by = Some("consumer-2".into());
+            }
+            if t >= 7.0 && on_a {
+                r.served_by = Some("consumer-3".into());
+            }
+        })
+        .into_iter()
+        .collect();
+        let lives = vec![Life {
+            id: 3,
+            name: "consumer-3".into(),
+            started: base + Duration::from_secs(6),
+            ready: Some(base + Duration::from_millis(6500)),
+            stopped: None,
+        }];
+        let slo = Slo::parse("p95<500ms,errors<1%").unwrap();
+        let entries = vec![Ok(record(base, ChaosAction::Kill, 5.0, Some(1.0)))];
+        let report = measure(&entries, &log, &run(base, &[], &lives, &slo));
+        assert_eq!((report.hold_s, report.bucket_s), (1.0, 0.2));
+        let f = &report.faults[0];
+        // The request of 4.8 s was the one to A open at 5 s (A gets the even tenths).
+        assert_eq!(f.in_flight_at_fault, Some(1));
+        assert_eq!(f.failed_on_target, Some(1));
+        assert_eq!((f.lost, f.failed, f.timed_out, f.dropped), (1, 1, 0, 0));
+        assert_eq!(f.by_class.get("other_error"), Some(&1));
+        assert!((f.lost_pct_of_run - 0.5).abs() < 1e-9);
+        // The error made the first bucket miss errors<1%; from the second one on the SLO held.
+        assert!(f.slo_hurt);
+        assert_eq!(f.recovered_after_s, Some(0.2));
+        assert!((f.window_end_s - 6.2).abs() < 1e-6, "{}", f.window_end_s);
+        // Replaced by the replica started after the back-off, ready at 6.5 s, first answering at 7.3 s.
+        assert_eq!(f.replacement.as_deref(), Some("consumer-3"));
+        assert_eq!(f.replacement_ready_after_s, Some(1.5));
+        assert_eq!(f.replacement_serving_after_s, Some(2.3));
+    }
+
+    #[test]
+    fn hung_requests_hurt_while_they_hang_and_a_drop_is_lost() {
+        let base = Instant::now();
+        // From 5 s to 7 s the requests to A hang and end at 7 s, ok but slow (a freeze); one request is dropped at 8 s.
+        let log = log(base, |t, r| {
+            let on_a = r.target.as_ref().unwrap().url == A;
+            if on_a && (5.0..7.0).contains(&t) {
+                r.ended = base + Duration::from_secs(7);
+                r.latency = Duration::from_secs_f64(7.0 - t);
+            }
+            if (t - 8.0).abs() < 1e-9 {
+                r.outcome = None;
+                r.picked = None;
+                r.target = None;
+                r.ended = r.scheduled;
+            }
+        });
+        let slo = Slo::parse("p95<500ms").unwrap();
+        let mut rec = record(base, ChaosAction::Freeze, 5.0, Some(2.0));
+        rec.freeze = FreezeOutcome {
+            left: Some(base + Duration::from_secs(6)),
+            continued: Some(base + Duration::from_secs(7)),
+            returned: Some(base + Duration::from_secs(7)),
+        };
+        let report = measure(&[Ok(rec)], &log, &run(base, &[], &[], &slo));
+        let f = &report.faults[0];
+        // Nothing failed, but the hung requests broke p95 until they ended at 7 s, and the drop at 8 s broke a bucket
+        // again: the SLO held for the whole hold window only from 8.2 s.
+        assert_eq!((f.failed, f.timed_out, f.dropped, f.lost), (0, 0, 1, 1));
+        assert_eq!(f.failed_on_target, Some(0));
+        assert_eq!(f.recovered_after_s, Some(3.2));
+        assert_eq!(f.left_targets_after_s, Some(1.0));
+        assert_eq!(f.replacement_ready_after_s, Some(2.0));
+        // Requests "picked" A while it was out in this synthetic log: the even tenths from 6.0 to 6.9 s.
+        assert_eq!(f.picked_while_out, Some(5));
+    }
+
+    #[test]
+    fn the_autoscaler_reaction_counts_fallback_and_value_errors_in_the_window() {
+        let base = Instant::now();
+        let metric = |name: &str, kind: &str, status: &str| MetricRecord {
+            name: name.into(),
+            metric_type: kind.into(),
+            value: None,
+            target: 1.0,
+            active: true,
+            proposal: None,
+            status: status.into(),
+        };
+        let step = |t_s: f64, current: u32, desired: u32, statuses: [&str; 2]| DecisionRecord {
+            t_s,
+            current,
+            ready: current,
+            desired,
+            active: true,
+            winner: None,
+            raw: None,
+            reason: format!("scale {current} -> {desired}"),
+            metrics: vec![
+                metric("backlog", "AverageValue", statuses[0]),
+                metric("latency", "Value", statuses[1]),
+            ],
+        };
+        let decisions = vec![
+            step(4.0, 1, 1, ["ok", "ok"]),
+            step(5.5, 1, 1, ["error x1: refused", "error x1: refused"]),
+            step(
+                6.5,
+                1,
+                3,
+                ["fallback to 3 after 2 failures", "error x2: refused"],
+            ),
+            step(
+                7.5,
+                3,
+                3,
+                ["fallback to 3 after 3 failures", "error x3: refused"],
+            ),
+            step(8.5, 3, 3, ["ok", "ok"]),
+        ];
+        let mut rec = record(base, ChaosAction::KillScaler, 5.0, Some(3.0));
+        rec.replica = None;
+        rec.scaler_back = Some(base + Duration::from_secs(8));
+        let slo = Slo::parse("p95<500ms").unwrap();
+        let log = log(base, |_, _| {});
+        let report = measure(&[Ok(rec)], &log, &run(base, &decisions, &[], &slo));
+        let f = &report.faults[0];
+        assert!(!f.slo_hurt);
+        assert_eq!(f.replacement_ready_after_s, Some(3.0));
+        assert_eq!(
+            f.replacement_serving_after_s,
+            Some(3.5),
+            "the first clean step after the return"
+        );
+        let a = &f.autoscaler;
+        assert_eq!(
+            (a.steps, a.failed_readings, a.fallback_steps, a.value_errors),
+            (4, 3, 2, 3)
+        );
+        assert_eq!(a.fallback_first_after_s, Some(1.5));
+        assert_eq!(
+            a.fallback_detail.as_deref(),
+            Some("backlog: fallback to 3 after 2 failures")
+        );
+        assert_eq!(a.changes, vec!["1.5s 1 -> 3: scale 1 -> 3".to_string()]);
+    }
+}
