@@ -239,15 +239,18 @@ pub async fn run_supervised(
     }
     let lives = pool.map(|p| p.lives()).unwrap_or_default();
     let load_start = clock.epoch + Duration::from_secs_f64(clock.load_start_s);
-    report.chaos = chaos.finish(&crate::chaos::measure::Measured {
-        epoch: clock.epoch,
-        load_start,
-        load_end: load_start + Duration::from_secs_f64(load_end_s),
-        decisions: &decisions,
-        lives: &lives,
-        slo: &slo.slo,
-        time_scale: args.time_scale,
-    });
+    chaos.apply(
+        &mut report,
+        &crate::chaos::measure::Measured {
+            epoch: clock.epoch,
+            load_start,
+            load_end: load_start + Duration::from_secs_f64(load_end_s),
+            decisions: &decisions,
+            lives: &lives,
+            slo: &slo.slo,
+            time_scale: args.time_scale,
+        },
+    );
 
     // --- results ---------------------------------------------------------------------------------------
     let io = |path: &PathBuf| {
@@ -291,10 +294,6 @@ pub async fn run_supervised(
     );
     let exit_code = if interrupt.is_cancelled() {
         contract::exit::INTERRUPTED
-    } else if report.exit_code == contract::exit::OK
-        && report.chaos.as_ref().is_some_and(|c| !c.passed())
-    {
-        contract::exit::THRESHOLDS_BREACHED
     } else {
         report.exit_code
     };

@@ -194,6 +194,15 @@ async fn chaos_a_killed_replica_is_replaced_and_loses_exactly_its_open_requests(
         chaos.thresholds
     );
     assert_eq!(outcome.exit_code, contract::exit::THRESHOLDS_BREACHED);
+    assert_eq!(
+        outcome.report.exit_code,
+        contract::exit::THRESHOLDS_BREACHED
+    );
+    assert!(
+        outcome.report.verdict.contains("failed<1"),
+        "{}",
+        outcome.report.verdict
+    );
     let summary = std::fs::read_to_string(outcome.out_dir.join("summary.txt")).unwrap();
     assert!(
         summary.contains("chaos: 1 fault(s)") && summary.contains("FAILED"),

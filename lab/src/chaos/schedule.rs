@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use generator::engine::RequestLog;
 use generator::profile::ChaosSpec;
-use generator::report::ChaosReport;
+use generator::report::{ChaosReport, Report};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +133,23 @@ impl ChaosRun {
                 Err(e) => Err(e.clone()),
             })
             .collect()
+    }
+
+    /// Put the `chaos` section into the report; a breached chaos threshold makes a passing run's exit code 1
+    /// (`contract::exit::THRESHOLDS_BREACHED`) and says so in its verdict.
+    pub fn apply(&self, report: &mut Report, run: &Measured<'_>) {
+        report.chaos = self.finish(run);
+        let failed: Vec<&str> = report
+            .chaos
+            .iter()
+            .flat_map(|c| &c.thresholds)
+            .filter(|t| !t.passed)
+            .map(|t| t.expression.as_str())
+            .collect();
+        if !failed.is_empty() && report.exit_code == contract::exit::OK {
+            report.exit_code = contract::exit::THRESHOLDS_BREACHED;
+            report.verdict = format!("chaos thresholds breached: {}", failed.join(", "));
+        }
     }
 
     /// The report's `chaos` section (`None` when the run had no faults).
