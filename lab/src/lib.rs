@@ -5,9 +5,12 @@
 //! Modules: [`setup`] resolves the ScaledObject and the profile, [`run`] supervises a run (children, signals, the one
 //! stop of every child), [`control`] is the KEDA poll + HPA step loop, [`keda`] the gRPC client of the external
 //! scaler, [`replicas`] the Deployment stand-in, [`process`] how children are spawned (`procs`), [`view`] the screen,
-//! [`chart`] the triggers chart, [`console`] the web console, [`observe`] a run's live hooks, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's input (the `timeline` crate's analysis), `signals`
+//! [`chart`] the triggers chart, [`chaos`] faults injected during the load and their recovery figures, [`console`]
+//! the web console, [`observe`] a run's live hooks, [`kafka`] the Kafka scenario, [`scaling`] the scaling report's
+//! input (the `timeline` crate's analysis), `signals`
 //! the interrupts.
 
+pub mod chaos;
 pub mod chart;
 pub mod console;
 pub mod control;
@@ -87,6 +90,19 @@ pub struct LabArgs {
     /// (default ScaledObject: manifests/components/keda/scaledobject-kafka.yaml).
     #[arg(long, env = "LAB_SCENARIO", default_value = "http", value_parser = ["http", "kafka"])]
     pub scenario: String,
+    /// A fault to inject during the load (repeatable; `;`-separated in the environment), with the fields of a
+    /// profile's `chaos:` entries: `at=20s,action=kill|terminate|freeze|kill-scaler|freeze-scaler,
+    /// target=replica|replica-N|scaler,duration=10s`. Added to the profile's list; time-scaled like it.
+    #[arg(long = "chaos", env = "LAB_CHAOS", value_delimiter = ';')]
+    pub chaos: Vec<String>,
+    /// Thresholds on every fault's recovery figures, e.g. `recovery<30s,lost<0.1%` (also `replacement<`,
+    /// `serving<`, `failed<`, `timeouts<`, `dropped<`, `lost<N`); a breach exits 1. Durations are time-scaled.
+    #[arg(long, env = "LAB_CHAOS_THRESHOLD")]
+    pub chaos_threshold: Option<String>,
+    /// A killed replica's or scaler's restart back-off when the fault gives no duration (before --time-scale):
+    /// the kubelet's first crash back-off.
+    #[arg(long, env = "LAB_RESTART_BACKOFF", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub restart_backoff: Duration,
     /// Kafka scenario: use this broker (host:port list) instead of starting one with scripts/kafka/broker.sh.
     #[arg(long, env = "LAB_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,

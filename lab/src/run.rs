@@ -21,10 +21,11 @@ use generator::profile::Profile;
 use generator::report::Report;
 use generator::targets::TargetSet;
 
+use crate::chaos::{ChaosRun, ScalerSlot};
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
 pub use crate::observe::{LiveInterval, RunHooks, RunObserver};
-use crate::process::{child, locate_binary};
+use crate::process::{Binaries, Children, child};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};
@@ -35,8 +36,6 @@ use crate::{LabArgs, LabError, LabOutcome, chart};
 /// After a second interrupt killed every child, how long the run may take to reap them and write its partial report
 /// before the lab exits without it.
 const AFTER_KILL: Duration = Duration::from_secs(5);
-/// The scaler's SIGTERM grace.
-const SCALER_GRACE: Duration = Duration::from_secs(10);
 /// Bound on a child's start (`listening`) and on the first replica's readiness.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,6 +47,11 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
 
 /// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
 pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError> {
+    if args.scenario == "kafka" && !args.chaos.is_empty() {
+        return Err(LabError::Usage(
+            "--chaos: faults run in the http scenario only".into(),
+        ));
+    }
     run_signalled(|interrupt, registry| async move {
         if args.scenario == "kafka" {
             crate::kafka::run_supervised(args, interrupt, &registry)
@@ -103,54 +107,6 @@ pub async fn run_with(args: LabArgs, interrupt: CancellationToken) -> Result<Lab
     outcome
 }
 
-/// What the lab started: stopped on every path out of a run.
-struct Children {
-    registry: procs::Registry,
-    scaler: Option<procs::Child>,
-    pool: Option<ReplicaPool>,
-}
-
-impl Children {
-    /// Stop the replicas, then the scaler (SIGTERM, grace, SIGKILL); returns every pid that was spawned.
-    async fn stop(&mut self) -> Vec<u32> {
-        let mut pids = self.pool.as_ref().map(|p| p.pids()).unwrap_or_default();
-        if let Some(pool) = &self.pool {
-            pool.shutdown().await;
-        }
-        if let Some(mut scaler) = self.scaler.take() {
-            pids.push(scaler.pid());
-            scaler.stop(SCALER_GRACE).await;
-        }
-        pids
-    }
-}
-
-/// The binaries to spawn, checked before anything starts.
-struct Binaries {
-    scaler: PathBuf,
-    consumer: PathBuf,
-}
-
-impl Binaries {
-    fn locate(args: &LabArgs) -> Result<Binaries, LabError> {
-        let found = |explicit: Option<&std::path::Path>, name: &str, flag: &str| {
-            let path = locate_binary(explicit, name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(LabError::Usage(format!(
-                    "{name} binary not found at {} (build it with `cargo build -p {name}`, or pass {flag})",
-                    path.display()
-                )))
-            }
-        };
-        Ok(Binaries {
-            scaler: found(args.scaler_bin.as_deref(), "scaler", "--scaler-bin")?,
-            consumer: found(args.consumer_bin.as_deref(), "consumer", "--consumer-bin")?,
-        })
-    }
-}
-
 /// [`run_with`] with the caller's registry of children (the `lab` binary SIGKILLs them on a second interrupt).
 pub async fn run_supervised(
     args: LabArgs,
@@ -175,6 +131,12 @@ pub async fn run_observed(
     } else {
         Some(Binaries::locate(&args)?)
     };
+    let chaos = ChaosRun::new(
+        &profile.chaos,
+        args.chaos_threshold.as_deref(),
+        args.restart_backoff.mul_f64(args.time_scale),
+        args.time_scale,
+    )?;
     let settle = args.settle.unwrap_or_else(|| default_settle(&config));
     std::fs::create_dir_all(&args.out).map_err(|source| LabError::Io {
         path: args.out.display().to_string(),
@@ -205,7 +167,7 @@ pub async fn run_observed(
 
     let mut children = Children {
         registry: registry.clone(),
-        scaler: None,
+        scaler: ScalerSlot::default(),
         pool: None,
     };
     let plan = Plan {
@@ -216,6 +178,7 @@ pub async fn run_observed(
         interrupt: &interrupt,
         slo: &slo,
         hooks: &hooks,
+        chaos: &chaos,
     };
     let ran = plan.drive(binaries, &mut view, &mut children).await;
     // One stop for every path: the run ended, failed at any step, or was interrupted.
@@ -253,6 +216,20 @@ pub async fn run_observed(
         scaling.decisions_from = Some("the controller's log".to_string());
         scaling.inputs_missing.clear();
     }
+    let lives = pool.map(|p| p.lives()).unwrap_or_default();
+    let load_start = clock.epoch + Duration::from_secs_f64(clock.load_start_s);
+    chaos.apply(
+        &mut report,
+        &crate::chaos::measure::Measured {
+            epoch: clock.epoch,
+            load_start,
+            load_end: load_start + Duration::from_secs_f64(load_end_s),
+            decisions: &decisions,
+            lives: &lives,
+            slo: &slo.slo,
+            time_scale: args.time_scale,
+        },
+    );
 
     // --- results ---------------------------------------------------------------------------------------
     let io = |path: &PathBuf| {
@@ -272,6 +249,9 @@ pub async fn run_observed(
         &slo,
         args.no_spawn,
     ));
+    if let Some(chaos) = &report.chaos {
+        summary.push_str(&chaos.render());
+    }
     let triggers_path = args.out.join("triggers.svg");
     std::fs::write(
         &triggers_path,
@@ -324,6 +304,7 @@ struct Plan<'a> {
     interrupt: &'a CancellationToken,
     slo: &'a SloChoice,
     hooks: &'a RunHooks,
+    chaos: &'a ChaosRun,
 }
 
 /// The two clocks of a run: the control loop's epoch (the decision log's and the pool's times) and when the load
@@ -424,6 +405,15 @@ impl Plan<'_> {
             stop: stop_control.clone(),
         }
         .spawn();
+        // The faults, timed from the load's start (now), beside the control loop.
+        let chaos = self.chaos.spawn(
+            crate::chaos::Targets {
+                pool: pool.clone(),
+                scaler: children.scaler.clone(),
+                restart_backoff: self.chaos.restart_backoff,
+            },
+            stop_control.clone(),
+        );
 
         let loaded = self
             .load(
@@ -442,6 +432,9 @@ impl Plan<'_> {
         // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
         stop_control.cancel();
         let _ = control.await;
+        if let Some(chaos) = chaos {
+            chaos.abort();
+        }
         let (report, started_at) = loaded?;
         let decisions = decisions.lock().expect("decisions").clone();
         // The engine's own start time, on the epoch's clock (both read the wall clock once, a few ms apart).
@@ -502,7 +495,12 @@ impl Plan<'_> {
             scaler_addr,
             address(kind::HTTP)
         ));
-        children.scaler = Some(scaler);
+        children.scaler.install(
+            scaler,
+            binaries.scaler.clone(),
+            children.registry.clone(),
+            START_TIMEOUT,
+        );
 
         let pool = ReplicaPool::new(
             ReplicaTemplate {
@@ -576,6 +574,7 @@ impl Plan<'_> {
             monitor_interval: Duration::from_millis(500),
             watch_after: self.settle,
             rate: self.hooks.rate.clone(),
+            request_log: self.chaos.request_log.clone(),
             ..RunOptions::default()
         };
         // Until the engine reports its start, the live view takes the load to start now.
@@ -617,6 +616,9 @@ impl Plan<'_> {
                 });
                 timeline::phase_in_progress(&tl, now_s, Some(&self.slo.slo), &options)
             };
+            for line in self.chaos.new_lines() {
+                view.note(&line);
+            }
             if let Some(observer) = &self.hooks.observer {
                 let decisions = decisions.lock().expect("decisions").clone();
                 let notes = view.notes();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use autoscaler::ScalingConfig;
-use generator::profile::Profile;
+use generator::profile::{ChaosSpec, Profile};
 
 use crate::keda::check_trigger;
 use crate::{LabArgs, LabError};
@@ -93,6 +93,15 @@ pub(crate) fn load_profile(args: &LabArgs) -> Result<Profile, LabError> {
             }
         }
     };
+    let mut profile = profile;
+    for text in &args.chaos {
+        let spec = ChaosSpec::parse_flag(text).map_err(|e| LabError::Usage(e.to_string()))?;
+        profile.chaos.push(spec);
+    }
+    // The flag's faults get the profile's checks too (inside the load).
+    profile
+        .validate()
+        .map_err(|e| LabError::Usage(format!("--chaos: {e}")))?;
     Ok(profile.scale_time(args.time_scale))
 }
 

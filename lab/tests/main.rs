@@ -1,9 +1,12 @@
 //! The lab's integration tests, one test binary (one link step): [`lab_e2e`] drives the library end to end,
 //! [`binary`] runs the `lab` executable and checks its signals, exit codes and that no child outlives it,
 //! [`scaling_report`] checks the end-of-run scaling report against a long trigger window, [`monitor_explain`] the
-//! generator's `--monitor` through the real scaler's `/explain`, [`kafka_scenario`] `--scenario kafka` with a real broker, [`console`] and [`console_api`] the web console against the real binary.
+//! generator's `--monitor` through the real scaler's `/explain`, [`kafka_scenario`] `--scenario kafka` with a real broker,
+//! [`chaos`] faults during the load and their measured recovery, [`console`] and [`console_api`] the web console against
+//! the real binary.
 
 mod binary;
+mod chaos;
 mod console;
 mod console_api;
 mod kafka_scenario;

@@ -101,6 +101,7 @@ impl RunPlan {
             metrics: None,
             slo,
             rate: None,
+            request_log: None,
         };
         Ok(RunPlan {
             profile,

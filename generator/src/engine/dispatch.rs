@@ -100,8 +100,12 @@ impl Ctx {
     pub(crate) async fn run_one(&self, cache: &mut ConnCache, shard: usize, job: Job) {
         let ep = &self.endpoints[job.endpoint];
         cache.sync_with(&self.targets);
+        // Taken before the target is chosen: a request picked at or after the instant a target left the set cannot
+        // have chosen it (the chaos measurements rely on that order).
+        let picked = std::time::Instant::now();
         let Some(target) = self.targets.next() else {
             // No target: nothing to connect to (the lab may have none ready yet).
+            self.log(&job, None, None, Some(Outcome::ConnectError));
             self.recorder.record(
                 shard,
                 job.endpoint,
@@ -130,6 +134,14 @@ impl Ctx {
             t.finish(span, &executed);
         }
         let served_by = executed.served_by.as_ref().and_then(|v| v.to_str().ok());
+        if self.opts.request_log.is_some() {
+            self.log(
+                &job,
+                Some((picked, target.clone())),
+                served_by.map(str::to_string),
+                Some(executed.outcome),
+            );
+        }
         self.recorder.record(
             shard,
             job.endpoint,
@@ -138,6 +150,30 @@ impl Ctx {
             executed.status,
             served_by,
         );
+    }
+}
+
+impl Ctx {
+    /// Append to the request log, when there is one. `outcome` `None`: dropped.
+    pub(crate) fn log(
+        &self,
+        job: &Job,
+        picked: Option<(std::time::Instant, Arc<crate::targets::Target>)>,
+        served_by: Option<String>,
+        outcome: Option<Outcome>,
+    ) {
+        if let Some(log) = &self.opts.request_log {
+            let (picked, target) = picked.map_or((None, None), |(p, t)| (Some(p), Some(t)));
+            log.push(super::RequestRecord {
+                scheduled: job.scheduled.into_std(),
+                picked,
+                ended: std::time::Instant::now(),
+                target,
+                served_by,
+                outcome,
+                latency: job.scheduled.elapsed(),
+            });
+        }
     }
 }
 

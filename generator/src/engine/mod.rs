@@ -7,6 +7,7 @@
 mod collect;
 mod dispatch;
 mod options;
+mod request_log;
 mod schedule;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ pub use crate::model::{ArrivalMode, Split};
 pub use collect::process_cpu_seconds;
 pub use dispatch::WeightedRoundRobin;
 pub use options::{EngineError, RateControl, RunData, RunOptions};
+pub use request_log::{RequestLog, RequestRecord};
 
 use crate::monitor::ReplicaSource;
 use crate::profile::{Profile, Schedule};

@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// The service level objective the scaling report judges by (`--slo`, or derived from the thresholds). Its first
     /// latency limit is counted per interval (`IntervalStats::over_slo`).
     pub slo: Option<timeline::Slo>,
+    /// Log every request's outcome here (the lab's chaos measurements); `None`: no log.
+    pub request_log: Option<super::RequestLog>,
     /// A live multiplier of the open model's arrival rate (the lab console's rate control); `None` = the profile's.
     pub rate: Option<Arc<RateControl>>,
 }
@@ -128,6 +130,7 @@ impl Default for RunOptions {
             metrics: None,
             slo: None,
             rate: None,
+            request_log: None,
         }
     }
 }

@@ -139,7 +139,8 @@ pub(crate) async fn open_model(
                 sc.lag
                     .saturating_record(lag.as_micros().clamp(1, u128::from(u64::MAX)) as u64);
             }
-            Err(_) => {
+            Err(job) => {
+                ctx.log(&job, None, None, None);
                 let mut sc = ctx.sched.lock().expect("sched lock");
                 sc.scheduled += 1;
                 sc.dropped += 1;

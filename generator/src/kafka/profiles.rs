@@ -32,6 +32,7 @@ fn profile(name: &str, description: &str, stages: Vec<Stage>) -> Profile {
         stages,
         requests: Vec::new(),
         recycle_connections: false,
+        chaos: Vec::new(),
     }
 }
 

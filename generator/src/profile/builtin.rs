@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Profile, RequestSpec, Stage};
+use super::{ChaosAction, ChaosSpec, ChaosTarget, Profile, RequestSpec, Stage};
 
 pub(crate) const BUILTIN_NAMES: &[&str] = &[
     "light",
@@ -13,6 +13,7 @@ pub(crate) const BUILTIN_NAMES: &[&str] = &[
     "cpu-stress",
     "sustained",
     "demo",
+    "demo-chaos",
 ];
 
 fn secs(s: u64) -> Duration {
@@ -65,6 +66,7 @@ impl Profile {
                 stages,
                 requests,
                 recycle_connections: true,
+                chaos: Vec::new(),
             })
         };
         match name.as_str() {
@@ -213,6 +215,29 @@ impl Profile {
                 ],
                 vec![req("/load/io", json!({"delay_ms": 200, "mode": "sync"}), 1)],
             ),
+            "demo-chaos" => {
+                let mut demo = Profile::builtin("demo")?;
+                demo.name = "demo-chaos".into();
+                demo.description = "The demo under faults: at 30 s (the peak) one replica is killed (SIGKILL, \
+                     replaced after the restart back-off), at 42 s one is frozen for 6 s (SIGSTOP: it leaves the \
+                     targets when its readiness fails and returns after SIGCONT). The lab reports what each cost."
+                    .into();
+                demo.chaos = vec![
+                    ChaosSpec {
+                        at: secs(30),
+                        action: ChaosAction::Kill,
+                        target: Some(ChaosTarget::Replica),
+                        duration: None,
+                    },
+                    ChaosSpec {
+                        at: secs(42),
+                        action: ChaosAction::Freeze,
+                        target: Some(ChaosTarget::Replica),
+                        duration: Some(secs(6)),
+                    },
+                ];
+                Some(demo)
+            }
             _ => None,
         }
     }
@@ -244,5 +269,7 @@ mod tests {
         assert_eq!(minutes("cpu-stress"), 10.0);
         assert_eq!(minutes("sustained"), 30.0);
         assert_eq!(minutes("demo"), 1.5);
+        assert_eq!(minutes("demo-chaos"), 1.5);
+        assert_eq!(Profile::builtin("demo-chaos").unwrap().chaos.len(), 2);
     }
 }

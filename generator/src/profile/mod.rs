@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod builtin;
+mod chaos;
 mod schedule;
 
 use builtin::BUILTIN_NAMES;
+pub use chaos::{ChaosAction, ChaosSpec, ChaosTarget};
 pub use schedule::Schedule;
 
 /// Why a profile could not be read or is not valid.
@@ -49,6 +51,9 @@ pub struct Profile {
     /// Recycle keep-alive connections so new replicas get traffic (see `RecyclePolicy`); profiles default to on.
     #[serde(default = "default_true")]
     pub recycle_connections: bool,
+    /// Faults the lab injects during the load (`chaos:`; the generator alone ignores them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaos: Vec<ChaosSpec>,
 }
 
 fn default_true() -> bool {
@@ -186,6 +191,26 @@ mod duration_text {
             ))
         })
     }
+
+    /// The same for an optional field.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Duration);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+        }
+    }
 }
 
 impl Profile {
@@ -272,6 +297,12 @@ impl Profile {
                 return bad(format!("requests[{i}].weight"), "must be >= 1");
             }
         }
+        let load = self.duration();
+        for (i, c) in self.chaos.iter().enumerate() {
+            if let Err((field, reason)) = c.check(Some(load)) {
+                return bad(format!("chaos[{i}].{field}"), &reason);
+            }
+        }
         if self.stages.iter().all(|s| s.rate == 0.0) && self.start_rate == 0.0 {
             return bad(
                 "stages".into(),
@@ -308,6 +339,7 @@ impl Profile {
                 .mul_f64(factor.max(0.0))
                 .max(Duration::from_millis(1));
         }
+        p.chaos = self.chaos.iter().map(|c| c.scale_time(factor)).collect();
         p
     }
 
@@ -360,6 +392,7 @@ impl Profile {
             }],
             requests: vec![request],
             recycle_connections: false,
+            chaos: Vec::new(),
         }
     }
 

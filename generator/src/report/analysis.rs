@@ -132,6 +132,7 @@ impl Report {
             intervals: d.intervals,
             scaling,
             target_cpu: None,
+            chaos: None,
             thresholds: Vec::new(),
             verdict: String::new(),
             exit_code: 0,

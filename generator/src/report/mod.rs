@@ -3,6 +3,7 @@
 //! ([`svg`]).
 
 pub mod analysis;
+pub mod chaos;
 pub mod scaling_input;
 pub mod scaling_timeline;
 pub mod svg;
@@ -11,6 +12,7 @@ pub mod types;
 
 pub use crate::engine::RunData;
 pub use crate::model::TimelinePoint;
+pub use chaos::{AutoscalerReaction, ChaosReport, FaultReport};
 pub use text::sparkline;
 pub use types::{
     PhaseStats, REPORT_SCHEMA, Report, RunSelfCheck, ScalingReport, TargetCpu, ThresholdResult,

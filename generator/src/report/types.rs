@@ -150,6 +150,9 @@ pub struct Report {
     #[serde(default)]
     pub target_cpu: Option<TargetCpu>,
     pub thresholds: Vec<ThresholdResult>,
+    /// Faults injected by the lab and their recovery figures (`None`: no chaos in this run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<super::ChaosReport>,
     /// One line: what happened and why the exit code.
     pub verdict: String,
     pub exit_code: i32,

@@ -1,6 +1,7 @@
 //! The lab's stand-in for a Deployment: a pool of consumer processes on 127.0.0.1. A new replica takes
 //! traffic (joins the [`TargetSet`], as an Endpoint joins a Service) only once `/ready` answers 200; a
-//! removed one leaves the set first, then gets SIGTERM and drains, as a pod does.
+//! removed one leaves the set first, then gets SIGTERM and drains, as a pod does. [`faults`] breaks replicas on
+//! purpose (the chaos faults: kill, terminate, freeze).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,9 @@ use contract::routes;
 use procs::{Child, StopOutcome};
 
 use crate::process;
+
+mod faults;
+pub use faults::{FreezeOutcome, Hit, PROBE_FAILURES, PROBE_PERIOD};
 use generator::client::SimpleClient;
 use generator::targets::TargetSet;
 
@@ -25,6 +29,8 @@ pub enum ReplicaState {
     Ready,
     /// Removed from the targets, SIGTERM sent, draining.
     Draining,
+    /// Was ready; its readiness probe failed (a frozen process): out of the targets until it answers again.
+    Unready,
 }
 
 #[derive(Debug)]
@@ -36,6 +42,11 @@ struct Entry {
     /// Scale-in chose this replica while it was still starting: stop it as soon as it is up.
     stop_requested: bool,
     process: Option<Child>,
+    /// Its process was killed: this entry holds the pod's place (counted, not ready) until the restart back-off
+    /// ends and a replacement starts.
+    restarting: bool,
+    /// SIGSTOPped by a freeze fault (SIGCONT before a drain, so it can drain).
+    frozen: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +64,8 @@ struct State {
     spec: u32,
     /// Replicas that died on their own and were replaced.
     restarts: u32,
+    /// Replicas a chaos `kill` SIGKILLed.
+    killed_by_chaos: u32,
     /// Set by [`ReplicaPool::shutdown`]: no replica is started after it.
     closed: bool,
     /// Every replica's life, kept after it is gone (the scaling report reads them).
@@ -115,6 +128,8 @@ pub struct ReplicaPool {
     targets: TargetSet,
     template: ReplicaTemplate,
     tasks: TaskTracker,
+    /// Cancelled by [`ReplicaPool::shutdown`]: a pending restart back-off ends at once.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl ReplicaPool {
@@ -124,6 +139,7 @@ impl ReplicaPool {
             targets,
             template,
             tasks: TaskTracker::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -205,6 +221,8 @@ impl ReplicaPool {
                     state: ReplicaState::Starting,
                     stop_requested: false,
                     process: None,
+                    restarting: false,
+                    frozen: false,
                 });
                 let pool = self.clone();
                 self.tasks
@@ -221,6 +239,12 @@ impl ReplicaPool {
                 let id = state.entries[i].id;
                 state.stopped(id);
                 let entry = &mut state.entries[i];
+                if entry.frozen
+                    && let Some(process) = &entry.process
+                {
+                    process.signal(crate::chaos::SIGCONT);
+                    entry.frozen = false;
+                }
                 if entry.state == ReplicaState::Starting {
                     entry.stop_requested = true;
                     if let Some(url) = &entry.url {
@@ -240,6 +264,10 @@ impl ReplicaPool {
                         .spawn(async move { pool.drain(id, process).await });
                 }
             }
+            // A killed replica's place needs no stopping: nothing runs in it.
+            state
+                .entries
+                .retain(|e| !(e.restarting && e.stop_requested));
         }
     }
 
@@ -377,6 +405,11 @@ impl ReplicaPool {
         self.lock().restarts
     }
 
+    /// Replicas a chaos `kill` SIGKILLed so far.
+    pub fn killed_by_chaos(&self) -> u32 {
+        self.lock().killed_by_chaos
+    }
+
     /// Detect replicas that died on their own: drop them from the targets and the pool, as a crashed pod's
     /// endpoint leaves its Service, and start replacements, as the ReplicaSet keeps `spec.replicas`.
     /// Returns what happened to each, with its last output, for the problems list.
@@ -434,6 +467,7 @@ impl ReplicaPool {
     /// Stop every replica (SIGTERM, grace, SIGKILL) and wait for all start/drain tasks.
     pub async fn shutdown(&self) {
         self.lock().closed = true;
+        self.closing.cancel();
         self.scale_to(0);
         self.tasks.close();
         self.tasks.wait().await;

@@ -1,0 +1,187 @@
+//! The report's `chaos` section: every fault injected during the run with what it cost the load (requests failed,
+//! timed out and dropped between the fault and the recovery, by class, counted from the request log), how long until
+//! the load was back within the SLO and until the replacement served, what the autoscaler did meanwhile, and the
+//! chaos thresholds' verdicts. The lab measures and fills it; this module holds the schema and the recovery table.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ThresholdResult;
+
+/// The `chaos` section of report.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosReport {
+    /// The SLO a recovery is judged by, and how long it must hold (seconds) in buckets of `bucket_s`.
+    pub slo: String,
+    pub hold_s: f64,
+    pub bucket_s: f64,
+    pub faults: Vec<FaultReport>,
+    /// `recovery<30s`, `lost<0.1%`, ... each checked against every fault.
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// One fault and what followed it. Times are seconds since the load started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultReport {
+    pub at_s: f64,
+    /// As written: `kill`, `freeze`, `kill-scaler`, ...
+    pub action: String,
+    /// As written: `replica`, `replica-2`, `scaler`.
+    pub target: String,
+    /// Whom it hit: `consumer-3 (pid 1234)`, `scaler (pid 99)`; `None` when nothing could be hit.
+    pub hit: Option<String>,
+    /// Why nothing was hit (no ready replica, no such replica, ...).
+    pub error: Option<String>,
+    /// Freeze length, or the restart back-off of a kill, in seconds.
+    pub duration_s: Option<f64>,
+    /// The measured window: from the fault to the recovery (or to the end of the load when it never recovered).
+    pub window_end_s: f64,
+    /// Requests that ended in the window (dropped ones included).
+    pub requests: u64,
+    /// failed (HTTP errors, 429s, connection errors) + timed out + dropped.
+    pub lost: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub dropped: u64,
+    /// `lost` by outcome class (`http_error`, `throttled`, `timeout`, `connect_error`, `other_error`, `dropped`).
+    pub by_class: BTreeMap<String, u64>,
+    /// `lost` as a share of every request of the run (%).
+    pub lost_pct_of_run: f64,
+    /// Replica faults: requests that had taken the replica as their target and were still open at the fault.
+    pub in_flight_at_fault: Option<u64>,
+    /// Replica faults: of those and of any later request to it, how many failed or timed out.
+    pub failed_on_target: Option<u64>,
+    /// When the success rate and latency were back within the SLO for `hold_s` (seconds after the fault);
+    /// `None`: not within the load.
+    pub recovered_after_s: Option<f64>,
+    /// Whether the SLO was missed at all after the fault (else `recovered_after_s` is 0).
+    pub slo_hurt: bool,
+    /// Freeze: when its readiness probe failed and it left the targets (seconds after the fault).
+    #[serde(default)]
+    pub left_targets_after_s: Option<f64>,
+    /// Freeze: requests that took the frozen replica as their target while it was out of the targets (0 when the
+    /// endpoint left as it should).
+    #[serde(default)]
+    pub picked_while_out: Option<u64>,
+    /// Kill/terminate: until the replacement replica was ready; freeze: until the frozen one was back in the
+    /// targets; scaler faults: until the scaler answered again (seconds after the fault).
+    pub replacement_ready_after_s: Option<f64>,
+    /// Until the replacement (or the returned replica) answered its first request.
+    pub replacement_serving_after_s: Option<f64>,
+    /// Who replaced it (`consumer-5`) or returned.
+    pub replacement: Option<String>,
+    pub autoscaler: AutoscalerReaction,
+}
+
+/// The controller's steps in the window (from the fault to the recovery or, for a scaler fault, to the scaler's
+/// return, whichever is later).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AutoscalerReaction {
+    pub steps: u32,
+    /// Steps in which at least one trigger could not be read.
+    pub failed_readings: u32,
+    /// Steps in which KEDA's fallback stood in for a failing AverageValue trigger.
+    pub fallback_steps: u32,
+    /// The first such step: seconds after the fault, and the trigger and what it said.
+    pub fallback_first_after_s: Option<f64>,
+    pub fallback_detail: Option<String>,
+    /// Steps where a failing Value trigger (no fallback in KEDA) was an error and the HPA held (no scale-down).
+    pub value_errors: u32,
+    /// Decisions that changed the replica count: `12.5s 3 -> 2: <reason>`.
+    pub changes: Vec<String>,
+}
+
+impl ChaosReport {
+    /// Whether every chaos threshold passed.
+    pub fn passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// The recovery table printed at the end of a lab run.
+    pub fn render(&self) -> String {
+        let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}s"));
+        let mut out = format!(
+            "chaos: {} fault(s); recovered = {} held for {:.1}s (buckets of {:.2}s); lost = failed + timed out + dropped between the fault and the recovery\n",
+            self.faults.len(),
+            self.slo,
+            self.hold_s,
+            self.bucket_s
+        );
+        out.push_str(&format!(
+            "{:>7}  {:<13} {:<22} {:>5} {:>6} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9}  {}\n",
+            "at",
+            "action",
+            "hit",
+            "lost",
+            "failed",
+            "timeout",
+            "dropped",
+            "inflight",
+            "recovered",
+            "replaced",
+            "serving",
+            "autoscaler"
+        ));
+        for f in &self.faults {
+            let hit = f
+                .hit
+                .clone()
+                .unwrap_or_else(|| format!("({})", f.error.as_deref().unwrap_or("nothing")));
+            let a = &f.autoscaler;
+            let mut reaction = format!("{} steps", a.steps);
+            if a.failed_readings > 0 {
+                reaction.push_str(&format!(", {} with failed readings", a.failed_readings));
+            }
+            if a.fallback_steps > 0 {
+                reaction.push_str(&format!(
+                    ", fallback in {} (first after {})",
+                    a.fallback_steps,
+                    secs(a.fallback_first_after_s)
+                ));
+            }
+            if a.value_errors > 0 {
+                reaction.push_str(&format!(
+                    ", Value trigger failing in {} (held)",
+                    a.value_errors
+                ));
+            }
+            if !a.changes.is_empty() {
+                reaction.push_str(&format!(", {} change(s)", a.changes.len()));
+            }
+            let recovered = if f.slo_hurt {
+                secs(f.recovered_after_s)
+            } else {
+                "not hurt".to_string()
+            };
+            out.push_str(&format!(
+                "{:>6.1}s  {:<13} {:<22} {:>5} {:>6} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9}  {}\n",
+                f.at_s,
+                f.action,
+                hit,
+                f.lost,
+                f.failed,
+                f.timed_out,
+                f.dropped,
+                f.in_flight_at_fault
+                    .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                recovered,
+                secs(f.replacement_ready_after_s),
+                secs(f.replacement_serving_after_s),
+                reaction
+            ));
+            for change in &a.changes {
+                out.push_str(&format!("           {change}\n"));
+            }
+        }
+        for t in &self.thresholds {
+            out.push_str(&format!(
+                "  threshold {} {}: {}\n",
+                t.expression,
+                if t.passed { "passed" } else { "FAILED" },
+                t.message
+            ));
+        }
+        out
+    }
+}
