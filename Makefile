@@ -11,10 +11,10 @@ help: ## list the targets
 setup: ## install what the lab and its tests need (idempotent)
 	@bash scripts/setup.sh
 
-demo: setup ## build in release mode and run the cluster-free lab (scaler + consumer replicas + HPA logic)
+demo: setup ## build in release mode and run the cluster-free lab (scaler + consumer replicas + HPA logic); LAB_TEST=demo-chaos for faults
 	$(call require,$(CARGO),Install Rust: https://rustup.rs)
 	$(CARGO) build --release -p consumer -p scaler -p generator -p lab
-	./target/release/lab --test demo
+	./target/release/lab --test $${LAB_TEST:-demo}
 
 console: setup ## build in release mode and serve the lab's web console on http://127.0.0.1:8089/ until Ctrl-C (docs/console.md)
 	$(call require,$(CARGO),Install Rust: https://rustup.rs)

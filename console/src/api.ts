@@ -94,7 +94,7 @@ export const api = {
   rate: (id: string, multiplier: number) =>
     call<RunMeta>("POST", `/api/runs/${encodeURIComponent(id)}/rate`, { multiplier }),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
-  chaos: (id: string, action: string, target: string, duration_s: number | null) =>
+  chaos: (id: string, action: string, target: string | null, duration_s: number | null) =>
     call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/chaos`, { action, target, duration_s }),
 };
 

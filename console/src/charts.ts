@@ -179,6 +179,22 @@ function markersPlugin(runs: () => RunSeries[]): uPlot.Plugin {
             const row = ri * 2 + (ei % 2);
             ctx.fillText(text, tx, top + (10 + row * 11) * px);
           });
+          // Faults: red lines labelled at the bottom, so they do not cover the scale events' labels.
+          ctx.strokeStyle = "rgba(220,38,38,0.85)";
+          ctx.fillStyle = ctx.strokeStyle;
+          run.faults.forEach((f, fi) => {
+            const x = u.valToPos(f.t_s, "x", true);
+            if (!Number.isFinite(x)) return;
+            ctx.lineWidth = 2 * px;
+            ctx.beginPath();
+            ctx.moveTo(x, top);
+            ctx.lineTo(x, top + height);
+            ctx.stroke();
+            const text = `${ri === 1 ? "B " : ""}⚡${f.label}`;
+            const w = ctx.measureText(text).width;
+            const tx = x + 3 * px + w > left + width ? x - 3 * px - w : x + 3 * px;
+            ctx.fillText(text, tx, top + height - (4 + (fi % 2) * 11) * px);
+          });
         });
         ctx.restore();
       },

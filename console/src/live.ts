@@ -16,18 +16,27 @@ import {
   type Sample,
 } from "./types";
 
+// The lab's faults (docs/lab.md, Chaos): the same actions as a profile's `chaos:` list.
 export const CHAOS_ACTIONS = [
-  { action: "kill-replica", label: "kill replica", hint: "SIGKILL: a crash", duration: false },
-  { action: "terminate-replica", label: "terminate replica", hint: "SIGTERM: an eviction", duration: false },
-  { action: "freeze-replica", label: "freeze replica", hint: "SIGSTOP for N s: a partition", duration: true },
+  {
+    action: "kill",
+    label: "kill replica",
+    hint: "SIGKILL: a crash; replaced after the restart back-off",
+    duration: false,
+  },
+  { action: "terminate", label: "terminate replica", hint: "SIGTERM: an eviction; replaced at once", duration: false },
+  { action: "freeze", label: "freeze replica", hint: "SIGSTOP for N s: a partition or a stalled node", duration: true },
   { action: "kill-scaler", label: "kill scaler", hint: "the metric source dies: KEDA's fallback", duration: false },
+  { action: "freeze-scaler", label: "freeze scaler", hint: "SIGSTOP the scaler for N s", duration: true },
 ] as const;
 
-/** What the chaos panel says for the server's answer; 404 or 405 means this lab has no chaos route yet. */
+/** What the chaos panel says for the server's answer (`status` null: accepted, `body` names what was hit). */
 export function chaosMessage(status: number | null, body: unknown): string {
-  if (status === null) return `sent: ${JSON.stringify(body)}`;
-  if (status === 404 || status === 405)
-    return `This lab does not offer chaos actions yet (issue 12): the server answered ${status}.`;
+  if (status === null) {
+    const done = body as { action?: string; hit?: string } | null;
+    return done && done.hit ? `${done.action ?? "fault"}: hit ${done.hit}` : `sent: ${JSON.stringify(body)}`;
+  }
+  if (status === 404 || status === 405) return `This lab does not offer chaos actions (the server answered ${status}).`;
   const err = body && typeof body === "object" && "error" in body ? errorText(body as ApiError) : "";
   return `refused (${status})${err ? `: ${err}` : ""}`;
 }
@@ -36,7 +45,13 @@ export class ChaosPanel {
   readonly el: HTMLElement;
   private runId: string | null = null;
   private readonly answer = h("p", { class: "muted", id: "chaos-answer" }, "Faults apply to the active run.");
-  private readonly target = h("input", { type: "text", name: "chaos-target", value: "any", size: 8 });
+  private readonly target = h("input", {
+    type: "text",
+    name: "chaos-target",
+    value: "replica",
+    size: 9,
+    title: "replica (the oldest ready one) or replica-N; scaler faults always hit the scaler",
+  });
   private readonly duration = h("input", { type: "number", name: "chaos-duration", value: "10", min: "1", step: "1" });
   private readonly buttons: HTMLButtonElement[];
 
@@ -73,8 +88,9 @@ export class ChaosPanel {
   private async send(action: string, withDuration: boolean): Promise<void> {
     if (!this.runId) return;
     const duration = withDuration ? Number(this.duration.value) || null : null;
+    const target = action.endsWith("-scaler") ? null : this.target.value.trim() || null;
     try {
-      const body = await api.chaos(this.runId, action, this.target.value.trim() || "any", duration);
+      const body = await api.chaos(this.runId, action, target, duration);
       this.answer.textContent = chaosMessage(null, body);
     } catch (e) {
       this.answer.textContent = e instanceof HttpError ? chaosMessage(e.status, e.body) : `failed: ${String(e)}`;

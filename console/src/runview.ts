@@ -147,6 +147,7 @@ export function summaryRows(run: RunSeries): [string, string][] {
     ["… per 1000 requests", num(cost.replica_seconds_per_1000_requests, 1)],
     ["… wasted", num(cost.wasted_replica_seconds, 1)],
     ["scale steps seen", `${run.scaleEvents.length}`],
+    ...run.faults.map((f): [string, string] => [`fault at ${fmtNum(f.t_s)} s`, f.detail]),
     ["decisions", `${run.decisions.length}`],
   ];
 }

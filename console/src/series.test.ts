@@ -135,3 +135,41 @@ describe("formatting", () => {
     expect(newestFirst(ds, 3).map((d) => d.t_s)).toEqual([4, 3, 2]);
   });
 });
+
+describe("faults on the timeline", () => {
+  it("come from the lab's injection notes while live, and from the report's chaos section at the end", () => {
+    const live = data([sample(1)]);
+    live.notes = [
+      { t_s: 0, text: "scaler pid 1 grpc 127.0.0.1:1" },
+      { t_s: 7, text: "chaos: freeze consumer-1 (pid 42) (SIGSTOP) for 2s" },
+      { t_s: 9, text: "chaos: consumer-1 left the targets after 0.5s, continued after 2.0s, back after 2.6s" },
+      { t_s: 12, text: "chaos: kill (SIGKILL) scaler (pid 9); back after 5s: the triggers fail until then" },
+    ];
+    const r = new RunSeries(live);
+    expect(r.faults.map((f) => [f.t_s, f.label])).toEqual([
+      [7, "freeze"],
+      [12, "kill-scaler"],
+    ]);
+
+    const ended = { ...live };
+    ended.report = {
+      chaos: {
+        faults: [
+          {
+            at_s: 7.4,
+            action: "freeze",
+            target: "replica",
+            hit: "consumer-1 (pid 42)",
+            lost: 0,
+            recovered_after_s: 2.75,
+            replacement_ready_after_s: 2.6,
+          },
+        ],
+      },
+    };
+    r.finish(ended);
+    expect(r.faults).toEqual([
+      { t_s: 7.4, label: "freeze", detail: "freeze consumer-1 (pid 42): lost 0, recovered after 2.8 s" },
+    ]);
+  });
+});

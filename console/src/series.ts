@@ -129,6 +129,30 @@ export class RunSeries {
     return true;
   }
 
+  /**
+   * The faults (issue 12's chaos): the report's chaos section once the run has ended, with its recovery figures; while
+   * live, the lab's injection notes (`chaos: kill consumer-1 (pid 7) (SIGKILL) ...`).
+   */
+  get faults(): FaultMark[] {
+    const chaos = (this.report as { chaos?: { faults?: ChaosFault[] } } | null)?.chaos;
+    if (chaos && Array.isArray(chaos.faults))
+      return chaos.faults.map((f) => ({
+        t_s: f.at_s,
+        label: f.action,
+        detail:
+          `${f.action} ${f.hit ?? f.target}: lost ${f.lost}` +
+          (f.recovered_after_s !== null && f.recovered_after_s !== undefined
+            ? `, recovered after ${f.recovered_after_s.toFixed(1)} s`
+            : ", not recovered within the load"),
+      }));
+    return this.notes
+      .filter((n) => n.text.startsWith("chaos: ") && n.text.includes("(SIG"))
+      .map((n) => {
+        const verb = n.text.slice("chaos: ".length).split(" ")[0];
+        return { t_s: n.t_s, label: n.text.includes(" scaler (pid ") ? `${verb}-scaler` : verb, detail: n.text };
+      });
+  }
+
   /** Scale events come from the server at the end; while live, the page derives them from `current` changing. */
   private noteScale(t: number): void {
     const n = this.current.length;
@@ -152,6 +176,24 @@ export class RunSeries {
     this.report = data.report ?? null;
     for (const s of data.samples ?? []) this.push(s);
   }
+}
+
+/** A fault drawn on the charts. */
+export interface FaultMark {
+  t_s: number;
+  label: string;
+  detail: string;
+}
+
+/** The part of the report's `chaos.faults[]` the page shows. */
+export interface ChaosFault {
+  at_s: number;
+  action: string;
+  target: string;
+  hit: string | null;
+  lost: number;
+  recovered_after_s: number | null;
+  replacement_ready_after_s: number | null;
 }
 
 /**

@@ -11,6 +11,8 @@ pub struct RunHooks {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// The open model's rate multiplier, changeable during the run.
     pub rate: Option<Arc<generator::engine::RateControl>>,
+    /// Faults from outside the profile's schedule (the console's chaos buttons): opened while the load runs.
+    pub chaos: Option<Arc<crate::chaos::ChaosPort>>,
     /// Lines added to the view's header (kept on screen by the terminal view), e.g. the console's URL.
     pub banner: Vec<String>,
 }

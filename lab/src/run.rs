@@ -137,6 +137,12 @@ pub async fn run_observed(
         args.restart_backoff.mul_f64(args.time_scale),
         args.time_scale,
     )?;
+    // Faults may come from outside (the console): every request's outcome is kept so they can be measured.
+    let chaos = if hooks.chaos.is_some() {
+        chaos.with_request_log()
+    } else {
+        chaos
+    };
     let settle = args.settle.unwrap_or_else(|| default_settle(&config));
     std::fs::create_dir_all(&args.out).map_err(|source| LabError::Io {
         path: args.out.display().to_string(),
@@ -406,14 +412,15 @@ impl Plan<'_> {
         }
         .spawn();
         // The faults, timed from the load's start (now), beside the control loop.
-        let chaos = self.chaos.spawn(
-            crate::chaos::Targets {
-                pool: pool.clone(),
-                scaler: children.scaler.clone(),
-                restart_backoff: self.chaos.restart_backoff,
-            },
-            stop_control.clone(),
-        );
+        let chaos_targets = crate::chaos::Targets {
+            pool: pool.clone(),
+            scaler: children.scaler.clone(),
+            restart_backoff: self.chaos.restart_backoff,
+        };
+        if let Some(port) = &self.hooks.chaos {
+            port.open(chaos_targets.clone(), self.chaos.clone());
+        }
+        let chaos = self.chaos.spawn(chaos_targets, stop_control.clone());
 
         let loaded = self
             .load(
@@ -431,6 +438,9 @@ impl Plan<'_> {
             .await;
         // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
         stop_control.cancel();
+        if let Some(port) = &self.hooks.chaos {
+            port.close();
+        }
         let _ = control.await;
         if let Some(chaos) = chaos {
             chaos.abort();

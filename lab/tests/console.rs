@@ -133,7 +133,7 @@ impl Events {
 pub(crate) const STEADY: &str = "name: steady\ndescription: console test\nstart_rate: 10\nstages:\n- name: hold\n  duration: 600s\n  rate: 10\nrequests:\n- method: POST\n  path: /load/io\n  body: {delay_ms: 20, mode: sync}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_streams_changes_rate_refuses_a_second_stops_and_survives_a_restart() {
+async fn a_run_streams_changes_rate_takes_a_fault_refuses_a_second_stops_and_survives_a_restart() {
     let _machine = heavy().await;
     let runs = tempfile::tempdir().expect("temp dir");
     let mut server = console(runs.path(), &[]).await;
@@ -242,6 +242,44 @@ async fn a_run_streams_changes_rate_refuses_a_second_stops_and_survives_a_restar
         "offered {offered} at x3: {after:?}"
     );
 
+    // Chaos from the console: freeze the oldest replica for 1 s; the lab names what it hit, and checks the fields as
+    // a profile's chaos list is checked.
+    let (status, hit) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/chaos"),
+        Some(json!({"action": "freeze", "duration_s": 1})),
+    )
+    .await;
+    assert_eq!(status, 202, "{hit}");
+    assert!(
+        hit["hit"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("consumer-")),
+        "{hit}"
+    );
+    let (status, bad) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/chaos"),
+        Some(json!({"action": "freeze"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["field"], "duration_s", "{bad}");
+    let (status, bad) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/chaos"),
+        Some(json!({"action": "kill", "target": "scaler"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["field"], "target", "{bad}");
+    // Let the frozen replica come back before the run stops (SIGCONT after 1 s).
+    let mut later = 0;
+    while later < 3 {
+        let (name, _) = events.next().await.expect("the stream goes on");
+        later += usize::from(name == "sample");
+    }
+
     // Stop: a stopped status ends the stream.
     let (status, stopping) = call("POST", &format!("{base}/api/runs/{id}/stop"), None).await;
     assert_eq!(status, 202, "{stopping}");
@@ -291,6 +329,20 @@ async fn a_run_streams_changes_rate_refuses_a_second_stops_and_survives_a_restar
         data["report"]["schema"],
         contract::report::GENERATOR_REPORT_SCHEMA
     );
+    // The console's fault is measured in the report like a scheduled one.
+    let faults = data["report"]["chaos"]["faults"]
+        .as_array()
+        .expect("a chaos section");
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0]["action"], "freeze");
+    assert_eq!(faults[0]["hit"], hit["hit"]);
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/api/runs/{id}/chaos"),
+        Some(json!({"action": "kill"})),
+    )
+    .await;
+    assert_eq!(status, 409, "no fault into a finished run");
 
     // The finished run's SSE: its snapshot and final status, then the end.
     let mut events = Events::open(&format!("{base}/api/runs/{id}/events")).await;

@@ -152,11 +152,22 @@ try {
   await page.waitForFunction(() => (document.querySelectorAll("#decision-log li").length ?? 0) >= 2, null, {
     timeout: 60_000,
   });
-  check((await page.locator("#chaos button[data-action]").count()) === 4, "the chaos panel lists the four lab faults");
+  check((await page.locator("#chaos button[data-action]").count()) === 5, "the chaos panel lists the five lab faults");
   check(
     await page.locator("#chaos button[data-action]").first().isEnabled(),
     "chaos buttons are enabled while running",
   );
+  // A fault from the page: freeze the oldest replica for 2 s; the lab names the replica it stopped.
+  await page.locator('input[name="chaos-duration"]').fill("2");
+  await page.locator('#chaos button[data-action="freeze"]').click();
+  await page.waitForFunction(
+    () => document.querySelector("#chaos-answer")?.textContent?.includes("hit consumer-"),
+    null,
+    {
+      timeout: 10_000,
+    },
+  );
+  log("chaos", { answer: await page.locator("#chaos-answer").textContent() });
   // Percentiles are the user's pick: p99.9 joins the latency chart when ticked.
   await page.locator('input[name="pct-p99_9"]').check();
   await page.waitForFunction(() =>

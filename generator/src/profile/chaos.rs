@@ -45,7 +45,7 @@ impl ChaosAction {
         }
     }
 
-    fn parse(text: &str) -> Option<ChaosAction> {
+    pub fn parse(text: &str) -> Option<ChaosAction> {
         ChaosAction::ALL.into_iter().find(|a| a.as_str() == text)
     }
 
@@ -54,7 +54,7 @@ impl ChaosAction {
         matches!(self, ChaosAction::KillScaler | ChaosAction::FreezeScaler)
     }
 
-    fn allowed() -> String {
+    pub fn allowed() -> String {
         ChaosAction::ALL.map(ChaosAction::as_str).join(", ")
     }
 }
@@ -233,7 +233,7 @@ impl ChaosSpec {
 
     /// The checks that need no YAML position: the target fits the action, the duration is given where needed and
     /// only there, and the fault falls inside the load (`load`, when known). Errors are (field, reason).
-    pub(crate) fn check(&self, load: Option<Duration>) -> Result<(), (String, String)> {
+    pub fn check(&self, load: Option<Duration>) -> Result<(), (String, String)> {
         let target = self.target();
         if self.action.on_scaler() != (target == ChaosTarget::Scaler) {
             let allowed = if self.action.on_scaler() {

@@ -4,10 +4,12 @@
 //! with the profile, `generator::profile::ChaosSpec`) and is carried out by [`inject`] on the run's [`Targets`]: the
 //! replica pool (kill, terminate, freeze: `replicas::faults`) and the scaler ([`scaler`]: kill, freeze, restart after
 //! a back-off). [`inject`] is the one entry point, also for callers outside a scheduled run (the console).
-//! [`schedule`] runs a profile's faults at their times beside the control loop, [`measure`] turns the request log,
+//! [`schedule`] runs a profile's faults at their times beside the control loop, [`port`] takes faults from outside
+//! while the load runs (the console), [`measure`] turns the request log,
 //! the controller's decisions and the replicas' lives into the report's `chaos` section, [`threshold`] judges it.
 
 pub mod measure;
+pub mod port;
 pub mod scaler;
 pub mod schedule;
 pub mod threshold;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use generator::profile::{ChaosAction, ChaosSpec, ChaosTarget};
 
 use crate::replicas::{FreezeOutcome, Hit, ReplicaPool};
+pub use port::{ChaosPort, PortError};
 pub use scaler::ScalerSlot;
 pub use schedule::ChaosRun;
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `invalid_field`, `invalid_yaml`, `invalid_json`, `run_active`, `not_running`,
-    /// `not_found`, `unauthorized`, `io`.
+    /// `not_loading`, `nothing_hit` (chaos), `not_found`, `unauthorized`, `io`.
     pub error: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]

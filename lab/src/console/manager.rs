@@ -14,6 +14,7 @@ use super::api::{
     Summary, TriggerInfo, TriggerReading,
 };
 use super::history::History;
+use crate::chaos::ChaosPort;
 use crate::run::{LiveInterval, RunHooks, RunObserver};
 use crate::view::DecisionRecord;
 use crate::{LabError, LabOutcome};
@@ -34,6 +35,8 @@ pub enum Event {
 struct Active {
     data: RunData,
     rate: Arc<RateControl>,
+    /// Faults from the chaos buttons, while the load runs.
+    chaos: Arc<ChaosPort>,
     cancel: CancellationToken,
     feed: broadcast::Sender<Event>,
 }
@@ -119,6 +122,7 @@ impl Manager {
             return Ok(Err(e.into()));
         }
         let rate = Arc::new(RateControl::new(rate_multiplier));
+        let chaos = Arc::new(ChaosPort::default());
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         *active = Some(Active {
             data: RunData {
@@ -132,6 +136,7 @@ impl Manager {
                 report: None,
             },
             rate: rate.clone(),
+            chaos: chaos.clone(),
             cancel,
             feed,
         });
@@ -141,6 +146,7 @@ impl Manager {
                 id: id.clone(),
             })),
             rate: Some(rate),
+            chaos: Some(chaos),
             banner: Vec::new(),
         };
         Ok(Ok((meta, hooks, extra)))
@@ -176,6 +182,14 @@ impl Manager {
                 let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
                 Ok(a.data.meta.clone())
             }
+            _ => Err(self.not_active(id)),
+        }
+    }
+
+    /// The active run's way in for faults.
+    pub fn chaos(&self, id: &str) -> Result<Arc<ChaosPort>, Refusal> {
+        match self.lock().as_ref() {
+            Some(a) if a.data.meta.id == id && !a.cancel.is_cancelled() => Ok(a.chaos.clone()),
             _ => Err(self.not_active(id)),
         }
     }

@@ -41,7 +41,7 @@ pub struct Console {
     pub token: Option<String>,
 }
 
-type Shared = State<Arc<Console>>;
+pub(super) type Shared = State<Arc<Console>>;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The whole application.
@@ -56,6 +56,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/runs/{id}", get(get_run).delete(delete_run))
         .route("/api/runs/{id}/stop", post(stop_run))
         .route("/api/runs/{id}/rate", post(set_rate))
+        .route("/api/runs/{id}/chaos", post(super::chaos::inject))
         .route("/api/runs/{id}/events", get(events))
         .route("/api/runs/{id}/report.json", get(report_json))
         .route("/api/runs/{id}/intervals.csv", get(intervals_csv))
@@ -107,7 +108,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn refusal(id: &str, r: Refusal) -> ApiError {
+pub(super) fn refusal(id: &str, r: Refusal) -> ApiError {
     match r {
         Refusal::Busy(active) => ApiError::conflict(
             "run_active",
@@ -498,6 +499,7 @@ fn serve(assets: &Assets, path: &str) -> Response {
         delete_run,
         stop_run,
         set_rate,
+        super::chaos::inject,
         events,
         report_json,
         intervals_csv,
@@ -509,6 +511,8 @@ fn serve(assets: &Assets, path: &str) -> Response {
         RunData,
         StartRequest,
         RateRequest,
+        super::chaos::ChaosRequest,
+        super::chaos::ChaosDone,
         ValidateRequest,
         ValidateOk,
         ProfileInfo,
