@@ -131,9 +131,15 @@ pub async fn run_observed(
     } else {
         Some(Binaries::locate(&args)?)
     };
+    // The flag wins over the profile's `chaos_thresholds`.
+    let thresholds = match (&args.chaos_threshold, &profile.chaos_thresholds) {
+        (Some(text), _) => Some(("--chaos-threshold", text.as_str())),
+        (None, Some(text)) => Some(("the profile's chaos_thresholds", text.as_str())),
+        (None, None) => None,
+    };
     let chaos = ChaosRun::new(
         &profile.chaos,
-        args.chaos_threshold.as_deref(),
+        thresholds,
         args.restart_backoff.mul_f64(args.time_scale),
         args.time_scale,
     )?;

@@ -348,4 +348,20 @@ async fn chaos_bad_faults_and_thresholds_are_usage_errors_before_anything_starts
         err.to_string().contains("chaos[0].duration") && err.to_string().contains("line 10"),
         "{err}"
     );
+    // The profile's own chaos_thresholds are checked as the flag's are, and named as the profile's.
+    let judged = profile(
+        dir.path(),
+        5.0,
+        10,
+        "  - {at: 2s, action: kill}\nchaos_thresholds: recovery>3s\n",
+    );
+    let err = run_lab(dir.path(), &["--test", &judged, "--scaledobject", &so])
+        .await
+        .expect_err("refused");
+    assert_eq!(err.exit_code(), contract::exit::USAGE, "{err}");
+    assert!(
+        err.to_string().contains("the profile's chaos_thresholds")
+            && err.to_string().contains("expected NAME<VALUE"),
+        "{err}"
+    );
 }

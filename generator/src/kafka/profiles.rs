@@ -33,6 +33,7 @@ fn profile(name: &str, description: &str, stages: Vec<Stage>) -> Profile {
         requests: Vec::new(),
         recycle_connections: false,
         chaos: Vec::new(),
+        chaos_thresholds: None,
     }
 }
 

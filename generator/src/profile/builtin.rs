@@ -67,6 +67,7 @@ impl Profile {
                 requests,
                 recycle_connections: true,
                 chaos: Vec::new(),
+                chaos_thresholds: None,
             })
         };
         match name.as_str() {
@@ -222,6 +223,8 @@ impl Profile {
                      replaced after the restart back-off), at 42 s one is frozen for 6 s (SIGSTOP: it leaves the \
                      targets when its readiness fails and returns after SIGCONT). The lab reports what each cost."
                     .into();
+                // The seed's recovery targets, at the demo's scale: self-healing within 30 s, loss under 1 %.
+                demo.chaos_thresholds = Some("recovery<30s,lost<1%".into());
                 demo.chaos = vec![
                     ChaosSpec {
                         at: secs(30),

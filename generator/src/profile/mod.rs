@@ -54,6 +54,9 @@ pub struct Profile {
     /// Faults the lab injects during the load (`chaos:`; the generator alone ignores them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chaos: Vec<ChaosSpec>,
+    /// What the faults may cost, e.g. `recovery<30s,lost<0.1%` (the lab's `--chaos-threshold` syntax; the flag wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos_thresholds: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -393,6 +396,7 @@ impl Profile {
             requests: vec![request],
             recycle_connections: false,
             chaos: Vec::new(),
+            chaos_thresholds: None,
         }
     }
 

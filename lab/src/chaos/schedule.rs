@@ -32,24 +32,28 @@ pub struct ChaosRun {
 }
 
 impl ChaosRun {
-    /// `faults` as time-scaled in the profile; `thresholds` the `--chaos-threshold` text; `restart_backoff` already
+    /// `faults` as time-scaled in the profile; `thresholds` the threshold text and where it came from (the
+    /// `--chaos-threshold` flag or the profile's `chaos_thresholds`, named in errors); `restart_backoff` already
     /// time-scaled.
     pub fn new(
         faults: &[ChaosSpec],
-        thresholds: Option<&str>,
+        thresholds: Option<(&str, &str)>,
         restart_backoff: Duration,
         time_scale: f64,
     ) -> Result<ChaosRun, LabError> {
         let thresholds = match thresholds {
-            Some(text) => Threshold::parse_list(text, time_scale)
-                .map_err(|e| LabError::Usage(format!("--chaos-threshold: {e}")))?,
+            Some((source, text)) => {
+                let parsed = Threshold::parse_list(text, time_scale)
+                    .map_err(|e| LabError::Usage(format!("{source}: {e}")))?;
+                if faults.is_empty() && !parsed.is_empty() {
+                    return Err(LabError::Usage(format!(
+                        "{source}: the run has no faults (give --chaos or a profile with a chaos: list)"
+                    )));
+                }
+                parsed
+            }
             None => Vec::new(),
         };
-        if faults.is_empty() && !thresholds.is_empty() {
-            return Err(LabError::Usage(
-                "--chaos-threshold: the run has no faults (give --chaos or a profile with a chaos: list)".into(),
-            ));
-        }
         let mut faults = faults.to_vec();
         faults.sort_by_key(|f| f.at);
         Ok(ChaosRun {
