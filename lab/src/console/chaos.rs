@@ -74,17 +74,7 @@ pub async fn inject(
 /// The body as a chaos entry, checked by the profile's own rules.
 fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
     let map = form::object(body)?;
-    if let Some(key) = map
-        .keys()
-        .find(|k| !["action", "target", "duration_s"].contains(&k.as_str()))
-    {
-        return Err(ApiError::field(
-            key,
-            map[key].clone(),
-            "action, target, duration_s",
-            format!("unknown field {key:?}"),
-        ));
-    }
+    form::only(&map, &["action", "target", "duration_s"])?;
     let allowed_actions = ChaosAction::allowed();
     let action = match map.get("action") {
         Some(Value::String(text)) => ChaosAction::parse(text),

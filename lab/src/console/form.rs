@@ -57,7 +57,8 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Refuse keys outside `known`.
-fn only(map: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+/// Refuse the first key not in `known`, naming the allowed ones.
+pub fn only(map: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(key) => Err(ApiError::field(
             key,
