@@ -47,11 +47,6 @@ pub async fn run(args: LabArgs) -> Result<i32, LabError> {
 
 /// [`run`] with hooks: SIGINT/SIGTERM handling, then [`run_observed`] (the Kafka scenario takes no hooks).
 pub async fn run_hooked(args: LabArgs, hooks: RunHooks) -> Result<i32, LabError> {
-    if args.scenario == "kafka" && !args.chaos.is_empty() {
-        return Err(LabError::Usage(
-            "--chaos: faults run in the http scenario only".into(),
-        ));
-    }
     run_signalled(|interrupt, registry| async move {
         if args.scenario == "kafka" {
             crate::kafka::run_supervised(args, interrupt, &registry)
@@ -125,6 +120,7 @@ pub async fn run_observed(
 ) -> Result<LabOutcome, LabError> {
     let (origin, config) = load_scaledobject(&args)?;
     let profile = load_profile(&args)?;
+    crate::kafka::refuse_broker_faults(&profile.chaos)?;
     let slo = SloChoice::resolve(args.slo.as_deref())?;
     let binaries = if args.no_spawn {
         None
@@ -421,6 +417,7 @@ impl Plan<'_> {
         let chaos_targets = crate::chaos::Targets {
             pool: pool.clone(),
             scaler: children.scaler.clone(),
+            broker: None,
             restart_backoff: self.chaos.restart_backoff,
         };
         if let Some(port) = &self.hooks.chaos {

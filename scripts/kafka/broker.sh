@@ -5,6 +5,7 @@
 #   broker.sh fetch                 resolve the jars into the cache (skipped when already complete)
 #   broker.sh start DIR             format storage under DIR, start, wait until ready; prints `bootstrap=127.0.0.1:PORT`
 #   broker.sh stop DIR              SIGTERM, bounded wait, SIGKILL; never leaves the JVM running
+#   broker.sh resume DIR            start the stopped broker in DIR again: same ports, same data; wait until ready
 #   broker.sh status DIR            exit 0 when the broker in DIR is running
 #   broker.sh perf DIR ARGS...      org.apache.kafka.tools.ProducerPerformance against the broker in DIR
 #   broker.sh consume-perf DIR ARGS...  org.apache.kafka.tools.ConsumerPerformance against the broker in DIR
@@ -298,6 +299,55 @@ start() {
   die "the broker in $dir could not bind free ports after 3 attempts"
 }
 
+# The broker stopped with `stop` started again as it was (a restart after an outage, the lab's `stop-broker` fault):
+# the same server.properties, so the same ports and cluster, and its data kept (no format). Prints `bootstrap=...`.
+resume() {
+  local dir=${1:?usage: broker.sh resume DIR}
+  dir=$(cd "$dir" && pwd)
+  if [ ! -f "$dir/server.properties" ] || [ ! -f "$dir/bootstrap" ] || [ ! -d "$dir/data" ]; then
+    die "no stopped broker in $dir (run: broker.sh start $dir)"
+  fi
+  local bport pid
+  bport=$(sed 's/.*://' "$dir/bootstrap")
+  if pid=$(live_pid "$dir"); then
+    probe "$bport" && { printf 'bootstrap=%s\n' "$(cat "$dir/bootstrap")"; return 0; }
+    die "a broker (pid $pid) runs in $dir but does not answer; run: broker.sh stop $dir"
+  fi
+  fetch
+  local timeout=${KAFKA_READY_TIMEOUT:-60} t0 attempt
+  t0=$(date +%s%N)
+  local -a jvm
+  mapfile -t jvm < <(jvm_common "$dir")
+  # The port was free a moment ago, but the stopped JVM's sockets can linger; a bind failure is retried briefly.
+  for attempt in 1 2 3; do
+    # shellcheck disable=SC2086 # heap and JVM options are lists of words
+    java "${jvm[@]}" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} ${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} \
+      "-Dlog4j2.configurationFile=$dir/log4j2-server.properties" \
+      kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 </dev/null &
+    pid=$!
+    printf '%s\n' "$pid" >"$dir/pid"
+    local deadline=$((SECONDS + timeout))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+      if ! kill -0 "$pid" 2>/dev/null; then break; fi
+      if probe "$bport"; then
+        printf 'bootstrap=%s\n' "$(cat "$dir/bootstrap")"
+        say "resumed in $((($(date +%s%N) - t0) / 1000000)) ms (pid $pid, log $dir/server.log)"
+        return 0
+      fi
+      sleep 0.1
+    done
+    stop "$dir" >/dev/null 2>&1 || true
+    if tail -n 200 "$dir/server.log" | grep -q 'Address already in use' && [ "$attempt" -lt 3 ]; then
+      say "port $bport still taken; retrying"
+      sleep 1
+      continue
+    fi
+    tail -n 40 "$dir/server.log" >&2
+    die "the broker in $dir did not come back within ${timeout}s (log: $dir/server.log)"
+  done
+  die "the broker in $dir could not bind its ports again after 3 attempts"
+}
+
 stop() {
   local dir=${1:?usage: broker.sh stop DIR} pid i
   [ -d "$dir" ] || return 0
@@ -341,6 +391,7 @@ case "$cmd" in
   classpath) classpath; echo ;;
   start) start "$@" ;;
   stop) stop "$@" ;;
+  resume) resume "$@" ;;
   status) d=$(cd "${1:?usage: broker.sh status DIR}" && pwd); live_pid "$d" >/dev/null && probe "$(sed 's/.*://' "$d/bootstrap")" ;;
   perf)
     d=$(cd "${1:?usage: broker.sh perf DIR ARGS}" && pwd); shift; bs=$(bootstrap_of "$d")

@@ -133,6 +133,11 @@ pub struct ProduceArgs {
     #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value_t = Compression::None)]
     pub compression: Compression,
 
+    /// Idempotent producer (`enable.idempotence`): a retry after a lost ack (a broker restart) never writes a message
+    /// twice. Needs `--acks all`.
+    #[arg(long, env = "KAFKA_IDEMPOTENT")]
+    pub idempotent: bool,
+
     /// How long the producer waits to fill a batch (`linger.ms`).
     #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=900_000))]

@@ -53,6 +53,12 @@ pub fn share(total: u64, pods: u32, index: u32) -> u64 {
 impl ProducePlan {
     /// Checks the flags and builds the plan (usage errors name the flag).
     pub fn from_args(args: &ProduceArgs) -> Result<ProducePlan, AppError> {
+        if args.idempotent && args.acks != super::args::Acks::All {
+            return Err(AppError::usage(format!(
+                "--idempotent needs --acks all (got --acks {})",
+                args.acks.config_value()
+            )));
+        }
         if args.pod_index >= args.pods {
             return Err(AppError::usage(format!(
                 "--pod-index {} must be below --pods {}",
@@ -255,6 +261,9 @@ fn producer_config(args: &ProduceArgs) -> ClientConfig {
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "2097151")
         .set("statistics.interval.ms", "1000");
+    if args.idempotent {
+        config.set("enable.idempotence", "true");
+    }
     config
 }
 

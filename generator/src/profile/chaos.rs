@@ -24,15 +24,19 @@ pub enum ChaosAction {
     KillScaler,
     /// SIGSTOP the scaler for `duration`, then SIGCONT.
     FreezeScaler,
+    /// Stop the Kafka broker the lab started (SIGTERM, a clean shutdown) for `duration`, then start it again on the
+    /// same port with the same data (the Kafka scenario only).
+    StopBroker,
 }
 
 impl ChaosAction {
-    pub const ALL: [ChaosAction; 5] = [
+    pub const ALL: [ChaosAction; 6] = [
         ChaosAction::Kill,
         ChaosAction::Terminate,
         ChaosAction::Freeze,
         ChaosAction::KillScaler,
         ChaosAction::FreezeScaler,
+        ChaosAction::StopBroker,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,7 @@ impl ChaosAction {
             ChaosAction::Freeze => "freeze",
             ChaosAction::KillScaler => "kill-scaler",
             ChaosAction::FreezeScaler => "freeze-scaler",
+            ChaosAction::StopBroker => "stop-broker",
         }
     }
 
@@ -52,6 +57,11 @@ impl ChaosAction {
     /// Whether the action acts on the scaler (else on a replica).
     pub fn on_scaler(self) -> bool {
         matches!(self, ChaosAction::KillScaler | ChaosAction::FreezeScaler)
+    }
+
+    /// Whether the action acts on the Kafka broker.
+    pub fn on_broker(self) -> bool {
+        self == ChaosAction::StopBroker
     }
 
     pub fn allowed() -> String {
@@ -73,6 +83,8 @@ pub enum ChaosTarget {
     /// `replica-N`: the replica named `consumer-N`.
     ReplicaN(u32),
     Scaler,
+    /// The Kafka broker the lab started.
+    Broker,
 }
 
 impl ChaosTarget {
@@ -80,6 +92,7 @@ impl ChaosTarget {
         match text {
             "replica" => Some(ChaosTarget::Replica),
             "scaler" => Some(ChaosTarget::Scaler),
+            "broker" => Some(ChaosTarget::Broker),
             _ => text
                 .strip_prefix("replica-")
                 .and_then(|n| n.parse::<u32>().ok())
@@ -95,6 +108,7 @@ impl fmt::Display for ChaosTarget {
             ChaosTarget::Replica => f.write_str("replica"),
             ChaosTarget::ReplicaN(n) => write!(f, "replica-{n}"),
             ChaosTarget::Scaler => f.write_str("scaler"),
+            ChaosTarget::Broker => f.write_str("broker"),
         }
     }
 }
@@ -110,7 +124,7 @@ impl<'de> Deserialize<'de> for ChaosTarget {
         let text = String::deserialize(d)?;
         ChaosTarget::parse(text.trim()).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "invalid target {text:?}; allowed: replica, replica-N (N >= 1), scaler"
+                "invalid target {text:?}; allowed: replica, replica-N (N >= 1), scaler, broker"
             ))
         })
     }
@@ -124,10 +138,11 @@ pub struct ChaosSpec {
     #[serde(with = "super::duration_text")]
     pub at: Duration,
     pub action: ChaosAction,
-    /// Default: `replica` for replica actions, `scaler` for scaler actions.
+    /// Default: `replica` for replica actions, `scaler` for scaler actions, `broker` for `stop-broker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ChaosTarget>,
-    /// `freeze`/`freeze-scaler`: how long the process stays stopped (required). `kill`/`kill-scaler`: the restart
+    /// `freeze`/`freeze-scaler`: how long the process stays stopped (required); `stop-broker`: how long the broker
+    /// stays down (required). `kill`/`kill-scaler`: the restart
     /// back-off (default: the lab's 10 s). Not allowed for `terminate` (the replacement starts at once).
     #[serde(
         default,
@@ -140,7 +155,9 @@ pub struct ChaosSpec {
 impl ChaosSpec {
     /// The target in force: the given one, else the action's default.
     pub fn target(&self) -> ChaosTarget {
-        self.target.unwrap_or(if self.action.on_scaler() {
+        self.target.unwrap_or(if self.action.on_broker() {
+            ChaosTarget::Broker
+        } else if self.action.on_scaler() {
             ChaosTarget::Scaler
         } else {
             ChaosTarget::Replica
@@ -202,7 +219,7 @@ impl ChaosSpec {
                     bad(
                         "target",
                         format!(
-                            "invalid target {value:?}; allowed: replica, replica-N (N >= 1), scaler"
+                            "invalid target {value:?}; allowed: replica, replica-N (N >= 1), scaler, broker"
                         ),
                     )
                 })?),
@@ -235,6 +252,22 @@ impl ChaosSpec {
     /// only there, and the fault falls inside the load (`load`, when known). Errors are (field, reason).
     pub fn check(&self, load: Option<Duration>) -> Result<(), (String, String)> {
         let target = self.target();
+        if self.action.on_broker() != (target == ChaosTarget::Broker) {
+            let allowed = if self.action.on_broker() {
+                "broker"
+            } else if self.action.on_scaler() {
+                "scaler"
+            } else {
+                "replica or replica-N"
+            };
+            return Err((
+                "target".into(),
+                format!(
+                    "{target} does not fit action {}; allowed: {allowed}",
+                    self.action
+                ),
+            ));
+        }
         if self.action.on_scaler() != (target == ChaosTarget::Scaler) {
             let allowed = if self.action.on_scaler() {
                 "scaler"
@@ -250,6 +283,12 @@ impl ChaosSpec {
             ));
         }
         match (self.action, self.duration) {
+            (ChaosAction::StopBroker, None) => {
+                return Err((
+                    "duration".into(),
+                    "is required for stop-broker: how long the broker stays down".into(),
+                ));
+            }
             (ChaosAction::Freeze | ChaosAction::FreezeScaler, None) => {
                 return Err((
                     "duration".into(),
@@ -361,6 +400,68 @@ mod tests {
         assert!(e.contains("invalid target \"pod-1\""), "{e}");
         let e = err("  - {at: 10s, action: freeze, duration: 0s}\n");
         assert!(e.contains("chaos[0].duration") && e.contains("> 0"), "{e}");
+    }
+
+    #[test]
+    fn stop_broker_needs_a_duration_and_fits_only_the_broker() {
+        let spec = ChaosSpec::parse_flag("at=2s,action=stop-broker,duration=3s").unwrap();
+        assert_eq!(spec.action, ChaosAction::StopBroker);
+        assert_eq!(spec.target(), ChaosTarget::Broker, "the default target");
+        assert_eq!(spec.describe(), "stop-broker broker at 2s for 3s");
+        assert!(ChaosAction::allowed().contains("stop-broker"));
+        for (text, field, wanted) in [
+            (
+                "at=2s,action=stop-broker",
+                "--chaos duration",
+                "required for stop-broker",
+            ),
+            (
+                "at=2s,action=stop-broker,duration=0s",
+                "--chaos duration",
+                "> 0",
+            ),
+            (
+                "at=2s,action=stop-broker,target=scaler,duration=3s",
+                "--chaos target",
+                "allowed: broker",
+            ),
+            (
+                "at=2s,action=kill,target=broker",
+                "--chaos target",
+                "allowed: replica or replica-N",
+            ),
+            (
+                "at=2s,action=kill-scaler,target=broker",
+                "--chaos target",
+                "allowed: scaler",
+            ),
+            (
+                "at=2s,action=stop-broker,target=brokers,duration=3s",
+                "--chaos target",
+                "scaler, broker",
+            ),
+        ] {
+            let e = ChaosSpec::parse_flag(text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(wanted), "{text}: {e}");
+        }
+        let yaml = |chaos: &str| Profile::from_yaml(&demo_with(chaos));
+        let p = yaml("  - {at: 5s, action: stop-broker, duration: 4s}\n").unwrap();
+        assert_eq!(p.chaos[0].target(), ChaosTarget::Broker);
+        assert_eq!(Profile::from_yaml(&p.to_yaml()).unwrap(), p);
+        let e = yaml("  - at: 5s\n    action: stop-broker\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("chaos[0].duration") && e.contains("line 8") && e.contains("stays down"),
+            "{e}"
+        );
+        let e = yaml("  - {at: 5s, action: freeze, target: broker, duration: 1s}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("chaos[0].target") && e.contains("does not fit"),
+            "{e}"
+        );
     }
 
     #[test]

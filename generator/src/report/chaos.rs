@@ -72,6 +72,70 @@ pub struct FaultReport {
     /// Who replaced it (`consumer-5`) or returned.
     pub replacement: Option<String>,
     pub autoscaler: AutoscalerReaction,
+    /// Faults of the Kafka scenario: the broker's stop and return, the producer and the lag in the window, and what
+    /// `verify` found. `None` in the http scenario.
+    #[serde(default)]
+    pub kafka: Option<KafkaFaultReport>,
+}
+
+/// A fault of the Kafka scenario, measured by the producer, the group's lag and `verify`. In that scenario a fault's
+/// `lost` is `lost_messages` (messages, not requests), so a `lost<` threshold judges Kafka losses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KafkaFaultReport {
+    /// `stop-broker`: the broker's address (the same after the restart).
+    #[serde(default)]
+    pub broker: Option<String>,
+    /// `stop-broker`: from the SIGTERM to the JVM's exit (its clean shutdown), seconds.
+    #[serde(default)]
+    pub broker_exited_after_s: Option<f64>,
+    /// `stop-broker`: the broker ignored SIGTERM and was SIGKILLed.
+    #[serde(default)]
+    pub broker_killed: bool,
+    /// `stop-broker`: how long no broker ran (exit to restart), seconds.
+    #[serde(default)]
+    pub broker_down_s: Option<f64>,
+    /// `stop-broker`: from the fault until the restarted broker answered a Metadata request (serves again), seconds.
+    #[serde(default)]
+    pub broker_serving_after_s: Option<f64>,
+    /// Why the broker did not come back.
+    #[serde(default)]
+    pub broker_error: Option<String>,
+    /// The producer in the fault's window (its per-interval rows that ended in it): messages sent, acknowledged,
+    /// failed, and the slowest ack (ms, from the message's scheduled send).
+    pub window_sent: u64,
+    pub window_acked: u64,
+    pub window_failed: u64,
+    #[serde(default)]
+    pub window_ack_max_ms: Option<f64>,
+    /// The producer over the run: librdkafka's request retries, failures by error class.
+    pub producer_retries: u64,
+    pub producer_errors: BTreeMap<String, u64>,
+    /// The group's lag (messages: high watermarks minus committed offsets) at the fault and its peak in the window
+    /// (`None`: not readable, e.g. while the broker was down).
+    #[serde(default)]
+    pub lag_at_fault: Option<u64>,
+    #[serde(default)]
+    pub lag_peak: Option<u64>,
+    #[serde(default)]
+    pub lag_peak_after_s: Option<f64>,
+    /// The run's messages end to end (`verify --processed` at the end, so the same for every fault of a run): sent,
+    /// acknowledged by the broker, unique in the topic and in `<topic>.processed`.
+    pub sent: u64,
+    pub acked: u64,
+    pub in_topic: u64,
+    pub processed: u64,
+    /// sent - unique processed: messages that never came out the other end (the fault's `lost`).
+    pub lost_messages: u64,
+    /// Acknowledged messages missing from the topic: at least `sent - in_topic - failed` (exact when no send
+    /// failed, since then every message sent was acknowledged).
+    pub lost_acknowledged: u64,
+    /// verify's gaps (sequences below the highest one read, missing), topic + processed.
+    pub verify_lost: u64,
+    /// Repeats in the topic (a producer retry writing twice; 0 with the idempotent producer) and in processed
+    /// (a message processed again: at-least-once redelivery after a rebalance or a failed commit).
+    pub duplicates_in_topic: u64,
+    pub duplicates_processed: u64,
+    pub verify_verdict: String,
 }
 
 /// The controller's steps in the window (from the fault to the recovery or, for a scaler fault, to the scaler's
@@ -90,6 +154,59 @@ pub struct AutoscalerReaction {
     pub value_errors: u32,
     /// Decisions that changed the replica count: `12.5s 3 -> 2: <reason>`.
     pub changes: Vec<String>,
+}
+
+impl KafkaFaultReport {
+    /// The lines under a Kafka fault's row in the recovery table.
+    fn render_lines(&self, secs: &dyn Fn(Option<f64>) -> String) -> String {
+        let count = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let mut out = String::new();
+        if let Some(broker) = &self.broker {
+            out.push_str(&format!(
+                "           broker {broker}: exited after {}{}, down {}, serving again after {}{}\n",
+                secs(self.broker_exited_after_s),
+                if self.broker_killed { " (SIGKILL)" } else { "" },
+                secs(self.broker_down_s),
+                secs(self.broker_serving_after_s),
+                self.broker_error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!(" ({e})"))
+            ));
+        }
+        out.push_str(&format!(
+            "           producer in the window: sent {}, acked {}, failed {}, slowest ack {}; run: {} retries{}\n",
+            self.window_sent,
+            self.window_acked,
+            self.window_failed,
+            self.window_ack_max_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}ms")),
+            self.producer_retries,
+            if self.producer_errors.is_empty() {
+                String::new()
+            } else {
+                format!(", errors {:?}", self.producer_errors)
+            }
+        ));
+        out.push_str(&format!(
+            "           lag at the fault {}, peak {} after {}\n",
+            count(self.lag_at_fault),
+            count(self.lag_peak),
+            secs(self.lag_peak_after_s)
+        ));
+        out.push_str(&format!(
+            "           messages (run): sent {}, acked {}, in topic {}, processed {}; lost {} (acknowledged {}), duplicates {} in topic, {} processed: {}\n",
+            self.sent,
+            self.acked,
+            self.in_topic,
+            self.processed,
+            self.lost_messages,
+            self.lost_acknowledged,
+            self.duplicates_in_topic,
+            self.duplicates_processed,
+            self.verify_verdict
+        ));
+        out
+    }
 }
 
 impl ChaosReport {
@@ -172,6 +289,9 @@ impl ChaosReport {
             ));
             for change in &a.changes {
                 out.push_str(&format!("           {change}\n"));
+            }
+            if let Some(k) = &f.kafka {
+                out.push_str(&k.render_lines(&secs));
             }
         }
         for t in &self.thresholds {

@@ -12,7 +12,7 @@ pub mod types;
 
 pub use crate::engine::RunData;
 pub use crate::model::TimelinePoint;
-pub use chaos::{AutoscalerReaction, ChaosReport, FaultReport};
+pub use chaos::{AutoscalerReaction, ChaosReport, FaultReport, KafkaFaultReport};
 pub use text::sparkline;
 pub use types::{
     PhaseStats, REPORT_SCHEMA, Report, RunSelfCheck, ScalingReport, TargetCpu, ThresholdResult,

@@ -76,6 +76,7 @@ pub fn measure(records: &[Entry], log: &[RequestRecord], run: &Measured<'_>) -> 
                 replacement_serving_after_s: None,
                 replacement: None,
                 autoscaler: AutoscalerReaction::default(),
+                kafka: None,
             },
         })
         .collect();
@@ -213,6 +214,12 @@ fn measure_one(
             });
             (record.scaler_back, serving, Some("scaler".to_string()))
         }
+        // Measured by the Kafka scenario (kafka::faults); here only its return.
+        ChaosAction::StopBroker => (
+            record.broker.as_ref().and_then(|b| b.back),
+            None,
+            Some("broker".to_string()),
+        ),
     };
 
     // --- the autoscaler meanwhile ----------------------------------------------------------------------
@@ -249,6 +256,7 @@ fn measure_one(
         replacement_serving_after_s: serving.map(after),
         replacement,
         autoscaler,
+        kafka: None,
     }
 }
 
@@ -329,9 +337,19 @@ fn bucket_meets_slo(log: &[RequestRecord], b0: Instant, b1: Instant, slo: &Slo) 
 
 /// The controller's steps from `from` to `to`.
 fn reaction(run: &Measured<'_>, from: Instant, to: Instant) -> AutoscalerReaction {
+    reaction_in(run.decisions, run.epoch, from, to)
+}
+
+/// The steps of `decisions` (timed from `epoch`) from `from` to `to`; also for the Kafka scenario's faults.
+pub(crate) fn reaction_in(
+    decisions: &[DecisionRecord],
+    epoch: Instant,
+    from: Instant,
+    to: Instant,
+) -> AutoscalerReaction {
     let mut a = AutoscalerReaction::default();
-    for d in run.decisions {
-        let t = run.epoch + Duration::from_secs_f64(d.t_s);
+    for d in decisions {
+        let t = epoch + Duration::from_secs_f64(d.t_s);
         if t < from || t > to {
             continue;
         }
@@ -429,6 +447,7 @@ mod tests {
             }),
             freeze: FreezeOutcome::default(),
             scaler_back: None,
+            broker: None,
             duration: duration.map(Duration::from_secs_f64),
             lines: Vec::new(),
         }

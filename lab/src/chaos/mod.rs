@@ -3,11 +3,13 @@
 //! A fault ([`Fault`]) comes from a profile's `chaos:` list or the `--chaos` flag (the fields and their checks live
 //! with the profile, `generator::profile::ChaosSpec`) and is carried out by [`inject`] on the run's [`Targets`]: the
 //! replica pool (kill, terminate, freeze: `replicas::faults`) and the scaler ([`scaler`]: kill, freeze, restart after
-//! a back-off). [`inject`] is the one entry point, also for callers outside a scheduled run (the console).
+//! a back-off) and, in the Kafka scenario, the broker ([`broker`]: `stop-broker`, a clean stop and a restart on the
+//! same port with the same data). [`inject`] is the one entry point, also for callers outside a scheduled run (the console).
 //! [`schedule`] runs a profile's faults at their times beside the control loop, [`port`] takes faults from outside
 //! while the load runs (the console), [`measure`] turns the request log,
 //! the controller's decisions and the replicas' lives into the report's `chaos` section, [`threshold`] judges it.
 
+pub mod broker;
 pub mod measure;
 pub mod port;
 pub mod scaler;
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use generator::profile::{ChaosAction, ChaosSpec, ChaosTarget};
 
 use crate::replicas::{FreezeOutcome, Hit, ReplicaPool};
+pub use broker::{BrokerOutcome, BrokerSlot};
 pub use port::{ChaosPort, PortError};
 pub use scaler::ScalerSlot;
 pub use schedule::ChaosRun;
@@ -54,6 +57,8 @@ pub struct Targets {
     /// `None` with `--no-spawn`: no replica is the lab's to break.
     pub pool: Option<ReplicaPool>,
     pub scaler: ScalerSlot,
+    /// The Kafka scenario's broker; `None` in the http scenario (no broker).
+    pub broker: Option<BrokerSlot>,
     /// A killed replica's or scaler's restart back-off when the fault gives none (time-scaled).
     pub restart_backoff: Duration,
 }
@@ -83,6 +88,8 @@ pub struct FaultRecord {
     pub freeze: FreezeOutcome,
     /// Scaler faults: when the restarted scaler listened, or the frozen one was continued.
     pub scaler_back: Option<Instant>,
+    /// `stop-broker`: the stop, the restart, the return.
+    pub broker: Option<BrokerOutcome>,
     /// The back-off or freeze length in force.
     pub duration: Option<Duration>,
     /// Lines for the live view, each printed once.
@@ -115,6 +122,7 @@ pub async fn inject(fault: &Fault, targets: &Targets) -> Result<FaultHandle, Cha
             replica,
             freeze: FreezeOutcome::default(),
             scaler_back: None,
+            broker: None,
             duration,
             lines: Vec::new(),
         }))
@@ -182,6 +190,7 @@ pub async fn inject(fault: &Fault, targets: &Targets) -> Result<FaultHandle, Cha
             });
             Ok(handle)
         }
+        ChaosAction::StopBroker => stop_broker(fault, targets, asked).await.map_err(no_target),
         ChaosAction::KillScaler | ChaosAction::FreezeScaler => {
             let (pid, at, back, duration, verb) = if fault.action == ChaosAction::KillScaler {
                 let (pid, at, back) = targets.scaler.kill(backoff).await.map_err(no_target)?;
@@ -217,6 +226,78 @@ pub async fn inject(fault: &Fault, targets: &Targets) -> Result<FaultHandle, Cha
             Ok(handle)
         }
     }
+}
+
+/// `stop-broker`: SIGTERM now, the restart after `duration` from the JVM's exit, followed by a task.
+async fn stop_broker(
+    fault: &Fault,
+    targets: &Targets,
+    asked: Instant,
+) -> Result<FaultHandle, String> {
+    let slot = targets.broker.as_ref().ok_or(
+        "no Kafka broker in this run: stop-broker runs in the kafka scenario (--scenario kafka)",
+    )?;
+    let down = fault.duration.unwrap_or(targets.restart_backoff);
+    let (pid, at, mut events) = slot.stop_for(down).await?;
+    let hit = format!("broker {} (pid {pid})", slot.bootstrap());
+    let handle = Arc::new(Mutex::new(FaultRecord {
+        fault: fault.clone(),
+        asked,
+        at,
+        hit: Ok(hit.clone()),
+        replica: None,
+        freeze: FreezeOutcome::default(),
+        scaler_back: None,
+        broker: Some(BrokerOutcome {
+            bootstrap: slot.bootstrap().to_string(),
+            old_pid: pid,
+            ..BrokerOutcome::default()
+        }),
+        duration: Some(down),
+        lines: Vec::new(),
+    }));
+    note(
+        &handle,
+        format!(
+            "chaos: stop-broker {hit} (SIGTERM, a clean shutdown); down for {} after it exits, then restarted on the same port with the same data",
+            secs(down)
+        ),
+    );
+    let follow = handle.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let mut r = follow.lock().expect("fault record");
+            let after = |t: Instant| secs(t.saturating_duration_since(at));
+            let line = match &event {
+                broker::BrokerEvent::Exited { at: t, killed } => format!(
+                    "chaos: the broker exited {} after the SIGTERM{}",
+                    after(*t),
+                    if *killed {
+                        " (it ignored it: SIGKILL)"
+                    } else {
+                        ""
+                    }
+                ),
+                broker::BrokerEvent::Resumed(t) => {
+                    format!(
+                        "chaos: restarting the broker, {} after the fault",
+                        after(*t)
+                    )
+                }
+                broker::BrokerEvent::Back { at: t, pid } => format!(
+                    "chaos: the broker serves again (pid {}), {} after the fault",
+                    pid.map_or("?".into(), |p| p.to_string()),
+                    after(*t)
+                ),
+                broker::BrokerEvent::Failed(why) => format!("chaos: the broker is not back: {why}"),
+            };
+            if let Some(b) = r.broker.as_mut() {
+                b.apply(&event);
+            }
+            r.lines.push(line);
+        }
+    });
+    Ok(handle)
 }
 
 fn note(handle: &FaultHandle, line: String) {

@@ -156,6 +156,25 @@ impl ChaosRun {
         }
     }
 
+    /// The `chaos` section from the faults as they happened, measured by `measure` (the Kafka scenario's own
+    /// measurement), judged by the run's thresholds; `None` when the run had no faults.
+    pub fn finish_with(
+        &self,
+        measure: impl FnOnce(&[Result<FaultRecord, Missed>]) -> ChaosReport,
+    ) -> Option<ChaosReport> {
+        let records = self.records();
+        if self.faults.is_empty() && records.is_empty() {
+            return None;
+        }
+        let mut report = measure(&records);
+        report.thresholds = self
+            .thresholds
+            .iter()
+            .map(|t| t.check(&report.faults))
+            .collect();
+        Some(report)
+    }
+
     /// The report's `chaos` section (`None` when the run had no faults).
     pub fn finish(&self, run: &Measured<'_>) -> Option<ChaosReport> {
         let records = self.records();

@@ -40,6 +40,11 @@ impl Broker {
             .then_some(pid)
     }
 
+    /// This broker as the target of `stop-broker` faults, serving at `bootstrap`.
+    pub(super) fn fault_slot(&self, bootstrap: &str) -> crate::chaos::BrokerSlot {
+        crate::chaos::BrokerSlot::started(self.script.clone(), self.dir.clone(), bootstrap)
+    }
+
     /// SIGTERM and the script's bounded wait, then SIGKILL (drop) if it is still there.
     pub(super) async fn stop(&self) {
         let _ = tokio::process::Command::new("bash")

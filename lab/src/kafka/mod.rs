@@ -4,8 +4,9 @@
 //! the controller scales up (capped at the partition count by the trigger's value), the lag drains, it scales back;
 //! at the end `verify --processed` runs in-process. The broker JVM is not a child of the lab (the script detaches
 //! it), so [`Broker`] stops it on every path: gracefully in the cleanup, SIGKILL when dropped (a double interrupt
-//! abandons the run future, which drops it). [`broker`] starts and stops the broker and creates the topics; this module
-//! runs the scenario against them.
+//! abandons the run future, which drops it). [`broker`] starts and stops the broker and creates the topics; [`faults`]
+//! takes the run's `--chaos` faults (`stop-broker`, replica faults), samples the group's lag and measures each fault
+//! into report.json's `chaos` section; this module runs the scenario against them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +18,11 @@ use contract::listening::kind;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use generator::kafka::{ProduceArgs, VerifyArgs, VerifyReport, verify_report};
+use generator::kafka::{ProduceArgs, ProduceReport, VerifyArgs, VerifyReport, verify_report};
+use generator::report::ChaosReport;
 use generator::targets::TargetSet;
 
+use crate::chaos::{BrokerSlot, ChaosRun, ScalerSlot, Targets};
 use crate::control::{ControlLoop, Shared};
 use crate::keda::{ScalerLink, local_metadata};
 use crate::process::{child, locate_binary};
@@ -29,11 +32,15 @@ use crate::view::DecisionRecord;
 use crate::{LabArgs, LabError};
 
 mod broker;
+mod faults;
 
 pub use broker::PARTITIONS;
 use broker::{Broker, create_topics, start_broker};
+pub use faults::refuse_broker_faults;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the group's lag is sampled while faults run.
+const LAG_EVERY: Duration = Duration::from_millis(250);
 
 /// What a Kafka run produced.
 #[derive(Debug)]
@@ -46,6 +53,8 @@ pub struct KafkaOutcome {
     pub broker_pid: Option<u32>,
     pub verify: Option<VerifyReport>,
     pub test_run: String,
+    /// The faults and what each cost (report.json's `chaos`), when `--chaos` gave any.
+    pub chaos: Option<ChaosReport>,
 }
 
 /// The `kafka` trigger's metadata the run needs: (group, topic, lagThreshold).
@@ -120,16 +129,29 @@ pub async fn run_supervised(
     interrupt: CancellationToken,
     registry: &procs::Registry,
 ) -> Result<KafkaOutcome, LabError> {
+    let chaos = ChaosRun::new(
+        &faults::parse_faults(&args.chaos, load_length(&args), args.time_scale)?,
+        args.chaos_threshold
+            .as_deref()
+            .map(|t| ("--chaos-threshold", t)),
+        args.restart_backoff.mul_f64(args.time_scale),
+        args.time_scale,
+    )?;
     let mut broker = None;
+    let mut broker_slot: Option<BrokerSlot> = None;
     let mut scaler: Option<procs::Child> = None;
     let mut pool: Option<ReplicaPool> = None;
     let result = drive(
         &args,
         &interrupt,
         registry,
-        &mut broker,
-        &mut scaler,
-        &mut pool,
+        Slots {
+            broker: &mut broker,
+            broker_faults: &mut broker_slot,
+            scaler: &mut scaler,
+            pool: &mut pool,
+        },
+        &chaos,
     )
     .await;
     // One stop for every path: replicas, the scaler, then the broker.
@@ -141,32 +163,43 @@ pub async fn run_supervised(
         pids.push(scaler.pid());
         scaler.stop(Duration::from_secs(10)).await;
     }
+    // No fault after this; a broker still down from one is back before the check (which needs it).
+    if let Some(slot) = &broker_slot {
+        slot.close(!interrupt.is_cancelled()).await;
+    }
     let broker_pid = broker.as_ref().and_then(Broker::pid);
     // The check needs the broker: it runs before the broker stops.
     let result = match result {
-        Ok((decisions, test_run, brokers, topic)) if !interrupt.is_cancelled() => {
+        Ok(driven) if !interrupt.is_cancelled() => {
             let verify = verify_report(&VerifyArgs {
-                brokers,
-                topic,
-                test_run: test_run.clone(),
+                brokers: driven.brokers.clone(),
+                topic: driven.topic.clone(),
+                test_run: driven.test_run.clone(),
                 processed: true,
                 timeout: Duration::from_secs(30),
                 output: generator::cli::OutputFormat::Text,
             })
             .await;
             match verify {
-                Ok(report) => Ok((decisions, test_run, Some(report))),
+                Ok(report) => Ok((driven, Some(report))),
                 Err(e) => Err(LabError::Runtime(format!("verify: {e}"))),
             }
         }
-        Ok((decisions, test_run, _, _)) => Ok((decisions, test_run, None)),
+        Ok(driven) => Ok((driven, None)),
         Err(e) => Err(e),
     };
     if let Some(b) = broker.as_ref() {
         b.stop().await;
     }
     drop(broker);
-    let (decisions, test_run, verify) = result?;
+    let (driven, verify) = result?;
+    let Driven {
+        decisions,
+        test_run,
+        produce,
+        ..
+    } = &driven;
+    let (decisions, test_run) = (decisions.clone(), test_run.clone());
     if let Some(report) = &verify {
         let lost = report.delivered.lost + report.processed.as_ref().map_or(0, |p| p.lost);
         let duplicates =
@@ -183,11 +216,69 @@ pub async fn run_supervised(
             serde_json::to_string_pretty(report).unwrap_or_default(),
         );
     }
-    let exit_code = if interrupt.is_cancelled() {
+    let lives = pool.as_ref().map(|p| p.lives()).unwrap_or_default();
+    let lag = driven.lag.lock().expect("lag samples").clone();
+    let chaos_report = chaos.finish_with(|records| {
+        faults::measure(
+            records,
+            &faults::KafkaRun {
+                epoch: driven.epoch,
+                produce_start: driven.produce_start,
+                produce: produce.as_ref(),
+                verify: verify.as_ref(),
+                lag: &lag,
+                lag_every: LAG_EVERY,
+                decisions: &decisions,
+                lives: &lives,
+                lag_threshold: driven.lag_threshold,
+                time_scale: args.time_scale,
+            },
+        )
+    });
+    for line in chaos.new_lines() {
+        println!("{line}");
+    }
+    let mut exit_code = if interrupt.is_cancelled() {
         contract::exit::INTERRUPTED
     } else {
         verify.as_ref().map_or(contract::exit::OK, |r| r.exit_code)
     };
+    let mut verdict = verify
+        .as_ref()
+        .map_or_else(|| "interrupted".to_string(), |v| v.verdict.clone());
+    if let Some(report) = &chaos_report {
+        print!("{}", report.render());
+        if !report.passed() && exit_code == contract::exit::OK {
+            exit_code = contract::exit::THRESHOLDS_BREACHED;
+            let failed: Vec<&str> = report
+                .thresholds
+                .iter()
+                .filter(|t| !t.passed)
+                .map(|t| t.expression.as_str())
+                .collect();
+            verdict = format!("chaos thresholds breached: {}", failed.join(", "));
+        }
+    }
+    // The Kafka run's report: the producer's own report, verify's, the faults.
+    let report = serde_json::json!({
+        "scenario": "kafka",
+        "test_run": test_run,
+        "exit_code": exit_code,
+        "verdict": verdict,
+        "produce": produce,
+        "verify": verify,
+        "chaos": chaos_report,
+    });
+    let path = args.out.join("report.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .map_err(|source| LabError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    println!("report: {}", path.display());
     Ok(KafkaOutcome {
         exit_code,
         decisions,
@@ -195,19 +286,50 @@ pub async fn run_supervised(
         broker_pid,
         verify,
         test_run,
+        chaos: chaos_report,
     })
 }
 
-type Driven = (Vec<DecisionRecord>, String, String, String);
+/// The load's length in profile time (the `at` of a fault must fall inside it).
+fn load_length(args: &LabArgs) -> Duration {
+    generator::kafka::profiles::builtin(&args.test).map_or(args.kafka_duration, |p| p.duration())
+}
+
+/// What [`drive`] fills in as it starts things, so the caller stops them whatever it returns.
+struct Slots<'a> {
+    broker: &'a mut Option<Broker>,
+    broker_faults: &'a mut Option<BrokerSlot>,
+    scaler: &'a mut Option<procs::Child>,
+    pool: &'a mut Option<ReplicaPool>,
+}
+
+/// What a finished drive hands to the check and the measurements.
+struct Driven {
+    decisions: Vec<DecisionRecord>,
+    test_run: String,
+    brokers: String,
+    topic: String,
+    /// The control loop's epoch and the producer's start.
+    epoch: Instant,
+    produce_start: Instant,
+    produce: Option<ProduceReport>,
+    lag: faults::LagSamples,
+    lag_threshold: f64,
+}
 
 async fn drive(
     args: &LabArgs,
     interrupt: &CancellationToken,
     registry: &procs::Registry,
-    broker: &mut Option<Broker>,
-    scaler_slot: &mut Option<procs::Child>,
-    pool_slot: &mut Option<ReplicaPool>,
+    slots: Slots<'_>,
+    chaos: &ChaosRun,
 ) -> Result<Driven, LabError> {
+    let Slots {
+        broker,
+        broker_faults,
+        scaler: scaler_slot,
+        pool: pool_slot,
+    } = slots;
     let (origin, mut config) = crate::setup::load_scaledobject_from(
         args,
         KAFKA_SCALEDOBJECT_PATH,
@@ -237,7 +359,10 @@ async fn drive(
     );
 
     let brokers = match &args.kafka_brokers {
-        Some(b) => b.clone(),
+        Some(b) => {
+            *broker_faults = Some(BrokerSlot::external(b));
+            b.clone()
+        }
         None => {
             let b = start_broker(args, broker, interrupt).await?;
             let pid = broker.as_ref().and_then(Broker::pid);
@@ -245,6 +370,7 @@ async fn drive(
                 "broker {b} (pid {})",
                 pid.map_or("?".into(), |p| p.to_string())
             );
+            *broker_faults = broker.as_ref().map(|started| started.fault_slot(&b));
             b
         }
     };
@@ -373,6 +499,7 @@ async fn drive(
         ));
         push_state.insert(trigger.name.clone(), (metadata, latest));
     }
+    let epoch = Instant::now();
     let control = ControlLoop {
         config: config.clone(),
         pool: Some(pool.clone()),
@@ -383,7 +510,7 @@ async fn drive(
         push_state,
         wake,
         log,
-        epoch: Instant::now(),
+        epoch,
         load_over: load_over.clone(),
         settle_done: settle_done.clone(),
         stop: stop_control.clone(),
@@ -394,6 +521,7 @@ async fn drive(
     let printer = {
         let decisions = decisions.clone();
         let stop = stop_control.clone();
+        let chaos = chaos.clone();
         tokio::spawn(async move {
             let mut shown = 0;
             loop {
@@ -401,6 +529,9 @@ async fn drive(
                     decisions.lock().expect("decisions")[shown..].to_vec();
                 for d in &new {
                     println!("{}", describe(d, cap_value));
+                }
+                for line in chaos.new_lines() {
+                    println!("{line}");
                 }
                 shown += new.len();
                 if stop.is_cancelled() {
@@ -452,6 +583,28 @@ async fn drive(
         .map_err(|e| LabError::Usage(format!("producer: {e}")))?
         .args;
     println!("producing test run {test_run}: {}", produce[13..].join(" "));
+    let produce_report = args.out.join("produce.json");
+    // Idempotent: a send retried across a broker stop is written once (verify's duplicates in the topic stay 0).
+    let mut produce_args = produce_args;
+    produce_args.idempotent = true;
+    produce_args.report = Some(produce_report.clone());
+    produce_args.interval = LAG_EVERY;
+    // The faults and the lag they are measured by, timed from the producer's start.
+    let (lag_task, lag) = if chaos.is_empty() {
+        (None, faults::LagSamples::default())
+    } else {
+        let (task, lag) =
+            faults::sample_lag(&brokers, &group, &topic, LAG_EVERY, stop_control.clone());
+        (Some(task), lag)
+    };
+    let targets = Targets {
+        pool: Some(pool.clone()),
+        scaler: ScalerSlot::default(),
+        broker: broker_faults.clone(),
+        restart_backoff: chaos.restart_backoff,
+    };
+    let produce_start = Instant::now();
+    let chaos_task = chaos.spawn(targets, stop_control.clone());
     let produced = generator::kafka::produce_command(produce_args, interrupt.child_token()).await;
     load_over.store(true, Ordering::Relaxed);
     let produced = produced.map_err(|e| LabError::Runtime(format!("producer: {e}")));
@@ -465,9 +618,28 @@ async fn drive(
     stop_control.cancel();
     let _ = control.await;
     let _ = printer.await;
+    if let Some(task) = chaos_task {
+        task.abort();
+    }
+    if let Some(task) = lag_task {
+        let _ = task.await;
+    }
     produced?;
+    let produce = std::fs::read_to_string(&produce_report)
+        .ok()
+        .and_then(|text| serde_json::from_str::<ProduceReport>(&text).ok());
     let decisions = decisions.lock().expect("decisions").clone();
-    Ok((decisions, test_run, brokers, topic))
+    Ok(Driven {
+        decisions,
+        test_run,
+        brokers,
+        topic,
+        epoch,
+        produce_start,
+        produce,
+        lag,
+        lag_threshold: threshold,
+    })
 }
 
 #[cfg(test)]

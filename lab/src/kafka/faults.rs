@@ -1,0 +1,392 @@
+//! Chaos in the Kafka scenario: which faults it takes (`stop-broker`, and the replica faults on Kafka-mode replicas),
+//! the group's lag sampled beside the load, and each fault measured by what the Kafka side saw: the broker's stop and
+//! return, the producer's sends, acks and failures in the fault's window (its per-interval rows), the lag's peak, the
+//! controller's steps, and `verify --processed` at the end (the run's messages lost and duplicated, reused from
+//! `generator::kafka::verify_report`). There is no request log here: a fault's `lost` counts messages.
+//!
+//! Recovered = the first lag sample, once the fault is over (the broker serves again, the frozen replica is back, the
+//! replacement is ready), from which the lag stayed at or below max(its level at the fault, lagThreshold) for the
+//! hold window: the backlog the fault built up has drained.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use generator::kafka::{ProduceReport, VerifyReport};
+use generator::profile::{ChaosAction, ChaosSpec};
+use generator::report::{AutoscalerReaction, ChaosReport, FaultReport, KafkaFaultReport};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::LabError;
+use crate::chaos::FaultRecord;
+use crate::chaos::measure::{hold, reaction_in};
+use crate::chaos::schedule::Missed;
+use crate::replicas::Life;
+use crate::view::DecisionRecord;
+
+/// The faults the Kafka scenario carries out.
+const ALLOWED: [ChaosAction; 4] = [
+    ChaosAction::Kill,
+    ChaosAction::Terminate,
+    ChaosAction::Freeze,
+    ChaosAction::StopBroker,
+];
+
+/// The `--chaos` flags for a Kafka run: parsed and checked as a profile's entries (inside the load of `load`, profile
+/// time), only the actions the scenario carries out, then time-scaled.
+pub(super) fn parse_faults(
+    flags: &[String],
+    load: Duration,
+    time_scale: f64,
+) -> Result<Vec<ChaosSpec>, LabError> {
+    flags
+        .iter()
+        .map(|text| {
+            let spec =
+                ChaosSpec::parse_flag(text).map_err(|e| LabError::Usage(e.to_string()))?;
+            if !ALLOWED.contains(&spec.action) {
+                return Err(LabError::Usage(format!(
+                    "--chaos {text:?}: {} is not carried out in the kafka scenario; allowed there: {}",
+                    spec.action,
+                    ALLOWED.map(ChaosAction::as_str).join(", ")
+                )));
+            }
+            spec.check(Some(load)).map_err(|(field, reason)| {
+                LabError::Usage(format!("--chaos {text:?}: {field} {reason}"))
+            })?;
+            Ok(spec.scale_time(time_scale))
+        })
+        .collect()
+}
+
+/// `stop-broker` in a run without a broker: a usage error before anything starts.
+pub fn refuse_broker_faults(faults: &[ChaosSpec]) -> Result<(), LabError> {
+    match faults.iter().find(|f| f.action.on_broker()) {
+        Some(f) => Err(LabError::Usage(format!(
+            "--chaos / chaos: {}: stop-broker needs a Kafka broker: run it with --scenario kafka",
+            f.describe()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Lag samples: when, and the group's total lag (`None`: not readable then).
+pub(super) type LagSamples = Arc<Mutex<Vec<(Instant, Option<u64>)>>>;
+
+/// Sample the group's lag on `topic` every `every` until `stop`, on a blocking thread (each broker call bounded by
+/// `every`, so a stopped broker costs one missed sample, not a hang).
+pub(super) fn sample_lag(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    every: Duration,
+    stop: CancellationToken,
+) -> (JoinHandle<()>, LagSamples) {
+    let samples: LagSamples = Arc::default();
+    let out = samples.clone();
+    let (brokers, group, topic) = (brokers.to_string(), group.to_string(), topic.to_string());
+    let task = tokio::task::spawn_blocking(move || {
+        // Reads the group's committed offsets without joining it.
+        let consumer: Option<BaseConsumer> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("client.id", "autoscaling-lab-lag")
+            .create()
+            .ok();
+        let Some(consumer) = consumer else { return };
+        let mut partitions: Vec<i32> = Vec::new();
+        while !stop.is_cancelled() {
+            let started = Instant::now();
+            if partitions.is_empty() {
+                partitions = consumer
+                    .fetch_metadata(Some(&topic), every)
+                    .map(|m| {
+                        m.topics()
+                            .iter()
+                            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+            let lag = (!partitions.is_empty())
+                .then(|| lag_now(&consumer, &topic, &partitions, every))
+                .flatten();
+            out.lock().expect("lag samples").push((started, lag));
+            std::thread::sleep(every.saturating_sub(started.elapsed()));
+        }
+    });
+    (task, samples)
+}
+
+fn lag_now(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    limit: Duration,
+) -> Option<u64> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(tpl, limit).ok()?;
+    let mut lag = 0u64;
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, limit).ok()?;
+        let next = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => low,
+        };
+        lag += u64::try_from(high - next.max(low)).unwrap_or(0);
+    }
+    Some(lag)
+}
+
+/// A Kafka run, as the measurements need it.
+pub(super) struct KafkaRun<'a> {
+    /// The control loop's clock: the decisions' `t_s` zero.
+    pub epoch: Instant,
+    /// When the producer started: its intervals' `t_s` zero, and the load's start.
+    pub produce_start: Instant,
+    pub produce: Option<&'a ProduceReport>,
+    pub verify: Option<&'a VerifyReport>,
+    pub lag: &'a [(Instant, Option<u64>)],
+    pub lag_every: Duration,
+    pub decisions: &'a [DecisionRecord],
+    pub lives: &'a [Life],
+    pub lag_threshold: f64,
+    pub time_scale: f64,
+}
+
+type Entry = Result<FaultRecord, Missed>;
+
+/// The `chaos` section of a Kafka run (thresholds are judged by the caller, `ChaosRun::finish_with`).
+pub(super) fn measure(records: &[Entry], run: &KafkaRun<'_>) -> ChaosReport {
+    let hold = hold(run.time_scale);
+    let faults = records
+        .iter()
+        .map(|entry| match entry {
+            Ok(record) => measure_one(record, run, hold),
+            Err((spec, at, why)) => missed(spec, *at, why, run),
+        })
+        .collect();
+    ChaosReport {
+        slo: format!(
+            "group lag <= max(lag at the fault, lagThreshold {})",
+            run.lag_threshold
+        ),
+        hold_s: hold.as_secs_f64(),
+        bucket_s: run.lag_every.as_secs_f64(),
+        faults,
+        thresholds: Vec::new(),
+    }
+}
+
+fn secs(origin: Instant, t: Instant) -> f64 {
+    (t.saturating_duration_since(origin).as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// The run's figures, the same for every fault: the producer's totals and verify's findings.
+fn run_figures(run: &KafkaRun<'_>) -> KafkaFaultReport {
+    let mut k = KafkaFaultReport::default();
+    if let Some(p) = run.produce {
+        k.sent = p.kafka.sent;
+        k.acked = p.kafka.acked;
+        k.producer_retries = p.kafka.retries;
+        k.producer_errors = p.kafka.errors.clone();
+    }
+    let failed = run.produce.map_or(0, |p| p.kafka.failed);
+    if let Some(v) = run.verify {
+        let unique = |received: u64, duplicates: u64| received.saturating_sub(duplicates);
+        k.in_topic = v
+            .delivered
+            .producers
+            .iter()
+            .map(|p| unique(p.received, p.duplicates))
+            .sum();
+        k.processed = v.processed.as_ref().map_or(0, |c| {
+            c.producers
+                .iter()
+                .map(|p| unique(p.received, p.duplicates))
+                .sum()
+        });
+        k.verify_lost = v.delivered.lost + v.processed.as_ref().map_or(0, |c| c.lost);
+        k.duplicates_in_topic = v.delivered.duplicates;
+        k.duplicates_processed = v.processed.as_ref().map_or(0, |c| c.duplicates);
+        k.verify_verdict = v.verdict.clone();
+        k.lost_messages = k.sent.saturating_sub(k.processed).max(k.verify_lost);
+        k.lost_acknowledged = k.sent.saturating_sub(k.in_topic).saturating_sub(failed);
+    } else {
+        k.verify_verdict = "verify did not run".into();
+    }
+    k
+}
+
+fn missed(spec: &ChaosSpec, at: Instant, why: &str, run: &KafkaRun<'_>) -> FaultReport {
+    let at_s = secs(run.produce_start, at);
+    FaultReport {
+        at_s,
+        action: spec.action.to_string(),
+        target: spec.target().to_string(),
+        hit: None,
+        error: Some(why.to_string()),
+        duration_s: spec.duration.map(|d| d.as_secs_f64()),
+        window_end_s: at_s,
+        requests: 0,
+        lost: 0,
+        failed: 0,
+        timed_out: 0,
+        dropped: 0,
+        by_class: BTreeMap::new(),
+        lost_pct_of_run: 0.0,
+        in_flight_at_fault: None,
+        failed_on_target: None,
+        left_targets_after_s: None,
+        picked_while_out: None,
+        recovered_after_s: None,
+        slo_hurt: false,
+        replacement_ready_after_s: None,
+        replacement_serving_after_s: None,
+        replacement: None,
+        autoscaler: AutoscalerReaction::default(),
+        kafka: Some(run_figures(run)),
+    }
+}
+
+fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> FaultReport {
+    let t0 = record.at;
+    let after = |t: Instant| secs(t0, t);
+    let broker = record.broker.as_ref();
+    // When the fault was over, and who is back.
+    let (over, replacement) = match record.fault.action {
+        ChaosAction::StopBroker => (broker.and_then(|b| b.back), Some("broker".to_string())),
+        ChaosAction::Freeze => (
+            record.freeze.returned,
+            record.replica.as_ref().map(|h| h.name.clone()),
+        ),
+        _ => {
+            // A killed replica's place restarts after the back-off: one added meanwhile is a scale-up.
+            let from = match (record.fault.action, record.duration) {
+                (ChaosAction::Kill, Some(backoff)) => t0 + backoff,
+                _ => record.asked,
+            };
+            let next = run
+                .lives
+                .iter()
+                .filter(|l| l.started >= from && l.ready.is_some())
+                .min_by_key(|l| l.started);
+            (next.and_then(|l| l.ready), next.map(|l| l.name.clone()))
+        }
+    };
+
+    // --- the lag: at the fault, the recovery, the peak -------------------------------------------------
+    let lag_at_fault = run
+        .lag
+        .iter()
+        .rfind(|(t, v)| *t <= t0 && v.is_some())
+        .and_then(|(_, v)| *v);
+    let bound = (lag_at_fault.unwrap_or(0) as f64).max(run.lag_threshold);
+    let last_sample = run.lag.last().map_or(t0, |(t, _)| *t);
+    let recovered_at = over.and_then(|over| {
+        run.lag
+            .iter()
+            .filter(|(t, _)| *t >= over.max(t0))
+            .map(|(t, _)| *t)
+            .find(|start| {
+                *start + hold <= last_sample
+                    && run
+                        .lag
+                        .iter()
+                        .filter(|(t, _)| *t >= *start && *t <= *start + hold)
+                        .all(|(_, v)| v.is_some_and(|v| v as f64 <= bound))
+            })
+    });
+    let window_end = recovered_at.map_or(last_sample.max(t0), |r| r + hold);
+    let in_window = |t: Instant| t >= t0 && t <= window_end;
+    let peak = run
+        .lag
+        .iter()
+        .filter(|(t, v)| in_window(*t) && v.is_some())
+        .max_by_key(|(_, v)| *v);
+    let hurt_by_lag = run.lag.iter().any(|(t, v)| {
+        *t >= t0 && recovered_at.is_none_or(|r| *t < r) && v.is_none_or(|v| v as f64 > bound)
+    });
+
+    // --- the producer in the window: its rows that ended in it ----------------------------------------
+    let mut k = run_figures(run);
+    let rows: Vec<_> = run
+        .produce
+        .map(|p| p.kafka.intervals.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| (run.produce_start + Duration::from_secs_f64(r.t_s), r))
+        .collect();
+    for (_, r) in rows.iter().filter(|(end, _)| in_window(*end)) {
+        k.window_sent += r.sent;
+        k.window_acked += r.acked;
+        k.window_failed += r.failed;
+        if r.acked > 0 {
+            k.window_ack_max_ms = Some(k.window_ack_max_ms.unwrap_or(0.0).max(r.ack_max_ms));
+        }
+    }
+    // Serving: the broker's first producer interval with acks after its return.
+    let serving = match record.fault.action {
+        ChaosAction::StopBroker => over.and_then(|back| {
+            rows.iter()
+                .find(|(end, r)| *end >= back && r.acked > 0)
+                .map(|(end, _)| *end)
+        }),
+        _ => None,
+    };
+    k.lag_at_fault = lag_at_fault;
+    k.lag_peak = peak.and_then(|(_, v)| *v);
+    k.lag_peak_after_s = peak.map(|(t, _)| after(*t));
+    if let Some(b) = broker {
+        k.broker = Some(b.bootstrap.clone());
+        k.broker_exited_after_s = b.exited.map(after);
+        k.broker_killed = b.killed;
+        k.broker_down_s = match (b.exited, b.back) {
+            (Some(e), Some(back)) => Some(secs(e, back)),
+            _ => None,
+        };
+        k.broker_serving_after_s = b.back.map(after);
+        k.broker_error = b.error.clone();
+    }
+
+    let react_end = [Some(window_end), over]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(window_end);
+    let sent = k.sent.max(1) as f64;
+    FaultReport {
+        at_s: secs(run.produce_start, t0),
+        action: record.fault.action.to_string(),
+        target: record.fault.target.to_string(),
+        hit: record.hit.clone().ok(),
+        error: record.hit.clone().err(),
+        duration_s: record.duration.map(|d| d.as_secs_f64()),
+        window_end_s: secs(run.produce_start, window_end),
+        requests: k.window_sent,
+        lost: k.lost_messages,
+        failed: k.window_failed,
+        timed_out: 0,
+        dropped: 0,
+        by_class: BTreeMap::new(),
+        lost_pct_of_run: (k.lost_messages as f64 / sent * 100.0 * 1000.0).round() / 1000.0,
+        in_flight_at_fault: None,
+        failed_on_target: None,
+        left_targets_after_s: record.freeze.left.map(after),
+        picked_while_out: None,
+        recovered_after_s: recovered_at.map(after),
+        slo_hurt: record.fault.action == ChaosAction::StopBroker || hurt_by_lag,
+        replacement_ready_after_s: over.map(after),
+        replacement_serving_after_s: serving.map(after),
+        replacement,
+        autoscaler: reaction_in(run.decisions, run.epoch, t0, react_end),
+        kafka: Some(k),
+    }
+}
