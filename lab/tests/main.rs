@@ -2,6 +2,7 @@
 //! [`binary`] runs the `lab` executable and checks its signals, exit codes and that no child outlives it,
 //! [`scaling_report`] checks the end-of-run scaling report against a long trigger window, [`monitor_explain`] the
 //! generator's `--monitor` through the real scaler's `/explain`, [`kafka_scenario`] `--scenario kafka` with a real broker,
+//! [`kafka_chaos`] a broker stop during that scenario (`stop-broker`) and the messages it lost (none acknowledged),
 //! [`chaos`] faults during the load and their measured recovery, [`console`] and [`console_api`] the web console against
 //! the real binary.
 
@@ -9,6 +10,7 @@ mod binary;
 mod chaos;
 mod console;
 mod console_api;
+mod kafka_chaos;
 mod kafka_scenario;
 mod lab_e2e;
 mod monitor_explain;

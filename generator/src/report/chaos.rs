@@ -91,7 +91,7 @@ pub struct KafkaFaultReport {
     /// `stop-broker`: the broker ignored SIGTERM and was SIGKILLed.
     #[serde(default)]
     pub broker_killed: bool,
-    /// `stop-broker`: how long no broker ran (exit to restart), seconds.
+    /// `stop-broker`: how long no broker served: from the old JVM's exit until the restarted one answered, seconds.
     #[serde(default)]
     pub broker_down_s: Option<f64>,
     /// `stop-broker`: from the fault until the restarted broker answered a Metadata request (serves again), seconds.
@@ -218,8 +218,13 @@ impl ChaosReport {
     /// The recovery table printed at the end of a lab run.
     pub fn render(&self) -> String {
         let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}s"));
+        let lost = if self.faults.iter().any(|f| f.kafka.is_some()) {
+            "lost = messages sent but never processed (verify --processed at the end of the run); failed = the producer's failed sends in the window"
+        } else {
+            "lost = failed + timed out + dropped between the fault and the recovery"
+        };
         let mut out = format!(
-            "chaos: {} fault(s); recovered = {} held for {:.1}s (buckets of {:.2}s); lost = failed + timed out + dropped between the fault and the recovery\n",
+            "chaos: {} fault(s); recovered = {} held for {:.1}s (buckets of {:.2}s); {lost}\n",
             self.faults.len(),
             self.slo,
             self.hold_s,

@@ -5,8 +5,8 @@
 //! at the end `verify --processed` runs in-process. The broker JVM is not a child of the lab (the script detaches
 //! it), so [`Broker`] stops it on every path: gracefully in the cleanup, SIGKILL when dropped (a double interrupt
 //! abandons the run future, which drops it). [`broker`] starts and stops the broker and creates the topics; [`faults`]
-//! takes the run's `--chaos` faults (`stop-broker`, replica faults), samples the group's lag and measures each fault
-//! into report.json's `chaos` section; this module runs the scenario against them.
+//! takes the run's `--chaos` faults (`stop-broker`, replica faults), samples the group's lag and measures each fault;
+//! [`report`] writes report.json (the producer's report, verify's, the faults); this module runs the scenario.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,7 @@ use crate::{LabArgs, LabError};
 
 mod broker;
 mod faults;
+mod report;
 
 pub use broker::PARTITIONS;
 use broker::{Broker, create_topics, start_broker};
@@ -238,47 +239,14 @@ pub async fn run_supervised(
     for line in chaos.new_lines() {
         println!("{line}");
     }
-    let mut exit_code = if interrupt.is_cancelled() {
-        contract::exit::INTERRUPTED
-    } else {
-        verify.as_ref().map_or(contract::exit::OK, |r| r.exit_code)
-    };
-    let mut verdict = verify
-        .as_ref()
-        .map_or_else(|| "interrupted".to_string(), |v| v.verdict.clone());
-    if let Some(report) = &chaos_report {
-        print!("{}", report.render());
-        if !report.passed() && exit_code == contract::exit::OK {
-            exit_code = contract::exit::THRESHOLDS_BREACHED;
-            let failed: Vec<&str> = report
-                .thresholds
-                .iter()
-                .filter(|t| !t.passed)
-                .map(|t| t.expression.as_str())
-                .collect();
-            verdict = format!("chaos thresholds breached: {}", failed.join(", "));
-        }
-    }
-    // The Kafka run's report: the producer's own report, verify's, the faults.
-    let report = serde_json::json!({
-        "scenario": "kafka",
-        "test_run": test_run,
-        "exit_code": exit_code,
-        "verdict": verdict,
-        "produce": produce,
-        "verify": verify,
-        "chaos": chaos_report,
-    });
-    let path = args.out.join("report.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )
-    .map_err(|source| LabError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    println!("report: {}", path.display());
+    let exit_code = report::conclude(
+        &args.out,
+        interrupt.is_cancelled(),
+        &test_run,
+        produce.as_ref(),
+        verify.as_ref(),
+        chaos_report.as_ref(),
+    )?;
     Ok(KafkaOutcome {
         exit_code,
         decisions,
