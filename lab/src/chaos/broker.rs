@@ -250,3 +250,69 @@ impl BrokerOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use generator::profile::{ChaosAction, ChaosTarget};
+
+    use super::*;
+    use crate::chaos::{ChaosError, Fault, ScalerSlot, Targets, inject};
+
+    fn stop_broker() -> Fault {
+        Fault {
+            action: ChaosAction::StopBroker,
+            target: ChaosTarget::Broker,
+            duration: Some(Duration::from_secs(1)),
+        }
+    }
+
+    fn targets(broker: Option<BrokerSlot>) -> Targets {
+        Targets {
+            pool: None,
+            scaler: ScalerSlot::default(),
+            broker,
+            restart_backoff: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broker_the_lab_did_not_start_is_not_stopped() {
+        let err = inject(
+            &stop_broker(),
+            &targets(Some(BrokerSlot::external("127.0.0.1:9092"))),
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err();
+        let ChaosError::NoTarget { reason, .. } = &err;
+        assert!(
+            reason.contains("--kafka-brokers") && reason.contains("127.0.0.1:9092"),
+            "{err}"
+        );
+        let err = inject(&stop_broker(), &targets(None))
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--scenario kafka"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_started_broker_that_is_not_running_is_reported_and_a_closed_slot_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = BrokerSlot::started(
+            PathBuf::from("scripts/kafka/broker.sh"),
+            dir.path().to_path_buf(),
+            "127.0.0.1:1",
+        );
+        // No pid file: nothing is signalled.
+        let err = slot.stop_for(Duration::from_secs(1)).await.unwrap_err();
+        assert!(err.contains("not running"), "{err}");
+        // A pid file naming a process that is not this directory's broker (this test) is not trusted.
+        std::fs::write(dir.path().join("pid"), std::process::id().to_string()).unwrap();
+        assert_eq!(live_pid(dir.path()), None);
+        slot.close(true).await;
+        let err = slot.stop_for(Duration::from_secs(1)).await.unwrap_err();
+        assert!(err.contains("ending"), "{err}");
+    }
+}

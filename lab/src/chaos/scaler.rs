@@ -66,6 +66,13 @@ impl ScalerSlot {
         });
     }
 
+    /// Arguments a restart passes besides the host and ports (the Kafka scenario's `--kafka-poll-interval`).
+    pub fn add_restart_args(&self, extra: &[String]) {
+        if let Some(respawn) = self.lock().respawn.as_mut() {
+            respawn.args.extend(extra.iter().cloned());
+        }
+    }
+
     /// The scaler for the final stop; no restart follows. A frozen one is continued first, so it can drain.
     pub fn take(&self) -> Option<procs::Child> {
         let mut slot = self.lock();

@@ -109,12 +109,15 @@ impl Threshold {
     /// Judge every fault that hit something; a figure that was never reached (not recovered, no replacement ready)
     /// fails.
     pub fn check(&self, faults: &[FaultReport]) -> ThresholdResult {
+        let hit: Vec<&FaultReport> = faults.iter().filter(|f| f.hit.is_some()).collect();
+        // The Kafka scenario's faults count messages.
+        let kafka = !hit.is_empty() && hit.iter().all(|f| f.kafka.is_some());
         let unit = match self.metric {
             Metric::Recovery | Metric::Replacement | Metric::Serving => "s",
             Metric::LostPct => "%",
+            Metric::Lost | Metric::Failed if kafka => "messages",
             _ => "requests",
         };
-        let hit: Vec<&FaultReport> = faults.iter().filter(|f| f.hit.is_some()).collect();
         let mut worst: Option<f64> = None;
         let mut missing = Vec::new();
         for f in &hit {

@@ -28,10 +28,12 @@ use crate::replicas::Life;
 use crate::view::DecisionRecord;
 
 /// The faults the Kafka scenario carries out.
-const ALLOWED: [ChaosAction; 4] = [
+const ALLOWED: [ChaosAction; 6] = [
     ChaosAction::Kill,
     ChaosAction::Terminate,
     ChaosAction::Freeze,
+    ChaosAction::KillScaler,
+    ChaosAction::FreezeScaler,
     ChaosAction::StopBroker,
 ];
 
@@ -66,8 +68,9 @@ pub(super) fn parse_faults(
 pub fn refuse_broker_faults(faults: &[ChaosSpec]) -> Result<(), LabError> {
     match faults.iter().find(|f| f.action.on_broker()) {
         Some(f) => Err(LabError::Usage(format!(
-            "--chaos / chaos: {}: stop-broker needs a Kafka broker: run it with --scenario kafka",
-            f.describe()
+            "--chaos / chaos: {} {}: stop-broker needs a Kafka broker: run it with --scenario kafka",
+            f.action,
+            f.target()
         ))),
         None => Ok(()),
     }
@@ -267,6 +270,9 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
             record.freeze.returned,
             record.replica.as_ref().map(|h| h.name.clone()),
         ),
+        ChaosAction::KillScaler | ChaosAction::FreezeScaler => {
+            (record.scaler_back, Some("scaler".to_string()))
+        }
         _ => {
             // A killed replica's place restarts after the back-off: one added meanwhile is a scale-up.
             let from = match (record.fault.action, record.duration) {
@@ -306,11 +312,18 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
     });
     let window_end = recovered_at.map_or(last_sample.max(t0), |r| r + hold);
     let in_window = |t: Instant| t >= t0 && t <= window_end;
+    // The first sample at the highest lag.
     let peak = run
         .lag
         .iter()
         .filter(|(t, v)| in_window(*t) && v.is_some())
-        .max_by_key(|(_, v)| *v);
+        .fold(
+            None,
+            |best: Option<&(Instant, Option<u64>)>, s| match best {
+                Some(b) if b.1 >= s.1 => Some(b),
+                _ => Some(s),
+            },
+        );
     let hurt_by_lag = run.lag.iter().any(|(t, v)| {
         *t >= t0 && recovered_at.is_none_or(|r| *t < r) && v.is_none_or(|v| v as f64 > bound)
     });
@@ -388,5 +401,292 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
         replacement,
         autoscaler: reaction_in(run.decisions, run.epoch, t0, react_end),
         kafka: Some(k),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use generator::kafka::report::{KafkaInterval, KafkaSection, LatencyMs, ProduceSettings};
+    use generator::kafka::verify::{ProducerCheck, TopicCheck};
+    use generator::profile::ChaosTarget;
+
+    use super::*;
+    use crate::chaos::threshold::Threshold;
+    use crate::chaos::{BrokerOutcome, Fault};
+    use crate::replicas::FreezeOutcome;
+
+    #[test]
+    fn kafka_faults_are_checked_and_time_scaled_and_http_refuses_stop_broker() {
+        let flags = ["at=10s,action=stop-broker,duration=5s".to_string()];
+        let faults = parse_faults(&flags, Duration::from_secs(30), 0.2).unwrap();
+        assert_eq!(faults[0].target(), ChaosTarget::Broker);
+        assert_eq!(
+            (faults[0].at, faults[0].duration),
+            (Duration::from_secs(2), Some(Duration::from_secs(1)))
+        );
+        for (flag, wanted) in [
+            (
+                "at=40s,action=stop-broker,duration=5s",
+                "not inside the load",
+            ),
+            ("at=10s,action=stop-broker", "required for stop-broker"),
+            (
+                "at=10s,action=stop-broker,target=replica,duration=5s",
+                "allowed: broker",
+            ),
+        ] {
+            let e = parse_faults(&[flag.to_string()], Duration::from_secs(30), 1.0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(wanted), "{flag}: {e}");
+        }
+        let e = refuse_broker_faults(&faults).unwrap_err().to_string();
+        assert!(
+            e.contains("stop-broker") && e.contains("--scenario kafka"),
+            "{e}"
+        );
+        let kill = ChaosSpec::parse_flag("at=1s,action=kill").unwrap();
+        assert!(refuse_broker_faults(&[kill]).is_ok());
+    }
+
+    fn produce(start_rows: &[(f64, u64, u64, u64, f64)], sent: u64, failed: u64) -> ProduceReport {
+        ProduceReport {
+            schema: String::new(),
+            command: "produce".into(),
+            profile: String::new(),
+            test_run: "run-1".into(),
+            producer: "lab".into(),
+            started_at: String::new(),
+            duration_s: 10.0,
+            settings: ProduceSettings {
+                brokers: String::new(),
+                topic: "orders".into(),
+                payload_bytes: 0,
+                key_strategy: "none".into(),
+                acks: "all".into(),
+                compression: "none".into(),
+                linger_ms: 5,
+                batch_bytes: 1,
+                pods: 1,
+                pod_index: 0,
+            },
+            kafka: KafkaSection {
+                scheduled: sent,
+                sent,
+                acked: sent - failed,
+                failed,
+                records_per_sec: 0.0,
+                mb_per_sec: 0.0,
+                ack_latency_ms: LatencyMs::default(),
+                errors: BTreeMap::from([("MessageTimedOut".to_string(), failed)]),
+                retries: 7,
+                intervals: start_rows
+                    .iter()
+                    .map(|&(t_s, sent, acked, failed, max)| KafkaInterval {
+                        t_s,
+                        target_rate: 100.0,
+                        sent,
+                        acked,
+                        failed,
+                        records_per_sec: 0.0,
+                        ack_p50_ms: 0.0,
+                        ack_p99_ms: 0.0,
+                        ack_max_ms: max,
+                    })
+                    .collect(),
+            },
+            thresholds: Vec::new(),
+            interrupted: false,
+            exit_code: 0,
+            verdict: String::new(),
+        }
+    }
+
+    fn topic(received: u64, lost: u64, duplicates: u64) -> TopicCheck {
+        TopicCheck {
+            topic: "orders".into(),
+            records_read: received,
+            skipped: 0,
+            complete: true,
+            producers: vec![ProducerCheck {
+                producer: "lab".into(),
+                received,
+                expected: received + lost - duplicates,
+                lost,
+                duplicates,
+                lost_ranges: Vec::new(),
+                duplicated: Vec::new(),
+            }],
+            lost,
+            duplicates,
+        }
+    }
+
+    #[test]
+    fn a_broker_stop_is_measured_from_the_lag_the_producer_and_verify() {
+        let base = Instant::now();
+        let at = |s: f64| base + Duration::from_secs_f64(s);
+        // Lag every 0.5 s: 10 before the stop at 2 s, unreadable while the broker is down (2.5..4 s), 200 when it is
+        // back at 4 s, draining to 5 from 6 s on.
+        let lag: Vec<(Instant, Option<u64>)> = (0..24)
+            .map(|i| {
+                let t = i as f64 * 0.5;
+                let v = match t {
+                    t if t < 2.5 => Some(10),
+                    t if t < 4.0 => None,
+                    t if t < 6.0 => Some(200 - (t as u64 - 4) * 50),
+                    _ => Some(5),
+                };
+                (at(t), v)
+            })
+            .collect();
+        let record = FaultRecord {
+            fault: Fault {
+                action: ChaosAction::StopBroker,
+                target: ChaosTarget::Broker,
+                duration: Some(Duration::from_secs(1)),
+            },
+            asked: at(2.0),
+            at: at(2.0),
+            hit: Ok("broker 127.0.0.1:9 (pid 7)".into()),
+            replica: None,
+            freeze: FreezeOutcome::default(),
+            scaler_back: None,
+            broker: Some(BrokerOutcome {
+                bootstrap: "127.0.0.1:9".into(),
+                old_pid: 7,
+                exited: Some(at(2.5)),
+                killed: false,
+                resumed: Some(at(3.5)),
+                back: Some(at(4.0)),
+                new_pid: Some(8),
+                error: None,
+            }),
+            duration: Some(Duration::from_secs(1)),
+            lines: Vec::new(),
+        };
+        // Rows of 1 s, 100 sent and acked each (none acked in the one ending at 3 s), the slowest ack 10 ms x its end.
+        let rows: Vec<_> = (1..=10)
+            .map(|i| {
+                (
+                    i as f64,
+                    100,
+                    if i == 3 { 0 } else { 100 },
+                    0,
+                    i as f64 * 10.0,
+                )
+            })
+            .collect();
+        // 1000 sent, 2 failed; 990 unique in the topic (a gap of 8), 985 processed, 3 processed twice.
+        let produce = produce(&rows, 1000, 2);
+        let verify = VerifyReport {
+            test_run: "run-1".into(),
+            delivered: topic(990, 8, 0),
+            processed: Some(topic(988, 5, 3)),
+            exit_code: 1,
+            verdict: "FAILED".into(),
+        };
+        let run = KafkaRun {
+            epoch: base,
+            produce_start: base,
+            produce: Some(&produce),
+            verify: Some(&verify),
+            lag: &lag,
+            lag_every: Duration::from_millis(500),
+            decisions: &[],
+            lives: &[],
+            lag_threshold: 20.0,
+            time_scale: 0.2,
+        };
+        let report = measure(&[Ok(record)], &run);
+        assert_eq!(report.hold_s, 1.0);
+        let f = &report.faults[0];
+        let k = f.kafka.as_ref().unwrap();
+        assert_eq!(
+            (
+                k.broker_exited_after_s,
+                k.broker_down_s,
+                k.broker_serving_after_s
+            ),
+            (Some(0.5), Some(1.5), Some(2.0))
+        );
+        assert_eq!(f.replacement_ready_after_s, Some(2.0));
+        // Back at 4 s; the lag is at or under max(10, 20) from 6 s on and holds for the 1 s hold.
+        assert_eq!(f.recovered_after_s, Some(4.0));
+        assert!(f.slo_hurt);
+        assert_eq!(
+            (k.lag_at_fault, k.lag_peak, k.lag_peak_after_s),
+            (Some(10), Some(200), Some(2.0))
+        );
+        // Rows ending at 2..=7 s (the window is 2 s to 7 s): 6 rows, the one ending at 3 s without acks.
+        assert_eq!(
+            (k.window_sent, k.window_acked, k.window_failed),
+            (600, 500, 0)
+        );
+        assert_eq!(k.window_ack_max_ms, Some(70.0));
+        // The first row with acks after the return at 4 s ends at 4 s.
+        assert_eq!(f.replacement_serving_after_s, Some(2.0));
+        // End to end: 1000 sent, 985 processed: 15 lost; of the 10 missing from the topic at least 8 were acked.
+        assert_eq!((k.in_topic, k.processed), (990, 985));
+        assert_eq!(
+            (k.lost_messages, k.lost_acknowledged, k.verify_lost),
+            (15, 8, 13)
+        );
+        assert_eq!((k.duplicates_in_topic, k.duplicates_processed), (0, 3));
+        assert_eq!((f.lost, f.lost_pct_of_run), (15, 1.5));
+        assert_eq!(
+            (k.producer_retries, k.producer_errors.get("MessageTimedOut")),
+            (7, Some(&2))
+        );
+        // A `lost` threshold judges the Kafka losses.
+        let lost = Threshold::parse_list("lost<1", 0.2)
+            .unwrap()
+            .remove(0)
+            .check(&report.faults);
+        assert!(!lost.passed && lost.actual == Some(15.0), "{lost:?}");
+        assert!(lost.message.contains("messages"), "{}", lost.message);
+        let pct = Threshold::parse_list("lost<2%", 0.2)
+            .unwrap()
+            .remove(0)
+            .check(&report.faults);
+        assert!(pct.passed, "{pct:?}");
+        assert!(report.render().contains("lost 15 (acknowledged 8)"));
+    }
+
+    #[test]
+    fn a_missed_fault_says_why_and_carries_the_run_figures() {
+        let base = Instant::now();
+        let spec = ChaosSpec::parse_flag("at=1s,action=stop-broker,duration=1s").unwrap();
+        let why =
+            "the broker at 127.0.0.1:9092 was given with --kafka-brokers: the lab did not start it";
+        let run = KafkaRun {
+            epoch: base,
+            produce_start: base,
+            produce: None,
+            verify: None,
+            lag: &[],
+            lag_every: Duration::from_millis(250),
+            decisions: &[],
+            lives: &[],
+            lag_threshold: 20.0,
+            time_scale: 1.0,
+        };
+        let report = measure(
+            &[Err((spec, base + Duration::from_secs(1), why.into()))],
+            &run,
+        );
+        let f = &report.faults[0];
+        assert_eq!((f.hit.as_deref(), f.error.as_deref()), (None, Some(why)));
+        assert_eq!(f.at_s, 1.0);
+        assert_eq!(
+            f.kafka.as_ref().unwrap().verify_verdict,
+            "verify did not run"
+        );
+        // Nothing was hit: a threshold has nothing to judge and fails.
+        let t = Threshold::parse_list("lost<1", 1.0)
+            .unwrap()
+            .remove(0)
+            .check(&report.faults);
+        assert!(!t.passed && t.message.contains("no fault hit"), "{t:?}");
     }
 }

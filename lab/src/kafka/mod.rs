@@ -140,7 +140,8 @@ pub async fn run_supervised(
     )?;
     let mut broker = None;
     let mut broker_slot: Option<BrokerSlot> = None;
-    let mut scaler: Option<procs::Child> = None;
+    // Shared with the scaler faults, which may kill it and start it again on the same ports.
+    let scaler = ScalerSlot::default();
     let mut pool: Option<ReplicaPool> = None;
     let result = drive(
         &args,
@@ -149,7 +150,7 @@ pub async fn run_supervised(
         Slots {
             broker: &mut broker,
             broker_faults: &mut broker_slot,
-            scaler: &mut scaler,
+            scaler: &scaler,
             pool: &mut pool,
         },
         &chaos,
@@ -267,7 +268,7 @@ fn load_length(args: &LabArgs) -> Duration {
 struct Slots<'a> {
     broker: &'a mut Option<Broker>,
     broker_faults: &'a mut Option<BrokerSlot>,
-    scaler: &'a mut Option<procs::Child>,
+    scaler: &'a ScalerSlot,
     pool: &'a mut Option<ReplicaPool>,
 }
 
@@ -384,7 +385,8 @@ async fn drive(
         .map(|a| a.to_string())
         .unwrap_or_default();
     println!("scaler pid {} grpc {scaler_addr}", scaler.pid());
-    *scaler_slot = Some(scaler);
+    scaler_slot.install(scaler, scaler_bin, registry.clone(), START_TIMEOUT);
+    scaler_slot.add_restart_args(&scaler_args[6..]);
 
     let mut extra_args = args.consumer_args.clone();
     extra_args.extend(
@@ -567,7 +569,7 @@ async fn drive(
     };
     let targets = Targets {
         pool: Some(pool.clone()),
-        scaler: ScalerSlot::default(),
+        scaler: scaler_slot.clone(),
         broker: broker_faults.clone(),
         restart_backoff: chaos.restart_backoff,
     };
