@@ -124,8 +124,15 @@ pub struct KafkaFaultReport {
     pub acked: u64,
     pub in_topic: u64,
     pub processed: u64,
-    /// sent - unique processed: messages that never came out the other end (the fault's `lost`).
+    /// Messages lost (the fault's `lost`): sent but not in the topic, plus messages in the topic never processed
+    /// beyond what the group's backlog at the end explains (`not_processed - backlog_at_end`: skipped, not late).
     pub lost_messages: u64,
+    /// Unique in the topic without a processed record at the end, and the group's lag then: a backlog left by a run
+    /// that ended before it drained is late, not lost.
+    #[serde(default)]
+    pub not_processed: u64,
+    #[serde(default)]
+    pub backlog_at_end: Option<u64>,
     /// Acknowledged messages missing from the topic: at least `sent - in_topic - failed` (exact when no send
     /// failed, since then every message sent was acknowledged).
     pub lost_acknowledged: u64,
@@ -194,11 +201,12 @@ impl KafkaFaultReport {
             secs(self.lag_peak_after_s)
         ));
         out.push_str(&format!(
-            "           messages (run): sent {}, acked {}, in topic {}, processed {}; lost {} (acknowledged {}), duplicates {} in topic, {} processed: {}\n",
+            "           messages (run): sent {}, acked {}, in topic {}, processed {} (backlog at the end {}); lost {} (acknowledged {}), duplicates {} in topic, {} processed: {}\n",
             self.sent,
             self.acked,
             self.in_topic,
             self.processed,
+            count(self.backlog_at_end),
             self.lost_messages,
             self.lost_acknowledged,
             self.duplicates_in_topic,
@@ -219,7 +227,7 @@ impl ChaosReport {
     pub fn render(&self) -> String {
         let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}s"));
         let lost = if self.faults.iter().any(|f| f.kafka.is_some()) {
-            "lost = messages sent but never processed (verify --processed at the end of the run); failed = the producer's failed sends in the window"
+            "lost = messages sent but not in the topic, or never processed beyond the backlog left at the end (verify --processed); failed = the producer's failed sends in the window"
         } else {
             "lost = failed + timed out + dropped between the fault and the recovery"
         };
