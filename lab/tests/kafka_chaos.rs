@@ -228,7 +228,11 @@ async fn a_broker_stop_loses_no_acknowledged_message() {
         "{}",
         verify.verdict
     );
-    assert_eq!((k.not_processed, k.backlog_at_end), (0, Some(0)), "the backlog drained");
+    assert_eq!(
+        (k.not_processed, k.backlog_at_end),
+        (0, Some(0)),
+        "the backlog drained"
+    );
     assert_eq!((verify.delivered.lost, processed.lost), (0, 0));
     assert_eq!(fault.lost, 0, "a fault's lost counts Kafka messages");
     // Idempotent producer: a send retried across the stop is written once.

@@ -530,7 +530,44 @@ pub async fn produce_command(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProduceArgs,
+    }
+
+    #[test]
+    fn idempotence_needs_acks_all() {
+        let plan = |extra: &[&str]| {
+            let mut argv = vec![
+                "produce",
+                "--brokers",
+                "127.0.0.1:1",
+                "--topic",
+                "t",
+                "--rate",
+                "10",
+            ];
+            argv.extend_from_slice(&["--count", "5"]);
+            argv.extend_from_slice(extra);
+            ProducePlan::from_args(&Cli::try_parse_from(argv).unwrap().args)
+        };
+        assert!(plan(&["--idempotent"]).is_ok());
+        let e = plan(&["--idempotent", "--acks", "1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--idempotent needs --acks all"), "{e}");
+        let config = producer_config(
+            &Cli::try_parse_from(["p", "--brokers", "b", "--topic", "t", "--idempotent"])
+                .unwrap()
+                .args,
+        );
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
 
     #[test]
     fn shares_add_up_to_the_total() {
