@@ -5,8 +5,9 @@
 //! at the end `verify --processed` runs in-process. The broker JVM is not a child of the lab (the script detaches
 //! it), so [`Broker`] stops it on every path: gracefully in the cleanup, SIGKILL when dropped (a double interrupt
 //! abandons the run future, which drops it). [`broker`] starts and stops the broker and creates the topics; [`faults`]
-//! takes the run's `--chaos` faults (`stop-broker`, replica faults), samples the group's lag and measures each fault;
-//! [`report`] writes report.json (the producer's report, verify's, the faults); this module runs the scenario.
+//! takes the run's `--chaos` faults (`stop-broker`, replica and scaler faults) and measures each one, [`lag`] samples
+//! the group's lag meanwhile; [`report`] writes report.json (the producer's report, verify's, the faults); [`trigger`]
+//! reads the `kafka` trigger and prints decisions; this module runs the scenario.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +34,15 @@ use crate::{LabArgs, LabError};
 
 mod broker;
 mod faults;
+mod lag;
 mod report;
+mod trigger;
 
 pub use broker::PARTITIONS;
 use broker::{Broker, create_topics, start_broker};
 pub use faults::refuse_broker_faults;
+pub use trigger::describe;
+use trigger::kafka_trigger;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the group's lag is sampled while faults run.
@@ -56,65 +61,6 @@ pub struct KafkaOutcome {
     pub test_run: String,
     /// The faults and what each cost (report.json's `chaos`), when `--chaos` gave any.
     pub chaos: Option<ChaosReport>,
-}
-
-/// The `kafka` trigger's metadata the run needs: (group, topic, lagThreshold).
-fn kafka_trigger(config: &autoscaler::ScalingConfig) -> Result<(String, String, f64), LabError> {
-    let trigger = config
-        .triggers
-        .iter()
-        .find(|t| t.metadata.get("trigger").map(String::as_str) == Some("kafka"))
-        .ok_or_else(|| {
-            LabError::Usage(
-                "the Kafka scenario needs a ScaledObject with an external-push `trigger: kafka`"
-                    .into(),
-            )
-        })?;
-    let get = |key: &str| {
-        trigger.metadata.get(key).cloned().ok_or_else(|| {
-            LabError::Usage(format!("trigger {:?} has no metadata.{key}", trigger.name))
-        })
-    };
-    let threshold = trigger
-        .metadata
-        .get("lagThreshold")
-        .map_or(Ok(10.0), |v| v.parse::<f64>())
-        .map_err(|e| LabError::Usage(format!("lagThreshold: {e}")))?;
-    Ok((get("consumerGroup")?, get("topic")?, threshold))
-}
-
-/// One decision as the Kafka scenario prints it; the partition cap is named when the lag value sits at it.
-pub fn describe(d: &DecisionRecord, cap_value: f64) -> String {
-    let metrics: Vec<String> = d
-        .metrics
-        .iter()
-        .map(|m| {
-            let capped = m.value.is_some_and(|v| (v - cap_value).abs() < 1e-9);
-            format!(
-                "{} value={} target={} proposal={}{}",
-                m.name,
-                m.value.map_or("-".into(), |v| format!("{v}")),
-                m.target,
-                m.proposal.map_or("-".into(), |p| p.to_string()),
-                if capped {
-                    format!(
-                        " (partition cap: {PARTITIONS} partitions x lagThreshold {} = {cap_value})",
-                        m.target
-                    )
-                } else {
-                    String::new()
-                }
-            )
-        })
-        .collect();
-    format!(
-        "t={:>6.1}s replicas {} -> {}  {}  {}",
-        d.t_s,
-        d.current,
-        d.desired,
-        metrics.join("; "),
-        d.reason
-    )
 }
 
 /// Parse the generator's producer flags as its CLI does (so defaults stay the generator's).
@@ -203,20 +149,7 @@ pub async fn run_supervised(
     } = &driven;
     let (decisions, test_run) = (decisions.clone(), test_run.clone());
     if let Some(report) = &verify {
-        let lost = report.delivered.lost + report.processed.as_ref().map_or(0, |p| p.lost);
-        let duplicates =
-            report.delivered.duplicates + report.processed.as_ref().map_or(0, |p| p.duplicates);
-        println!(
-            "verify --processed (test run {test_run}): delivered {} read, processed {} read; lost {lost}, duplicates {duplicates}: {}",
-            report.delivered.records_read,
-            report.processed.as_ref().map_or(0, |p| p.records_read),
-            report.verdict
-        );
-        let path = args.out.join("verify.json");
-        let _ = std::fs::write(
-            &path,
-            serde_json::to_string_pretty(report).unwrap_or_default(),
-        );
+        report::print_verify(&args.out, &test_run, report);
     }
     let lives = pool.as_ref().map(|p| p.lives()).unwrap_or_default();
     let lag = driven.lag.lock().expect("lag samples").clone();
@@ -282,7 +215,7 @@ struct Driven {
     epoch: Instant,
     produce_start: Instant,
     produce: Option<ProduceReport>,
-    lag: faults::LagSamples,
+    lag: lag::LagSamples,
     lag_threshold: f64,
 }
 
@@ -561,20 +494,22 @@ async fn drive(
     produce_args.interval = LAG_EVERY;
     // The faults and the lag they are measured by, timed from the producer's start.
     let (lag_task, lag) = if chaos.is_empty() {
-        (None, faults::LagSamples::default())
+        (None, lag::LagSamples::default())
     } else {
         let (task, lag) =
-            faults::sample_lag(&brokers, &group, &topic, LAG_EVERY, stop_control.clone());
+            lag::sample_lag(&brokers, &group, &topic, LAG_EVERY, stop_control.clone());
         (Some(task), lag)
     };
-    let targets = Targets {
-        pool: Some(pool.clone()),
-        scaler: scaler_slot.clone(),
-        broker: broker_faults.clone(),
-        restart_backoff: chaos.restart_backoff,
-    };
     let produce_start = Instant::now();
-    let chaos_task = chaos.spawn(targets, stop_control.clone());
+    let chaos_task = chaos.spawn(
+        Targets {
+            pool: Some(pool.clone()),
+            scaler: scaler_slot.clone(),
+            broker: broker_faults.clone(),
+            restart_backoff: chaos.restart_backoff,
+        },
+        stop_control.clone(),
+    );
     let produced = generator::kafka::produce_command(produce_args, interrupt.child_token()).await;
     load_over.store(true, Ordering::Relaxed);
     let produced = produced.map_err(|e| LabError::Runtime(format!("producer: {e}")));
@@ -610,50 +545,4 @@ async fn drive(
         lag,
         lag_threshold: threshold,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_builtin_scaledobject_names_group_topic_and_threshold() {
-        let config =
-            autoscaler::ScalingConfig::from_yaml(BUILTIN_KAFKA_SCALEDOBJECT).expect("parses");
-        let (group, topic, threshold) = kafka_trigger(&config).expect("kafka trigger");
-        assert_eq!(
-            (group.as_str(), topic.as_str(), threshold),
-            ("consumer", "orders", 20.0)
-        );
-        // Above the partitions, so the cap is what limits the scale-up.
-        assert!(config.max_replica_count > PARTITIONS as u32);
-    }
-
-    #[test]
-    fn a_value_at_the_partition_cap_is_named_and_others_are_not() {
-        let record = |value: f64| DecisionRecord {
-            t_s: 1.0,
-            current: 1,
-            ready: 1,
-            desired: 3,
-            active: true,
-            winner: Some("kafka-lag".into()),
-            raw: Some(4),
-            reason: "scale 1 -> 3".into(),
-            metrics: vec![crate::view::MetricRecord {
-                name: "kafka-lag".into(),
-                metric_type: "AverageValue".into(),
-                value: Some(value),
-                target: 20.0,
-                active: true,
-                proposal: Some(4),
-                status: "ok".into(),
-            }],
-        };
-        assert!(
-            describe(&record(80.0), 80.0)
-                .contains("partition cap: 4 partitions x lagThreshold 20 = 80")
-        );
-        assert!(!describe(&record(79.0), 80.0).contains("partition cap"));
-    }
 }

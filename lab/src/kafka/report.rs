@@ -9,6 +9,23 @@ use generator::report::ChaosReport;
 
 use crate::LabError;
 
+/// Print verify's finding in one line and keep it as `out/verify.json`.
+pub(super) fn print_verify(out: &Path, test_run: &str, report: &VerifyReport) {
+    let lost = report.delivered.lost + report.processed.as_ref().map_or(0, |p| p.lost);
+    let duplicates =
+        report.delivered.duplicates + report.processed.as_ref().map_or(0, |p| p.duplicates);
+    println!(
+        "verify --processed (test run {test_run}): delivered {} read, processed {} read; lost {lost}, duplicates {duplicates}: {}",
+        report.delivered.records_read,
+        report.processed.as_ref().map_or(0, |p| p.records_read),
+        report.verdict
+    );
+    let _ = std::fs::write(
+        out.join("verify.json"),
+        serde_json::to_string_pretty(report).unwrap_or_default(),
+    );
+}
+
 /// Print the recovery table, write `out/report.json`, and return the run's exit code.
 pub(super) fn conclude(
     out: &Path,
