@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc};
@@ -57,6 +58,9 @@ pub struct BrokerSlot {
     state: Arc<Mutex<State>>,
     /// Cancelled by [`BrokerSlot::close`]: a restart waiting out its `duration` happens now (or not at all).
     closing: CancellationToken,
+    /// Set when the run is abandoned (its broker guard dropped without the final stop): nothing is started after it,
+    /// and a JVM started just before it is SIGKILLed.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl BrokerSlot {
@@ -76,6 +80,7 @@ impl BrokerSlot {
             bootstrap: bootstrap.to_string(),
             state: Arc::default(),
             closing: CancellationToken::new(),
+            abandoned: Arc::default(),
         }
     }
 
@@ -122,14 +127,22 @@ impl BrokerSlot {
                 _ = slot.closing.cancelled() => {}
             }
             let mut state = slot.state.lock().await;
-            if state.closed {
+            if state.closed || slot.abandoned.load(Ordering::SeqCst) {
                 let _ = tx.send(BrokerEvent::Failed(
                     "not restarted: the run ended first".into(),
                 ));
                 return;
             }
             let _ = tx.send(BrokerEvent::Resumed(Instant::now()));
-            let event = match resume(&script, &dir).await {
+            let resumed = resume(&script, &dir).await;
+            if slot.abandoned.load(Ordering::SeqCst) {
+                // The guard that stops the broker is gone: this JVM would outlive the run.
+                if let Some(pid) = live_pid(&dir) {
+                    procs::send_signal(pid, SIGKILL);
+                }
+                return;
+            }
+            let event = match resumed {
                 Ok(()) => BrokerEvent::Back {
                     at: Instant::now(),
                     pid: live_pid(&dir),
@@ -141,6 +154,12 @@ impl BrokerSlot {
             state.down = false;
         });
         Ok((pid, at, rx))
+    }
+
+    /// The run is abandoned (a second interrupt dropped it): no restart starts any more. Synchronous, for a `Drop`.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.closing.cancel();
     }
 
     /// No more faults. With `restore`, a restart still waiting out its duration happens now and is awaited (the final

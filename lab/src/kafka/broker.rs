@@ -23,6 +23,8 @@ const BROKER_START: Duration = Duration::from_secs(90);
 pub(super) struct Broker {
     script: PathBuf,
     dir: PathBuf,
+    /// Its `stop-broker` slot, told when this guard drops so that no restart follows.
+    faults: Option<crate::chaos::BrokerSlot>,
 }
 
 impl Broker {
@@ -41,8 +43,11 @@ impl Broker {
     }
 
     /// This broker as the target of `stop-broker` faults, serving at `bootstrap`.
-    pub(super) fn fault_slot(&self, bootstrap: &str) -> crate::chaos::BrokerSlot {
-        crate::chaos::BrokerSlot::started(self.script.clone(), self.dir.clone(), bootstrap)
+    pub(super) fn fault_slot(&mut self, bootstrap: &str) -> crate::chaos::BrokerSlot {
+        let slot =
+            crate::chaos::BrokerSlot::started(self.script.clone(), self.dir.clone(), bootstrap);
+        self.faults = Some(slot.clone());
+        slot
     }
 
     /// SIGTERM and the script's bounded wait, then SIGKILL (drop) if it is still there.
@@ -62,6 +67,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if let Some(slot) = &self.faults {
+            slot.abandon();
+        }
         if let Some(pid) = self.pid() {
             procs::send_signal(pid, 9);
             for _ in 0..50 {
@@ -111,6 +119,7 @@ pub(super) async fn start_broker(
     let broker = slot.insert(Broker {
         script: script.clone(),
         dir: dir.clone(),
+        faults: None,
     });
     let run = tokio::process::Command::new("bash")
         .arg(&broker.script)

@@ -272,7 +272,7 @@ async fn drive(
                 "broker {b} (pid {})",
                 pid.map_or("?".into(), |p| p.to_string())
             );
-            *broker_faults = broker.as_ref().map(|started| started.fault_slot(&b));
+            *broker_faults = broker.as_mut().map(|started| started.fault_slot(&b));
             b
         }
     };
