@@ -91,8 +91,9 @@ pub struct LabArgs {
     #[arg(long, env = "LAB_SCENARIO", default_value = "http", value_parser = ["http", "kafka"])]
     pub scenario: String,
     /// A fault to inject during the load (repeatable; `;`-separated in the environment), with the fields of a
-    /// profile's `chaos:` entries: `at=20s,action=kill|terminate|freeze|kill-scaler|freeze-scaler,
-    /// target=replica|replica-N|scaler,duration=10s`. Added to the profile's list; time-scaled like it.
+    /// profile's `chaos:` entries: `at=20s,action=kill|terminate|freeze|kill-scaler|freeze-scaler|stop-broker,
+    /// target=replica|replica-N|scaler|broker,duration=10s`. Added to the profile's list; time-scaled like it.
+    /// `stop-broker` (--scenario kafka only): the broker the lab started is stopped for `duration`, then restarted.
     #[arg(long = "chaos", env = "LAB_CHAOS", value_delimiter = ';')]
     pub chaos: Vec<String>,
     /// Thresholds on every fault's recovery figures, e.g. `recovery<30s,lost<0.1%` (also `replacement<`,
