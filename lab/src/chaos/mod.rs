@@ -239,7 +239,8 @@ async fn stop_broker(
     )?;
     let down = fault.duration.unwrap_or(targets.restart_backoff);
     let (pid, at, mut events) = slot.stop_for(down).await?;
-    let hit = format!("broker {} (pid {pid})", slot.bootstrap());
+    // The address is in the fault's Kafka figures; the hit names the process, as for the scaler.
+    let hit = format!("broker (pid {pid})");
     let handle = Arc::new(Mutex::new(FaultRecord {
         fault: fault.clone(),
         asked,
@@ -259,7 +260,8 @@ async fn stop_broker(
     note(
         &handle,
         format!(
-            "chaos: stop-broker {hit} (SIGTERM, a clean shutdown); down for {} after it exits, then restarted on the same port with the same data",
+            "chaos: stop-broker {hit} at {} (SIGTERM, a clean shutdown); down for {} after it exits, then restarted on the same port with the same data",
+            slot.bootstrap(),
             secs(down)
         ),
     );

@@ -476,7 +476,7 @@ mod tests {
             },
             asked: at(2.0),
             at: at(2.0),
-            hit: Ok("broker 127.0.0.1:9 (pid 7)".into()),
+            hit: Ok("broker (pid 7)".into()),
             replica: None,
             freeze: FreezeOutcome::default(),
             scaler_back: None,
