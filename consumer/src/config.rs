@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long = "kafka-work-ms", env = "KAFKA_WORK_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub kafka_work_ms: u64,
 
+    /// How long the group waits for a silent member (a crashed replica) before handing its partitions to the others.
+    /// Kafka's default is 45 s, which is how long a killed replica's partitions stall; the broker accepts
+    /// 6000..=1800000 by default (`group.min/max.session.timeout.ms`). Heartbeats go every third of it.
+    #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000, value_parser = clap::value_parser!(u64).range(1000..=1_800_000))]
+    pub kafka_session_timeout_ms: u64,
+
     /// MiB held per message (`--kafka-work memory` only).
     #[arg(long = "kafka-work-mb", env = "KAFKA_WORK_MB", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub kafka_work_mb: u64,

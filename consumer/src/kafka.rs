@@ -122,6 +122,14 @@ impl Worker {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                state.config.kafka_session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (state.config.kafka_session_timeout_ms / 3).to_string(),
+            )
             .set("allow.auto.create.topics", "false")
             .create_with_context(context)
             .map_err(|e| KafkaError(format!("cannot create a consumer for {brokers}: {e}")))?;

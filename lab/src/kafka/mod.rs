@@ -334,6 +334,10 @@ async fn drive(
             "io",
             "--kafka-work-ms",
             &args.kafka_work_ms.to_string(),
+            // The broker's lowest session timeout instead of Kafka's 45 s, so a killed replica's partitions move
+            // to the others within the lab's short runs (6 s, not 45 s, of stalled partitions).
+            "--kafka-session-timeout-ms",
+            "6000",
         ]
         .iter()
         .map(|s| s.to_string()),
