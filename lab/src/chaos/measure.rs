@@ -213,6 +213,13 @@ fn measure_one(
             });
             (record.scaler_back, serving, Some("scaler".to_string()))
         }
+        // Never injected by the lab (refused at the start): nothing replaced.
+        ChaosAction::DeletePod
+        | ChaosAction::EvictPod
+        | ChaosAction::CordonNode
+        | ChaosAction::DrainNode
+        | ChaosAction::PartitionPod
+        | ChaosAction::ScalerToZero => (None, None, None),
     };
 
     // --- the autoscaler meanwhile ----------------------------------------------------------------------

@@ -54,6 +54,12 @@ impl ChaosRun {
             }
             None => Vec::new(),
         };
+        // Cluster actions (delete-pod, drain-node, ...) are the generator's, in a cluster.
+        for f in faults {
+            f.action
+                .check_place(generator::profile::ChaosPlace::Lab)
+                .map_err(|e| LabError::Usage(format!("--chaos / chaos: {e}")))?;
+        }
         let mut faults = faults.to_vec();
         faults.sort_by_key(|f| f.at);
         Ok(ChaosRun {

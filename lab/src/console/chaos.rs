@@ -88,6 +88,14 @@ fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
             format!("action must be one of {allowed_actions}"),
         )
     })?;
+    if let Err(why) = action.check_place(generator::profile::ChaosPlace::Lab) {
+        return Err(ApiError::field(
+            "action",
+            Value::String(action.to_string()),
+            &allowed_actions,
+            why,
+        ));
+    }
     let target = match map.get("target") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(ChaosTarget::parse(text).ok_or_else(|| {
