@@ -384,7 +384,6 @@ def test_load_generator_chaos_rbac_is_the_least_the_cluster_faults_need(overlay)
     assert role["metadata"]["namespace"] == NAMESPACE
     assert grants(role) == {
         ("", "pods", "delete", ()), ("", "pods", "patch", ()),
-        ("", "pods/eviction", "create", ()),
         ("networking.k8s.io", "networkpolicies", "create", ()),
         ("networking.k8s.io", "networkpolicies", "delete", ()),
         ("apps", "deployments/scale", "get", ("scaler",)), ("apps", "deployments/scale", "patch", ("scaler",)),

@@ -147,8 +147,12 @@ async fn start_chaos(
         end: start + plan.profile.duration(),
         // kubectl drain retries a budget's 429 every 5 s until its timeout; here 30 s (time-scaled), never past
         // the load.
-        evict_retry: Duration::from_secs(30).mul_f64(scale).max(Duration::from_millis(500)),
-        poll: Duration::from_secs(1).mul_f64(scale).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+        evict_retry: Duration::from_secs(30)
+            .mul_f64(scale)
+            .max(Duration::from_millis(500)),
+        poll: Duration::from_secs(1)
+            .mul_f64(scale)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1)),
     };
     if !args.quiet {
         for f in &plan.chaos {

@@ -182,3 +182,22 @@ impl ChaosRun {
         Some(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_actions_are_refused_with_the_lab_equivalent() {
+        let spec = ChaosSpec::parse_flag("at=1s,action=delete-pod").unwrap();
+        let e = ChaosRun::new(&[spec], None, Duration::from_secs(1), 1.0).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LabError::Usage(_)), "{text}");
+        assert!(
+            text.contains("delete-pod") && text.contains("generator run") && text.contains("kill"),
+            "{text}"
+        );
+        let lab = ChaosSpec::parse_flag("at=1s,action=kill").unwrap();
+        assert!(ChaosRun::new(&[lab], None, Duration::from_secs(1), 1.0).is_ok());
+    }
+}
