@@ -180,24 +180,42 @@ async fn act(
             let was_cordoned = cluster.cordon(&node).await?;
             fault.hit = Some(format!("node/{node}"));
             fault.status = FaultStatus::Done;
-            let drained = if spec.action == ChaosAction::DrainNode {
-                drain(cluster, fault, &node, deadline, stop).await
-            } else {
-                Ok(())
-            };
-            if drained.is_ok() && spec.action == ChaosAction::DrainNode {
-                fault.replacement =
-                    replacement(cluster, &selector, &before, pacing.poll, stop).await;
-            }
-            // Uncordoned after `duration`, else at the end of the run; a node cordoned before stays so.
-            if !was_cordoned {
-                wait_undo(undo_at, stop).await;
-                match cluster.uncordon(&node).await {
-                    Ok(()) => fault.returned = Some(Instant::now()),
-                    Err(e) => fault.undo_error = Some(format!("uncordon node/{node}: {e}")),
+            let is_drain = spec.action == ChaosAction::DrainNode;
+            // The drain (and the wait for a replacement) and the uncordon run side by side: a budget holding the
+            // drain back must not hold the node cordoned past its `duration`.
+            let mut drained = fault.clone();
+            let work = async {
+                if !is_drain {
+                    return (Ok(()), None);
                 }
+                let result = drain(cluster, &mut drained, &node, deadline, stop).await;
+                let replaced = match result {
+                    Ok(()) => replacement(cluster, &selector, &before, pacing.poll, stop).await,
+                    Err(_) => None,
+                };
+                (result, replaced)
+            };
+            // Uncordoned after `duration`, else at the end of the run; a node cordoned before stays so.
+            let undo = async {
+                if was_cordoned {
+                    return None;
+                }
+                wait_undo(undo_at, stop).await;
+                Some(cluster.uncordon(&node).await.map(|()| Instant::now()))
+            };
+            let ((result, replaced), undone) = tokio::join!(work, undo);
+            if is_drain {
+                fault.hit = drained.hit;
+                fault.pod = drained.pod;
+                fault.retries = drained.retries;
+                fault.replacement = replaced;
             }
-            drained?;
+            match undone {
+                Some(Ok(t)) => fault.returned = Some(t),
+                Some(Err(e)) => fault.undo_error = Some(format!("uncordon node/{node}: {e}")),
+                None => {}
+            }
+            result?;
         }
         ChaosAction::PartitionPod => {
             let pod = target_pod(cluster, &spec.target(), &selector).await?;

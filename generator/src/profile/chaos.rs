@@ -140,14 +140,6 @@ impl ChaosAction {
         if self.place() == place {
             return Ok(());
         }
-        let names = |p: ChaosPlace| {
-            ChaosAction::ALL
-                .into_iter()
-                .filter(|a| a.place() == p)
-                .map(ChaosAction::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         Err(format!(
             "{self} runs in {}, not in {place}; use {} there, or {} here (actions here: {})",
             self.place(),
@@ -156,7 +148,7 @@ impl ChaosAction {
                 ChaosPlace::Cluster => "`generator run --chaos` in the cluster",
             },
             self.counterpart(),
-            names(place)
+            ChaosAction::allowed_in(place)
         ))
     }
 
@@ -194,6 +186,16 @@ impl ChaosAction {
 
     pub fn allowed() -> String {
         ChaosAction::ALL.map(ChaosAction::as_str).join(", ")
+    }
+
+    /// The actions carried out in `place`, for its error messages.
+    pub fn allowed_in(place: ChaosPlace) -> String {
+        ChaosAction::ALL
+            .into_iter()
+            .filter(|a| a.place() == place)
+            .map(ChaosAction::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -2,7 +2,9 @@
 //! stand-in these tests allow, as no API server can run here), during a real load on a real consumer: every action
 //! acts on the API objects and is undone; a rule missing from the RBAC manifests is reported as denied and the run
 //! still finishes; a PodDisruptionBudget that blocks an eviction is reported after bounded retries; a cancelled run
-//! undoes what is in force; and every rule of the chaos Role and ClusterRole is needed by some action.
+//! undoes what is in force; and every rule of the chaos Role and ClusterRole is needed by some action. The partition
+//! is checked on the API objects (the policy and the label, in force and then gone): the stand-in has no network to
+//! cut, so the consumer keeps serving.
 
 use crate::common;
 use crate::kube_standin::{NS, Rule, World, manifest_rules, rules_without, serve};
@@ -336,14 +338,13 @@ async fn a_cancelled_run_undoes_the_partition_the_cordon_and_the_scaler() {
     }
 }
 
-/// Every action once, through the library, against a stand-in with `rules`.
-async fn every_action(rules: Vec<Rule>) -> Vec<ClusterFault> {
-    let world = Arc::new(Mutex::new(World::new(rules)));
+/// A library client on the stand-in serving `world`, as `generator run` builds it (kube-rs's own 429 retries off).
+async fn cluster_on(world: Arc<Mutex<World>>) -> Cluster {
     let api = serve(world).await;
     let mut config = kube::Config::new(api.parse().expect("url"));
     config.default_retry = false;
     let client = kube::Client::try_from(config).expect("client");
-    let cluster = Cluster::new(
+    Cluster::new(
         client,
         ClusterConfig {
             namespace: NS.into(),
@@ -351,7 +352,22 @@ async fn every_action(rules: Vec<Rule>) -> Vec<ClusterFault> {
             scaler: "scaler".into(),
             selector: None,
         },
-    );
+    )
+}
+
+fn pacing(evict_retry: Duration) -> Pacing {
+    let start = Instant::now();
+    Pacing {
+        start,
+        end: start + Duration::from_secs(5),
+        evict_retry,
+        poll: Duration::from_millis(20),
+    }
+}
+
+/// Every action once, through the library, against a stand-in with `rules`.
+async fn every_action(rules: Vec<Rule>) -> Vec<ClusterFault> {
+    let cluster = cluster_on(Arc::new(Mutex::new(World::new(rules)))).await;
     let specs = [
         "at=0s,action=partition-pod,target=pod/consumer-c2,duration=50ms",
         "at=0s,action=scaler-to-zero,duration=50ms",
@@ -362,19 +378,54 @@ async fn every_action(rules: Vec<Rule>) -> Vec<ClusterFault> {
     ]
     .map(|t| ChaosSpec::parse_flag(t).expect("spec"))
     .to_vec();
-    let start = Instant::now();
-    let tasks = ChaosTasks::spawn(
-        cluster,
-        specs,
-        Pacing {
-            start,
-            end: start + Duration::from_secs(2),
-            evict_retry: Duration::from_millis(500),
-            poll: Duration::from_millis(20),
-        },
-    );
+    let tasks = ChaosTasks::spawn(cluster, specs, pacing(Duration::from_millis(500)));
     tokio::time::sleep(Duration::from_millis(700)).await;
     tasks.finish().await
+}
+
+#[tokio::test]
+async fn a_drain_held_back_by_a_budget_still_uncordons_after_its_duration() {
+    let world = Arc::new(Mutex::new(World::new(manifest_rules())));
+    world.lock().unwrap().pdbs.insert(
+        (NS.into(), "consumer-pdb".into()),
+        (BTreeMap::from([("app".into(), "consumer".into())]), 3),
+    );
+    let cluster = cluster_on(world.clone()).await;
+    let spec =
+        ChaosSpec::parse_flag("at=0s,action=drain-node,target=node/n1,duration=200ms").unwrap();
+    let tasks = ChaosTasks::spawn(cluster, vec![spec], pacing(Duration::from_millis(1500)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.lock().unwrap().cordoned("n1") {
+        assert!(Instant::now() < deadline, "cordoned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    {
+        let w = world.lock().unwrap();
+        assert!(
+            !w.cordoned("n1"),
+            "uncordoned after 200 ms while the drain still retries"
+        );
+        assert!(w.pod(NS, "consumer-c1").is_some(), "the budget keeps c1");
+        assert!(
+            w.pod("kube-system", "coredns-1").is_none(),
+            "the rest of the node drained"
+        );
+    }
+    let begun = Instant::now();
+    let faults = tasks.finish().await;
+    assert!(begun.elapsed() < Duration::from_secs(3));
+    let f = &faults[0];
+    assert_eq!(f.status, FaultStatus::Blocked, "{f:#?}");
+    assert!(f.retries >= 2, "{f:#?}");
+    assert!(
+        f.detail.as_deref().unwrap().contains("consumer-c1"),
+        "{f:#?}"
+    );
+    assert!(
+        f.returned
+            .is_some_and(|t| t.duration_since(f.at) >= Duration::from_millis(200))
+    );
 }
 
 fn denied(faults: &[ClusterFault]) -> Vec<String> {

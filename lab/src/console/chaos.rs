@@ -75,7 +75,7 @@ pub async fn inject(
 fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
     let map = form::object(body)?;
     form::only(&map, &["action", "target", "duration_s"])?;
-    let allowed_actions = ChaosAction::allowed();
+    let allowed_actions = ChaosAction::allowed_in(generator::profile::ChaosPlace::Lab);
     let action = match map.get("action") {
         Some(Value::String(text)) => ChaosAction::parse(text),
         _ => None,
