@@ -3,9 +3,10 @@
 //! (`at=20s,action=kill,target=replica`), so both take the same fields with the same checks; the lab carries them
 //! out. Times are profile times: `--time-scale` scales them with the stages.
 //!
-//! Actions run in one of two places ([`ChaosPlace`]): lab actions act on the lab's own processes (the lab carries
-//! them out), cluster actions act on Kubernetes objects (the generator carries them out through the API, with the
-//! load-generator component's RBAC). Each side refuses the other's with a usage error naming the equivalent.
+//! Actions run in one of two places ([`super::ChaosPlace`], in `chaos_place`): lab actions act on the lab's own
+//! processes (the lab carries them out), cluster actions act on Kubernetes objects (the generator carries them out
+//! through the API, with the load-generator component's RBAC). Each side refuses the other's with a usage error
+//! naming the equivalent.
 
 use std::fmt;
 use std::time::Duration;
@@ -41,24 +42,6 @@ pub enum ChaosAction {
     PartitionPod,
     /// Cluster: scale the scaler Deployment to 0 for `duration`, then back to its previous count.
     ScalerToZero,
-}
-
-/// Where an action is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChaosPlace {
-    /// On the lab's own processes, by the lab.
-    Lab,
-    /// On Kubernetes objects, by the generator (in its Job, with the load-generator RBAC).
-    Cluster,
-}
-
-impl fmt::Display for ChaosPlace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChaosPlace::Lab => "the lab",
-            ChaosPlace::Cluster => "a cluster (generator run)",
-        })
-    }
 }
 
 /// What kind of thing an action hits (its targets must be of that kind).
@@ -101,57 +84,6 @@ impl ChaosAction {
         }
     }
 
-    /// Where the action is carried out.
-    pub fn place(self) -> ChaosPlace {
-        match self {
-            ChaosAction::Kill
-            | ChaosAction::Terminate
-            | ChaosAction::Freeze
-            | ChaosAction::KillScaler
-            | ChaosAction::FreezeScaler => ChaosPlace::Lab,
-            ChaosAction::DeletePod
-            | ChaosAction::EvictPod
-            | ChaosAction::CordonNode
-            | ChaosAction::DrainNode
-            | ChaosAction::PartitionPod
-            | ChaosAction::ScalerToZero => ChaosPlace::Cluster,
-        }
-    }
-
-    /// The closest action of the other place, for the refusal's hint.
-    pub fn counterpart(self) -> ChaosAction {
-        match self {
-            ChaosAction::Kill => ChaosAction::DeletePod,
-            ChaosAction::Terminate => ChaosAction::EvictPod,
-            ChaosAction::Freeze => ChaosAction::PartitionPod,
-            ChaosAction::KillScaler | ChaosAction::FreezeScaler => ChaosAction::ScalerToZero,
-            ChaosAction::DeletePod => ChaosAction::Kill,
-            ChaosAction::EvictPod | ChaosAction::DrainNode | ChaosAction::CordonNode => {
-                ChaosAction::Terminate
-            }
-            ChaosAction::PartitionPod => ChaosAction::Freeze,
-            ChaosAction::ScalerToZero => ChaosAction::KillScaler,
-        }
-    }
-
-    /// Whether `place` carries this action out; else the usage error to show (names the other place and the
-    /// equivalent action).
-    pub fn check_place(self, place: ChaosPlace) -> Result<(), String> {
-        if self.place() == place {
-            return Ok(());
-        }
-        Err(format!(
-            "{self} runs in {}, not in {place}; use {} there, or {} here (actions here: {})",
-            self.place(),
-            match self.place() {
-                ChaosPlace::Lab => "the lab (`lab --chaos`)",
-                ChaosPlace::Cluster => "`generator run --chaos` in the cluster",
-            },
-            self.counterpart(),
-            ChaosAction::allowed_in(place)
-        ))
-    }
-
     fn target_kind(self) -> TargetKind {
         match self {
             ChaosAction::Kill | ChaosAction::Terminate | ChaosAction::Freeze => TargetKind::Replica,
@@ -186,16 +118,6 @@ impl ChaosAction {
 
     pub fn allowed() -> String {
         ChaosAction::ALL.map(ChaosAction::as_str).join(", ")
-    }
-
-    /// The actions carried out in `place`, for its error messages.
-    pub fn allowed_in(place: ChaosPlace) -> String {
-        ChaosAction::ALL
-            .into_iter()
-            .filter(|a| a.place() == place)
-            .map(ChaosAction::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
@@ -596,7 +518,7 @@ mod tests {
             spec.target(),
             ChaosTarget::PodNamed("consumer-7f9-abc".into())
         );
-        assert_eq!(spec.action.place(), ChaosPlace::Cluster);
+        assert_eq!(spec.action.place(), crate::profile::ChaosPlace::Cluster);
         assert_eq!(
             ChaosSpec::parse_flag("at=2s,action=drain-node")
                 .unwrap()
@@ -629,22 +551,6 @@ mod tests {
         ] {
             let e = ChaosSpec::parse_flag(text).unwrap_err().to_string();
             assert!(e.contains(wanted), "{text}: {e}");
-        }
-    }
-
-    #[test]
-    fn each_place_refuses_the_other_places_actions_naming_the_equivalent() {
-        let e = ChaosAction::Kill
-            .check_place(ChaosPlace::Cluster)
-            .unwrap_err();
-        assert!(e.contains("the lab") && e.contains("delete-pod"), "{e}");
-        let e = ChaosAction::PartitionPod
-            .check_place(ChaosPlace::Lab)
-            .unwrap_err();
-        assert!(e.contains("generator run") && e.contains("freeze"), "{e}");
-        for a in ChaosAction::ALL {
-            assert!(a.check_place(a.place()).is_ok());
-            assert_ne!(a.counterpart().place(), a.place(), "{a}");
         }
     }
 }

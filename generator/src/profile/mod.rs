@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 
 mod builtin;
 mod chaos;
+mod chaos_place;
 mod schedule;
 
 use builtin::BUILTIN_NAMES;
-pub use chaos::{ChaosAction, ChaosPlace, ChaosSpec, ChaosTarget, TARGETS_ALLOWED};
+pub use chaos::{ChaosAction, ChaosSpec, ChaosTarget, TARGETS_ALLOWED};
+pub use chaos_place::ChaosPlace;
 pub use schedule::Schedule;
 
 /// Why a profile could not be read or is not valid.

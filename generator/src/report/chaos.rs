@@ -145,7 +145,12 @@ impl ChaosReport {
                 format!("({})", why.unwrap_or("nothing"))
             });
             let a = &f.autoscaler;
-            let mut reaction = format!("{} steps", a.steps);
+            // A cluster fault (it has a status) is not followed through the controller's steps here.
+            let mut reaction = if f.status.is_some() {
+                "-".to_string()
+            } else {
+                format!("{} steps", a.steps)
+            };
             if a.failed_readings > 0 {
                 reaction.push_str(&format!(", {} with failed readings", a.failed_readings));
             }
