@@ -159,3 +159,63 @@ pub fn window(
     let end = recovered.map_or(last_end.max(t0), |r| t0 + r + hold);
     (recovered, end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request every 100 ms for 10 s, 50 ms each; from 2 s to 3 s every one fails, one at 2.5 s is dropped.
+    fn log(base: Instant) -> Vec<RequestRecord> {
+        (0..100)
+            .map(|i| {
+                let t = i as f64 / 10.0;
+                let start = base + Duration::from_secs_f64(t);
+                let outcome = match t {
+                    t if (t - 2.5).abs() < 1e-9 => None,
+                    t if (2.0..3.0).contains(&t) => Some(Outcome::HttpError),
+                    _ => Some(Outcome::Ok),
+                };
+                RequestRecord {
+                    scheduled: start,
+                    picked: Some(start),
+                    ended: start + Duration::from_millis(50),
+                    target: None,
+                    served_by: None,
+                    outcome,
+                    latency: Duration::from_millis(50),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn losses_are_counted_by_class_and_recovery_waits_for_the_hold() {
+        let base = Instant::now();
+        let log = log(base);
+        let slo = Slo::parse("p95<500ms,errors<1%").unwrap();
+        let t0 = base + Duration::from_secs(2);
+        let lost = lost_between(&log, t0, base + Duration::from_secs(4));
+        assert_eq!((lost.failed, lost.dropped, lost.timed_out), (9, 1, 0));
+        assert_eq!(lost.total(), 10);
+        assert_eq!(lost.by_class["http_error"], 9);
+        assert_eq!(lost.by_class["dropped"], 1);
+        // Buckets of 0.2 s (a 1 s hold at a fifth of the time): the last failure ends at 2.95 s, so the SLO holds
+        // from the bucket starting 1 s after the fault, and the window ends a hold later.
+        let (recovered, end) = window(&log, t0, base + Duration::from_secs(10), &slo, 0.2);
+        assert_eq!(recovered, Some(Duration::from_secs(1)));
+        assert_eq!(end, t0 + Duration::from_secs(2));
+        // Never hurt: recovered at once.
+        let calm = base + Duration::from_secs(5);
+        assert_eq!(
+            recovery(
+                &log,
+                calm,
+                base + Duration::from_secs(10),
+                &slo,
+                Duration::from_millis(200)
+            ),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(since(t0, base), 0.0);
+    }
+}
