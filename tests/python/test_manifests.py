@@ -405,6 +405,9 @@ def test_load_generator_chaos_rbac_is_the_least_the_cluster_faults_need(overlay)
     assert cluster_binding["roleRef"]["kind"] == "ClusterRole"
     assert cluster_binding["roleRef"]["name"] == "load-generator-chaos-nodes"
     assert cluster_binding["subjects"] == sa
+    # Valid for every Kubernetes version we support, strictly (this runs even where the CRD schemas are absent).
+    for doc in [role, binding, cluster_roles[0], cluster_binding]:
+        validate_core(doc, f"overlays/{overlay}")
     # No wildcard anywhere in the generator's RBAC.
     for doc in by_kind_optional(docs, "Role") + cluster_roles:
         for rule in doc["rules"]:
