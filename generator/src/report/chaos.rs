@@ -220,3 +220,60 @@ impl ChaosReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_faults_render_their_status_error_retries_and_undo() {
+        let report = ChaosReport {
+            slo: "p95<500ms".into(),
+            hold_s: 5.0,
+            bucket_s: 1.0,
+            faults: vec![
+                FaultReport {
+                    at_s: 2.0,
+                    action: "evict-pod".into(),
+                    target: "pod".into(),
+                    error: Some("blocked: blocked by a disruption budget after 4 retries".into()),
+                    status: Some("blocked".into()),
+                    retries: Some(4),
+                    ..FaultReport::default()
+                },
+                FaultReport {
+                    at_s: 3.0,
+                    action: "partition-pod".into(),
+                    target: "pod/c2".into(),
+                    hit: Some("pod/c2 on node/n2".into()),
+                    status: Some("done".into()),
+                    returned_after_s: Some(10.0),
+                    undo_error: Some("denied: networkpolicies is forbidden".into()),
+                    ..FaultReport::default()
+                },
+            ],
+            thresholds: Vec::new(),
+        };
+        let text = report.render();
+        assert!(text.contains("(blocked)"), "{text}");
+        assert!(text.contains("after 4 retries"), "{text}");
+        assert!(text.contains("evictions retried 4 time(s)"), "{text}");
+        assert!(text.contains("pod/c2 on node/n2"), "{text}");
+        assert!(text.contains("undone after 10.0s"), "{text}");
+        assert!(text.contains("undo FAILED: denied"), "{text}");
+        // A lab fault keeps its error in the hit column and no status line.
+        let lab = ChaosReport {
+            faults: vec![FaultReport {
+                action: "kill".into(),
+                error: Some("no ready replica".into()),
+                ..FaultReport::default()
+            }],
+            ..report
+        };
+        let text = lab.render();
+        assert!(
+            text.contains("(no ready replica)") && text.contains("0 steps"),
+            "{text}"
+        );
+    }
+}
