@@ -36,11 +36,22 @@ impl From<kube::Error> for ApiFailure {
     fn from(e: kube::Error) -> ApiFailure {
         match e {
             kube::Error::Api(s) => {
-                let message = if s.message.is_empty() {
+                let mut message = if s.message.is_empty() {
                     format!("HTTP {} {}", s.code, s.reason)
                 } else {
                     s.message.clone()
                 };
+                // The causes say which budget refused an eviction, and how many healthy pods it counted.
+                let causes: Vec<&str> = s
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .map(|c| c.message.as_str())
+                    .filter(|m| !m.is_empty())
+                    .collect();
+                if !causes.is_empty() {
+                    message.push_str(&format!(" ({})", causes.join("; ")));
+                }
                 match s.code {
                     403 => ApiFailure::Denied(message),
                     404 => ApiFailure::NotFound(message),

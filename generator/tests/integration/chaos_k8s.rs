@@ -269,7 +269,9 @@ async fn a_budget_that_blocks_an_eviction_is_reported_after_bounded_retries() {
     assert!(retries >= 3, "retried with back-off: {retries}");
     let error = f["error"].as_str().unwrap();
     assert!(
-        error.contains("disruption budget") && error.contains(&format!("after {retries} retries")),
+        error.contains(
+            "The disruption budget consumer-pdb needs 3 healthy pods and has 3 currently"
+        ) && error.contains(&format!("after {retries} retries")),
         "{error}"
     );
     let w = s.world.lock().unwrap();
