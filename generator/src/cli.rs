@@ -248,6 +248,26 @@ pub struct RunArgs {
     #[arg(long, env = "TERMINATION_LOG", default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
 
+    /// A cluster fault during the load, in a profile `chaos:` entry's fields: `at=20s,action=evict-pod,target=pod`
+    /// (actions: delete-pod, evict-pod, cordon-node, drain-node, partition-pod, scaler-to-zero). Repeatable; `;`
+    /// separates several in the env. Carried out through the Kubernetes API (--kube-api-url, --kubeconfig, else
+    /// in-cluster) on the consumer (--namespace, --deployment).
+    #[arg(long = "chaos", env = "LOAD_CHAOS", value_delimiter = ';')]
+    pub chaos: Vec<String>,
+
+    /// What the faults may cost, e.g. `recovery<30s,lost<0.1%` (profile times); a breach exits 1. Wins over the
+    /// profile's `chaos_thresholds`.
+    #[arg(long, env = "LOAD_CHAOS_THRESHOLD")]
+    pub chaos_threshold: Option<String>,
+
+    /// The scaler Deployment `scaler-to-zero` scales (in --namespace).
+    #[arg(long, env = "CHAOS_SCALER_DEPLOYMENT", default_value = "scaler")]
+    pub chaos_scaler: String,
+
+    /// The consumer pods' label selector (default: the consumer Deployment's spec.selector, read from the API).
+    #[arg(long, env = "CHAOS_SELECTOR")]
+    pub chaos_selector: Option<String>,
+
     #[command(flatten)]
     pub monitor_opts: MonitorArgs,
 }

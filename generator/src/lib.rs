@@ -3,6 +3,7 @@
 //! `main.rs` runs.
 
 pub mod app;
+pub mod chaos;
 pub mod chart;
 pub mod cli;
 pub mod client;

@@ -188,6 +188,37 @@ mod tests {
     }
 
     #[test]
+    fn chaos_flags_take_cluster_actions_and_refuse_the_labs() {
+        let base = ["--rate", "10", "--duration", "5s"];
+        let plan = RunPlan::from_args(&run_args(
+            &[
+                &base[..],
+                &[
+                    "--chaos",
+                    "at=1s,action=evict-pod",
+                    "--chaos-threshold",
+                    "recovery<30s",
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(plan.chaos.len(), 1);
+        assert_eq!(plan.chaos_thresholds.len(), 1);
+        let usage =
+            |extra: &[&str]| match RunPlan::from_args(&run_args(&[&base[..], extra].concat())) {
+                Err(AppError::Usage(text)) => text,
+                other => panic!("expected a usage error, got {other:?}"),
+            };
+        let e = usage(&["--chaos", "at=1s,action=kill"]);
+        assert!(e.contains("the lab") && e.contains("delete-pod"), "{e}");
+        let e = usage(&["--chaos", "at=9s,action=delete-pod"]);
+        assert!(e.contains("not inside the load"), "{e}");
+        let e = usage(&["--chaos-threshold", "recovery<30s"]);
+        assert!(e.contains("no faults"), "{e}");
+    }
+
+    #[test]
     fn profiles_listing_names_every_builtin() {
         let t = profiles_table();
         for n in Profile::builtin_names() {

@@ -27,6 +27,10 @@ pub struct RunPlan {
     pub options: RunOptions,
     /// How long to wait for every target's readiness path (zero: do not wait).
     pub wait_ready: Duration,
+    /// Cluster faults (the profile's and `--chaos`, time-scaled), in time order.
+    pub chaos: Vec<crate::profile::ChaosSpec>,
+    /// The chaos thresholds (`--chaos-threshold`, else the profile's `chaos_thresholds`), time-scaled.
+    pub chaos_thresholds: Vec<crate::chaos::Threshold>,
 }
 
 impl RunPlan {
@@ -45,6 +49,27 @@ impl RunPlan {
             None => slo_from_thresholds(&thresholds),
         };
         let targets = TargetSet::new(&args.url).map_err(AppError::usage)?;
+        let chaos = crate::chaos::cluster_faults(&profile.chaos)
+            .map_err(|e| AppError::Usage(format!("chaos: {e}")))?;
+        // The flag wins over the profile's `chaos_thresholds`; errors name where the text came from.
+        let chaos_thresholds = match (&args.chaos_threshold, &profile.chaos_thresholds) {
+            (Some(text), _) => Some(("--chaos-threshold", text.as_str())),
+            (None, Some(text)) => Some(("the profile's chaos_thresholds", text.as_str())),
+            (None, None) => None,
+        };
+        let chaos_thresholds = match chaos_thresholds {
+            Some((source, text)) => {
+                let parsed = crate::chaos::Threshold::parse_list(text, args.time_scale)
+                    .map_err(|e| AppError::Usage(format!("{source}: {e}")))?;
+                if chaos.is_empty() {
+                    return Err(AppError::Usage(format!(
+                        "{source}: the run has no faults (give --chaos or a profile with a chaos: list)"
+                    )));
+                }
+                parsed
+            }
+            None => Vec::new(),
+        };
         if args.pods == 0 || args.pod_index >= args.pods {
             return Err(AppError::Usage(format!(
                 "--pod-index {} must be below --pods {}",
@@ -111,6 +136,8 @@ impl RunPlan {
             headers,
             options,
             wait_ready,
+            chaos,
+            chaos_thresholds,
         })
     }
 }
@@ -210,6 +237,11 @@ pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
         }
         _ => return Err("--test, --profile-file and --rate exclude each other".into()),
     };
+    for text in &args.chaos {
+        profile
+            .chaos
+            .push(crate::profile::ChaosSpec::parse_flag(text).map_err(|e| e.to_string())?);
+    }
     if args.time_scale != 1.0 {
         profile = profile.scale_time(args.time_scale);
     }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::cleanup::cleanup;
 use super::error::AppError;
 use super::plan::RunPlan;
-use super::sources::{build_monitor, namespace_default};
+use super::sources::{build_monitor, kube_client, namespace_default};
 use super::verdict::{default_cost_query, judge, measure_target_cpu, write_termination_log};
 use super::wait::{WaitError, wait_ready};
 use crate::cli::{OutputFormat, RunArgs};
@@ -119,6 +119,59 @@ async fn monitor_for(args: &RunArgs) -> Option<Arc<dyn ReplicaSource>> {
     }
 }
 
+/// Start the cluster faults, timed from now (the start of the load). A distributed run's pod 0 carries them out.
+async fn start_chaos(
+    plan: &RunPlan,
+    args: &RunArgs,
+) -> Result<Option<crate::chaos::ChaosTasks>, AppError> {
+    if plan.chaos.is_empty() || args.pod_index != 0 {
+        return Ok(None);
+    }
+    let m = &args.monitor_opts;
+    let client = kube_client(m)
+        .await
+        .map_err(|e| AppError::Runtime(format!("chaos: no Kubernetes API: {e}")))?;
+    let cluster = crate::chaos::Cluster::new(
+        client,
+        crate::chaos::ClusterConfig {
+            namespace: m.namespace.clone().unwrap_or_else(namespace_default),
+            deployment: m.deployment.clone(),
+            scaler: args.chaos_scaler.clone(),
+            selector: args.chaos_selector.clone(),
+        },
+    );
+    let start = std::time::Instant::now();
+    let scale = args.time_scale;
+    let pacing = crate::chaos::Pacing {
+        start,
+        end: start + plan.profile.duration(),
+        // kubectl drain retries a budget's 429 every 5 s until its timeout; here 30 s (time-scaled), never past
+        // the load.
+        evict_retry: Duration::from_secs(30)
+            .mul_f64(scale)
+            .max(Duration::from_millis(500)),
+        poll: Duration::from_secs(1)
+            .mul_f64(scale)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1)),
+    };
+    if !args.quiet {
+        for f in &plan.chaos {
+            eprintln!("chaos: {}", f.describe());
+        }
+    }
+    Ok(Some(crate::chaos::ChaosTasks::spawn(
+        cluster,
+        plan.chaos.clone(),
+        pacing,
+    )))
+}
+
+/// The SLO a recovery is judged by when the run gives none (`--slo`, or latency/error thresholds): the scaling
+/// report's usual objective.
+fn default_chaos_slo() -> timeline::Slo {
+    timeline::Slo::parse("p95<500ms,errors<1%").unwrap_or_default()
+}
+
 /// Print each interval as it closes: a JSON line, or a progress line on stderr.
 fn spawn_printer(
     output: OutputFormat,
@@ -192,8 +245,21 @@ pub async fn execute(
     let mut options = plan.options.clone();
     options.tracing = tracing_.clone();
     options.metrics = Some(metrics.clone());
+    // Every request's outcome is kept when faults are measured.
+    let request_log = (!plan.chaos.is_empty()).then(crate::engine::RequestLog::new);
+    options.request_log = request_log.clone();
     let (progress, printer) = spawn_printer(args.output, args.quiet, plan.options.slo.clone());
     announce(&plan, args);
+    let chaos = match start_chaos(&plan, args).await {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(s) = server {
+                s.stop().await;
+            }
+            return Err(e);
+        }
+    };
+    let load_start = std::time::Instant::now();
     let result = run_load(
         plan.profile.clone(),
         plan.targets.clone(),
@@ -204,6 +270,12 @@ pub async fn execute(
     )
     .await;
     let _ = printer.await;
+    let load_end = std::time::Instant::now().min(load_start + plan.profile.duration());
+    // Undo what is still in force (partitions, the scaler's count, cordons) on every path, an error included.
+    let faults = match chaos {
+        Some(c) => Some(c.finish().await),
+        None => None,
+    };
     let data = match result {
         Ok(d) => d,
         Err(e) => {
@@ -229,6 +301,22 @@ pub async fn execute(
         }
     }
     judge(&mut report, &plan.thresholds);
+    if let (Some(faults), Some(log)) = (&faults, &request_log) {
+        let records = log.records();
+        let slo = plan.options.slo.clone().unwrap_or_else(default_chaos_slo);
+        report.chaos = Some(crate::chaos::report(
+            faults,
+            &crate::chaos::Measured {
+                load_start,
+                load_end,
+                log: &records,
+                slo: &slo,
+                time_scale: args.time_scale,
+            },
+            &plan.chaos_thresholds,
+        ));
+        crate::chaos::judge(&mut report);
+    }
 
     if args.cleanup && args.pod_index == 0 && !shutdown.is_cancelled() {
         let c = cleanup(&plan.targets, &plan.headers, Duration::from_secs(120)).await;
@@ -243,6 +331,9 @@ pub async fn execute(
         OutputFormat::Text => {
             println!("{}", report.render_summary());
             print!("{}", report.render_timeline(72));
+            if let Some(chaos) = &report.chaos {
+                print!("{}", chaos.render());
+            }
         }
     }
     if let Some(path) = &args.report {

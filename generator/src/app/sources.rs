@@ -88,3 +88,32 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
         _ => chain,
     })
 }
+
+/// A Kubernetes client for the cluster faults, from the same flags as `--monitor`'s: `--kube-api-url` (no auth: a
+/// stand-in API or `kubectl proxy`), else `--kubeconfig`, else in-cluster config / `$KUBECONFIG`.
+pub async fn kube_client(m: &crate::cli::MonitorArgs) -> Result<kube::Client, String> {
+    let namespace = m.namespace.clone().unwrap_or_else(namespace_default);
+    let mut config = match (&m.kube_api_url, &m.kubeconfig) {
+        (Some(url), _) => {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| format!("bad API URL {url:?}: {e}"))?;
+            kube::Config::new(uri)
+        }
+        (None, Some(path)) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        (None, None) => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    config.default_namespace = namespace;
+    // kube-rs retries 429/503/504 itself by default (up to 15 times, with delays up to 1000 s): an eviction a
+    // disruption budget refuses would be retried far past the load. The chaos tasks retry it, bounded.
+    config.default_retry = false;
+    config.read_timeout = Some(std::time::Duration::from_secs(10));
+    config.connect_timeout = Some(std::time::Duration::from_secs(3));
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}

@@ -2,6 +2,11 @@
 //! (`target`) and for how long (`duration`). Written once here for the profile YAML and the lab's `--chaos` flag
 //! (`at=20s,action=kill,target=replica`), so both take the same fields with the same checks; the lab carries them
 //! out. Times are profile times: `--time-scale` scales them with the stages.
+//!
+//! Actions run in one of two places ([`super::ChaosPlace`], in `chaos_place`): lab actions act on the lab's own
+//! processes (the lab carries them out), cluster actions act on Kubernetes objects (the generator carries them out
+//! through the API, with the load-generator component's RBAC). Each side refuses the other's with a usage error
+//! naming the equivalent.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,18 +30,47 @@ pub enum ChaosAction {
     /// SIGSTOP the scaler for `duration`, then SIGCONT.
     FreezeScaler,
     /// Stop the Kafka broker the lab started (SIGTERM, a clean shutdown) for `duration`, then start it again on the
-    /// same port with the same data (the Kafka scenario only).
+    /// same port with the same data (the lab's Kafka scenario only).
     StopBroker,
+    /// Cluster: delete a consumer pod (its ReplicaSet replaces it).
+    DeletePod,
+    /// Cluster: evict a consumer pod through the Eviction subresource (policy/v1): PodDisruptionBudgets apply.
+    EvictPod,
+    /// Cluster: mark a node unschedulable (uncordoned after `duration`, else at the end of the run).
+    CordonNode,
+    /// Cluster: cordon a node and evict every evictable pod on it, as `kubectl drain` (DaemonSet and mirror pods
+    /// stay; PodDisruptionBudgets apply).
+    DrainNode,
+    /// Cluster: cut a pod off the network for `duration` with a deny-all NetworkPolicy selecting it.
+    PartitionPod,
+    /// Cluster: scale the scaler Deployment to 0 for `duration`, then back to its previous count.
+    ScalerToZero,
+}
+
+/// What kind of thing an action hits (its targets must be of that kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetKind {
+    Replica,
+    Scaler,
+    Pod,
+    Node,
+    Broker,
 }
 
 impl ChaosAction {
-    pub const ALL: [ChaosAction; 6] = [
+    pub const ALL: [ChaosAction; 12] = [
         ChaosAction::Kill,
         ChaosAction::Terminate,
         ChaosAction::Freeze,
         ChaosAction::KillScaler,
         ChaosAction::FreezeScaler,
         ChaosAction::StopBroker,
+        ChaosAction::DeletePod,
+        ChaosAction::EvictPod,
+        ChaosAction::CordonNode,
+        ChaosAction::DrainNode,
+        ChaosAction::PartitionPod,
+        ChaosAction::ScalerToZero,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +81,26 @@ impl ChaosAction {
             ChaosAction::KillScaler => "kill-scaler",
             ChaosAction::FreezeScaler => "freeze-scaler",
             ChaosAction::StopBroker => "stop-broker",
+            ChaosAction::DeletePod => "delete-pod",
+            ChaosAction::EvictPod => "evict-pod",
+            ChaosAction::CordonNode => "cordon-node",
+            ChaosAction::DrainNode => "drain-node",
+            ChaosAction::PartitionPod => "partition-pod",
+            ChaosAction::ScalerToZero => "scaler-to-zero",
+        }
+    }
+
+    fn target_kind(self) -> TargetKind {
+        match self {
+            ChaosAction::Kill | ChaosAction::Terminate | ChaosAction::Freeze => TargetKind::Replica,
+            ChaosAction::KillScaler | ChaosAction::FreezeScaler | ChaosAction::ScalerToZero => {
+                TargetKind::Scaler
+            }
+            ChaosAction::DeletePod | ChaosAction::EvictPod | ChaosAction::PartitionPod => {
+                TargetKind::Pod
+            }
+            ChaosAction::CordonNode | ChaosAction::DrainNode => TargetKind::Node,
+            ChaosAction::StopBroker => TargetKind::Broker,
         }
     }
 
@@ -56,12 +110,23 @@ impl ChaosAction {
 
     /// Whether the action acts on the scaler (else on a replica).
     pub fn on_scaler(self) -> bool {
-        matches!(self, ChaosAction::KillScaler | ChaosAction::FreezeScaler)
+        self.target_kind() == TargetKind::Scaler
     }
 
     /// Whether the action acts on the Kafka broker.
     pub fn on_broker(self) -> bool {
-        self == ChaosAction::StopBroker
+        self.target_kind() == TargetKind::Broker
+    }
+
+    /// The target used when none is given.
+    pub fn default_target(self) -> ChaosTarget {
+        match self.target_kind() {
+            TargetKind::Replica => ChaosTarget::Replica,
+            TargetKind::Scaler => ChaosTarget::Scaler,
+            TargetKind::Pod => ChaosTarget::Pod,
+            TargetKind::Node => ChaosTarget::Node,
+            TargetKind::Broker => ChaosTarget::Broker,
+        }
     }
 
     pub fn allowed() -> String {
@@ -76,15 +141,39 @@ impl fmt::Display for ChaosAction {
 }
 
 /// Whom a fault hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChaosTarget {
     /// The oldest ready replica at the time of the fault.
     Replica,
     /// `replica-N`: the replica named `consumer-N`.
     ReplicaN(u32),
     Scaler,
+    /// Cluster: the oldest ready consumer pod at the time of the fault.
+    Pod,
+    /// `pod/NAME`: that pod of the consumer's namespace.
+    PodNamed(String),
+    /// Cluster: the node of the oldest ready consumer pod.
+    Node,
+    /// `node/NAME`.
+    NodeNamed(String),
     /// The Kafka broker the lab started.
     Broker,
+}
+
+/// The accepted target forms, for error messages.
+pub const TARGETS_ALLOWED: &str =
+    "replica, replica-N (N >= 1), scaler, broker, pod, pod/NAME, node, node/NAME";
+
+/// A Kubernetes object name (RFC 1123 subdomain): what `pod/NAME` and `node/NAME` take.
+fn object_name(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.len() <= 253
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| text.to_string())
 }
 
 impl ChaosTarget {
@@ -92,12 +181,31 @@ impl ChaosTarget {
         match text {
             "replica" => Some(ChaosTarget::Replica),
             "scaler" => Some(ChaosTarget::Scaler),
+            "pod" => Some(ChaosTarget::Pod),
+            "node" => Some(ChaosTarget::Node),
             "broker" => Some(ChaosTarget::Broker),
-            _ => text
-                .strip_prefix("replica-")
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|n| *n >= 1)
-                .map(ChaosTarget::ReplicaN),
+            _ => {
+                if let Some(name) = text.strip_prefix("pod/") {
+                    return object_name(name).map(ChaosTarget::PodNamed);
+                }
+                if let Some(name) = text.strip_prefix("node/") {
+                    return object_name(name).map(ChaosTarget::NodeNamed);
+                }
+                text.strip_prefix("replica-")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n >= 1)
+                    .map(ChaosTarget::ReplicaN)
+            }
+        }
+    }
+
+    fn kind(&self) -> TargetKind {
+        match self {
+            ChaosTarget::Replica | ChaosTarget::ReplicaN(_) => TargetKind::Replica,
+            ChaosTarget::Scaler => TargetKind::Scaler,
+            ChaosTarget::Pod | ChaosTarget::PodNamed(_) => TargetKind::Pod,
+            ChaosTarget::Node | ChaosTarget::NodeNamed(_) => TargetKind::Node,
+            ChaosTarget::Broker => TargetKind::Broker,
         }
     }
 }
@@ -108,6 +216,10 @@ impl fmt::Display for ChaosTarget {
             ChaosTarget::Replica => f.write_str("replica"),
             ChaosTarget::ReplicaN(n) => write!(f, "replica-{n}"),
             ChaosTarget::Scaler => f.write_str("scaler"),
+            ChaosTarget::Pod => f.write_str("pod"),
+            ChaosTarget::PodNamed(n) => write!(f, "pod/{n}"),
+            ChaosTarget::Node => f.write_str("node"),
+            ChaosTarget::NodeNamed(n) => write!(f, "node/{n}"),
             ChaosTarget::Broker => f.write_str("broker"),
         }
     }
@@ -124,7 +236,7 @@ impl<'de> Deserialize<'de> for ChaosTarget {
         let text = String::deserialize(d)?;
         ChaosTarget::parse(text.trim()).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "invalid target {text:?}; allowed: replica, replica-N (N >= 1), scaler, broker"
+                "invalid target {text:?}; allowed: {TARGETS_ALLOWED}"
             ))
         })
     }
@@ -138,7 +250,8 @@ pub struct ChaosSpec {
     #[serde(with = "super::duration_text")]
     pub at: Duration,
     pub action: ChaosAction,
-    /// Default: `replica` for replica actions, `scaler` for scaler actions, `broker` for `stop-broker`.
+    /// Default: `replica` for replica actions, `scaler` for scaler actions, `broker` for `stop-broker`, `pod` for
+    /// pod actions, `node` for node actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ChaosTarget>,
     /// `freeze`/`freeze-scaler`: how long the process stays stopped (required); `stop-broker`: how long the broker
@@ -155,13 +268,9 @@ pub struct ChaosSpec {
 impl ChaosSpec {
     /// The target in force: the given one, else the action's default.
     pub fn target(&self) -> ChaosTarget {
-        self.target.unwrap_or(if self.action.on_broker() {
-            ChaosTarget::Broker
-        } else if self.action.on_scaler() {
-            ChaosTarget::Scaler
-        } else {
-            ChaosTarget::Replica
-        })
+        self.target
+            .clone()
+            .unwrap_or_else(|| self.action.default_target())
     }
 
     /// `kill replica-2 at 20s for 5s`.
@@ -215,14 +324,14 @@ impl ChaosSpec {
                         )
                     })?)
                 }
-                "target" => target = Some(ChaosTarget::parse(value).ok_or_else(|| {
-                    bad(
-                        "target",
-                        format!(
-                            "invalid target {value:?}; allowed: replica, replica-N (N >= 1), scaler, broker"
-                        ),
-                    )
-                })?),
+                "target" => {
+                    target = Some(ChaosTarget::parse(value).ok_or_else(|| {
+                        bad(
+                            "target",
+                            format!("invalid target {value:?}; allowed: {TARGETS_ALLOWED}"),
+                        )
+                    })?)
+                }
                 "duration" => duration = Some(duration_of("duration")?),
                 other => {
                     return Err(bad(
@@ -252,27 +361,13 @@ impl ChaosSpec {
     /// only there, and the fault falls inside the load (`load`, when known). Errors are (field, reason).
     pub fn check(&self, load: Option<Duration>) -> Result<(), (String, String)> {
         let target = self.target();
-        if self.action.on_broker() != (target == ChaosTarget::Broker) {
-            let allowed = if self.action.on_broker() {
-                "broker"
-            } else if self.action.on_scaler() {
-                "scaler"
-            } else {
-                "replica or replica-N"
-            };
-            return Err((
-                "target".into(),
-                format!(
-                    "{target} does not fit action {}; allowed: {allowed}",
-                    self.action
-                ),
-            ));
-        }
-        if self.action.on_scaler() != (target == ChaosTarget::Scaler) {
-            let allowed = if self.action.on_scaler() {
-                "scaler"
-            } else {
-                "replica or replica-N"
+        if self.action.target_kind() != target.kind() {
+            let allowed = match self.action.target_kind() {
+                TargetKind::Replica => "replica or replica-N",
+                TargetKind::Scaler => "scaler",
+                TargetKind::Pod => "pod or pod/NAME",
+                TargetKind::Node => "node or node/NAME",
+                TargetKind::Broker => "broker",
             };
             return Err((
                 "target".into(),
@@ -294,6 +389,24 @@ impl ChaosSpec {
                     "duration".into(),
                     format!(
                         "is required for {}: how long the process stays stopped",
+                        self.action
+                    ),
+                ));
+            }
+            (ChaosAction::PartitionPod | ChaosAction::ScalerToZero, None) => {
+                return Err((
+                    "duration".into(),
+                    format!(
+                        "is required for {}: how long until it is undone",
+                        self.action
+                    ),
+                ));
+            }
+            (ChaosAction::DeletePod | ChaosAction::EvictPod, Some(_)) => {
+                return Err((
+                    "duration".into(),
+                    format!(
+                        "is not allowed for {}: the ReplicaSet replaces the pod at once",
                         self.action
                     ),
                 ));
@@ -480,6 +593,50 @@ mod tests {
             ("at=2s,action=kill,who=me", "unknown key"),
             ("at=2s,action=freeze", "required"),
             ("at=2s,action=kill,target=replica-0", "invalid target"),
+        ] {
+            let e = ChaosSpec::parse_flag(text).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn cluster_actions_take_pods_nodes_and_the_scaler() {
+        let spec =
+            ChaosSpec::parse_flag("at=2s,action=evict-pod,target=pod/consumer-7f9-abc").unwrap();
+        assert_eq!(
+            spec.target(),
+            ChaosTarget::PodNamed("consumer-7f9-abc".into())
+        );
+        assert_eq!(spec.action.place(), crate::profile::ChaosPlace::Cluster);
+        assert_eq!(
+            ChaosSpec::parse_flag("at=2s,action=drain-node")
+                .unwrap()
+                .target(),
+            ChaosTarget::Node
+        );
+        assert_eq!(
+            ChaosSpec::parse_flag("at=2s,action=cordon-node,target=node/n-1,duration=3s")
+                .unwrap()
+                .describe(),
+            "cordon-node node/n-1 at 2s for 3s"
+        );
+        assert_eq!(
+            ChaosSpec::parse_flag("at=2s,action=scaler-to-zero,duration=5s")
+                .unwrap()
+                .target(),
+            ChaosTarget::Scaler
+        );
+        for (text, wanted) in [
+            ("at=2s,action=partition-pod", "required"),
+            ("at=2s,action=scaler-to-zero", "required"),
+            ("at=2s,action=delete-pod,duration=3s", "not allowed"),
+            ("at=2s,action=delete-pod,target=node", "does not fit"),
+            ("at=2s,action=kill,target=pod", "does not fit"),
+            (
+                "at=2s,action=delete-pod,target=pod/Bad_Name",
+                "invalid target",
+            ),
+            ("at=2s,action=drain-node,target=node/", "invalid target"),
         ] {
             let e = ChaosSpec::parse_flag(text).unwrap_err().to_string();
             assert!(e.contains(wanted), "{text}: {e}");

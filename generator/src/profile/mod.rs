@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 
 mod builtin;
 mod chaos;
+mod chaos_place;
 mod schedule;
 
 use builtin::BUILTIN_NAMES;
-pub use chaos::{ChaosAction, ChaosSpec, ChaosTarget};
+pub use chaos::{ChaosAction, ChaosSpec, ChaosTarget, TARGETS_ALLOWED};
+pub use chaos_place::ChaosPlace;
 pub use schedule::Schedule;
 
 /// Why a profile could not be read or is not valid.
@@ -51,7 +53,7 @@ pub struct Profile {
     /// Recycle keep-alive connections so new replicas get traffic (see `RecyclePolicy`); profiles default to on.
     #[serde(default = "default_true")]
     pub recycle_connections: bool,
-    /// Faults the lab injects during the load (`chaos:`; the generator alone ignores them).
+    /// Faults injected during the load (`chaos:`): lab actions by the lab, cluster actions by `generator run`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chaos: Vec<ChaosSpec>,
     /// What the faults may cost, e.g. `recovery<30s,lost<0.1%` (the lab's `--chaos-threshold` syntax; the flag wins).

@@ -1,7 +1,8 @@
 //! The report's `chaos` section: every fault injected during the run with what it cost the load (requests failed,
 //! timed out and dropped between the fault and the recovery, by class, counted from the request log), how long until
 //! the load was back within the SLO and until the replacement served, what the autoscaler did meanwhile, and the
-//! chaos thresholds' verdicts. The lab measures and fills it; this module holds the schema and the recovery table.
+//! chaos thresholds' verdicts. The lab fills it for its faults, `generator run` for the cluster's
+//! (`generator::chaos`); this module holds the schema and the recovery table.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +23,7 @@ pub struct ChaosReport {
 }
 
 /// One fault and what followed it. Times are seconds since the load started.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultReport {
     pub at_s: f64,
     /// As written: `kill`, `freeze`, `kill-scaler`, ...
@@ -72,6 +73,20 @@ pub struct FaultReport {
     /// Who replaced it (`consumer-5`) or returned.
     pub replacement: Option<String>,
     pub autoscaler: AutoscalerReaction,
+    /// Cluster faults: `done`, `denied` (RBAC, 403), `blocked` (a PodDisruptionBudget refused the eviction until the
+    /// retry bound), `not-found`, `failed`, `not-reached` (the run ended first). `None` for the lab's faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Cluster evictions (`evict-pod`, `drain-node`): how many times a 429 (a disruption budget) was retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Cluster faults: when it was undone (the partition's policy deleted, the scaler's count restored, the node
+    /// uncordoned), seconds after the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_after_s: Option<f64>,
+    /// Cluster faults: the undo failed, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_error: Option<String>,
     /// Faults of the Kafka scenario: the broker's stop and return, the producer and the lag in the window, and what
     /// `verify` found. `None` in the http scenario.
     #[serde(default)]
@@ -254,12 +269,18 @@ impl ChaosReport {
             "autoscaler"
         ));
         for f in &self.faults {
-            let hit = f
-                .hit
-                .clone()
-                .unwrap_or_else(|| format!("({})", f.error.as_deref().unwrap_or("nothing")));
+            let hit = f.hit.clone().unwrap_or_else(|| {
+                // A cluster fault's status is short; its error follows on a line of its own.
+                let why = f.status.as_deref().or(f.error.as_deref());
+                format!("({})", why.unwrap_or("nothing"))
+            });
             let a = &f.autoscaler;
-            let mut reaction = format!("{} steps", a.steps);
+            // A cluster fault (it has a status) is not followed through the controller's steps here.
+            let mut reaction = if f.status.is_some() {
+                "-".to_string()
+            } else {
+                format!("{} steps", a.steps)
+            };
             if a.failed_readings > 0 {
                 reaction.push_str(&format!(", {} with failed readings", a.failed_readings));
             }
@@ -303,6 +324,20 @@ impl ChaosReport {
             for change in &a.changes {
                 out.push_str(&format!("           {change}\n"));
             }
+            if let Some(e) = f.error.as_ref().filter(|_| f.status.is_some()) {
+                out.push_str(&format!("           {e}\n"));
+            }
+            if let Some(n) = f.retries.filter(|n| *n > 0) {
+                out.push_str(&format!(
+                    "           evictions retried {n} time(s) on a disruption budget\n"
+                ));
+            }
+            if let Some(t) = f.returned_after_s {
+                out.push_str(&format!("           undone after {t:.1}s\n"));
+            }
+            if let Some(e) = &f.undo_error {
+                out.push_str(&format!("           undo FAILED: {e}\n"));
+            }
             if let Some(k) = &f.kafka {
                 out.push_str(&k.render_lines(&secs));
             }
@@ -316,5 +351,62 @@ impl ChaosReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_faults_render_their_status_error_retries_and_undo() {
+        let report = ChaosReport {
+            slo: "p95<500ms".into(),
+            hold_s: 5.0,
+            bucket_s: 1.0,
+            faults: vec![
+                FaultReport {
+                    at_s: 2.0,
+                    action: "evict-pod".into(),
+                    target: "pod".into(),
+                    error: Some("blocked: blocked by a disruption budget after 4 retries".into()),
+                    status: Some("blocked".into()),
+                    retries: Some(4),
+                    ..FaultReport::default()
+                },
+                FaultReport {
+                    at_s: 3.0,
+                    action: "partition-pod".into(),
+                    target: "pod/c2".into(),
+                    hit: Some("pod/c2 on node/n2".into()),
+                    status: Some("done".into()),
+                    returned_after_s: Some(10.0),
+                    undo_error: Some("denied: networkpolicies is forbidden".into()),
+                    ..FaultReport::default()
+                },
+            ],
+            thresholds: Vec::new(),
+        };
+        let text = report.render();
+        assert!(text.contains("(blocked)"), "{text}");
+        assert!(text.contains("after 4 retries"), "{text}");
+        assert!(text.contains("evictions retried 4 time(s)"), "{text}");
+        assert!(text.contains("pod/c2 on node/n2"), "{text}");
+        assert!(text.contains("undone after 10.0s"), "{text}");
+        assert!(text.contains("undo FAILED: denied"), "{text}");
+        // A lab fault keeps its error in the hit column and no status line.
+        let lab = ChaosReport {
+            faults: vec![FaultReport {
+                action: "kill".into(),
+                error: Some("no ready replica".into()),
+                ..FaultReport::default()
+            }],
+            ..report
+        };
+        let text = lab.render();
+        assert!(
+            text.contains("(no ready replica)") && text.contains("0 steps"),
+            "{text}"
+        );
     }
 }

@@ -1,12 +1,8 @@
-//! What each fault cost, counted from the generator's request log (every request's target, end and outcome) and
-//! judged by the run's SLO in short buckets after the fault:
-//!
-//! - a bucket meets the SLO when nothing was dropped, the error share of the requests that ended in it is under the
-//!   SLO's, and the share of slow requests is within each latency objective's allowance (p95: 5 %); requests still
-//!   open at the bucket's end count as slow once older than the limit (a frozen replica's requests hurt while they
-//!   hang, not only when they finally end); a bucket in which nothing ended while requests were open is a stall;
-//! - recovered = the first bucket from which the SLO held for the hold window (the scaling report's recovery hold);
-//! - lost = the requests that failed, timed out or were dropped from the fault until that window ended.
+//! What each lab fault cost. The load side — the requests lost between the fault and the recovery, by class, and the
+//! recovery itself (the SLO held again for the hold window) — is the generator's one formula
+//! (`generator::chaos::measure`, shared with the cluster faults); this module adds what only the lab knows: the
+//! replica it hit and what was in flight on it, the replacement's life, the scaler's return and the controller's
+//! decisions meanwhile.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,13 +30,8 @@ pub struct Measured<'a> {
     pub time_scale: f64,
 }
 
-/// How long the SLO must hold to call a fault recovered: the scaling report's 5 s recovery hold, time-scaled.
-pub fn hold(time_scale: f64) -> Duration {
-    Duration::from_secs_f64((5.0 * time_scale).max(0.5))
-}
-
-/// Buckets per hold window.
-const BUCKETS_PER_HOLD: u32 = 5;
+pub use generator::chaos::measure::hold;
+use generator::chaos::measure::{BUCKETS_PER_HOLD, lost_between, recovery, since};
 
 type Entry = Result<FaultRecord, super::schedule::Missed>;
 
@@ -76,7 +67,7 @@ pub fn measure(records: &[Entry], log: &[RequestRecord], run: &Measured<'_>) -> 
                 replacement_serving_after_s: None,
                 replacement: None,
                 autoscaler: AutoscalerReaction::default(),
-                kafka: None,
+                ..FaultReport::default()
             },
         })
         .collect();
@@ -89,11 +80,6 @@ pub fn measure(records: &[Entry], log: &[RequestRecord], run: &Measured<'_>) -> 
     }
 }
 
-fn since(origin: Instant, t: Instant) -> f64 {
-    let s = t.saturating_duration_since(origin).as_secs_f64();
-    (s * 1000.0).round() / 1000.0
-}
-
 fn measure_one(
     record: &FaultRecord,
     log: &[RequestRecord],
@@ -103,36 +89,20 @@ fn measure_one(
 ) -> FaultReport {
     let t0 = record.at;
     let after = |t: Instant| since(t0, t);
-    let recovered = recovery(log, t0, run, bucket);
+    let recovered = recovery(log, t0, run.load_end, run.slo, bucket);
     let last_end = log.iter().map(|r| r.ended).max().unwrap_or(t0);
     let window_end = recovered.map_or(last_end.max(t0), |r| t0 + r + hold);
 
     // --- the requests lost in the window, by class ----------------------------------------------------
-    let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut requests, mut failed, mut timed_out, mut dropped) = (0, 0, 0, 0);
-    for r in log
-        .iter()
-        .filter(|r| r.ended >= t0 && r.ended <= window_end)
-    {
-        requests += 1;
-        let class = match r.outcome {
-            Some(Outcome::Ok) => continue,
-            Some(Outcome::Timeout) => {
-                timed_out += 1;
-                Outcome::Timeout.label()
-            }
-            Some(other) => {
-                failed += 1;
-                other.label()
-            }
-            None => {
-                dropped += 1;
-                "dropped"
-            }
-        };
-        *by_class.entry(class.to_string()).or_default() += 1;
-    }
-    let lost = failed + timed_out + dropped;
+    let counted = lost_between(log, t0, window_end);
+    let (requests, failed, timed_out, dropped) = (
+        counted.requests,
+        counted.failed,
+        counted.timed_out,
+        counted.dropped,
+    );
+    let by_class = counted.by_class.clone();
+    let lost = counted.total();
 
     // --- the replica it hit: what was open on it, what failed on it ------------------------------------
     let url = record.replica.as_ref().and_then(|h| h.url.as_deref());
@@ -220,6 +190,13 @@ fn measure_one(
             None,
             Some("broker".to_string()),
         ),
+        // Never injected by the lab (refused at the start): nothing replaced.
+        ChaosAction::DeletePod
+        | ChaosAction::EvictPod
+        | ChaosAction::CordonNode
+        | ChaosAction::DrainNode
+        | ChaosAction::PartitionPod
+        | ChaosAction::ScalerToZero => (None, None, None),
     };
 
     // --- the autoscaler meanwhile ----------------------------------------------------------------------
@@ -256,83 +233,13 @@ fn measure_one(
         replacement_serving_after_s: serving.map(after),
         replacement,
         autoscaler,
-        kafka: None,
+        ..FaultReport::default()
     }
 }
 
 /// A trigger's status in the decision log says it could not be read (or stood in for by the fallback).
 fn failing(status: &str) -> bool {
     status.starts_with("error") || status.starts_with("fallback")
-}
-
-/// From the fault, the first bucket from which every bucket of a hold window met the SLO (`None`: not within the load
-/// and its drain).
-fn recovery(
-    log: &[RequestRecord],
-    t0: Instant,
-    run: &Measured<'_>,
-    bucket: Duration,
-) -> Option<Duration> {
-    let last_end = log.iter().map(|r| r.ended).max()?;
-    let limit = last_end.max(run.load_end);
-    let n =
-        (limit.saturating_duration_since(t0).as_secs_f64() / bucket.as_secs_f64()).floor() as u32;
-    let good: Vec<bool> = (0..n)
-        .map(|k| {
-            let b0 = t0 + bucket * k;
-            bucket_meets_slo(log, b0, b0 + bucket, run.slo)
-        })
-        .collect();
-    let need = BUCKETS_PER_HOLD as usize;
-    (0..good.len().saturating_sub(need - 1))
-        .find(|&k| good[k..k + need].iter().all(|g| *g))
-        .map(|k| bucket * k as u32)
-}
-
-fn bucket_meets_slo(log: &[RequestRecord], b0: Instant, b1: Instant, slo: &Slo) -> bool {
-    let min_limit = slo
-        .latency
-        .iter()
-        .map(|o| o.limit_s)
-        .fold(f64::INFINITY, f64::min);
-    let mut ended = 0u64;
-    let mut errors = 0u64;
-    let mut open = 0u64;
-    // Latencies judged: those that ended here, and the age of those still open and already older than a limit.
-    let mut latencies: Vec<f64> = Vec::new();
-    for r in log {
-        if r.ended >= b0 && r.ended < b1 {
-            match r.outcome {
-                None => return false,
-                Some(o) => {
-                    ended += 1;
-                    if o != Outcome::Ok {
-                        errors += 1;
-                    }
-                    latencies.push(r.latency.as_secs_f64());
-                }
-            }
-        } else if r.scheduled < b1 && r.ended >= b1 {
-            open += 1;
-            let age = b1.saturating_duration_since(r.scheduled).as_secs_f64();
-            if age >= min_limit {
-                latencies.push(age);
-            }
-        }
-    }
-    if ended == 0 {
-        return open == 0;
-    }
-    if slo
-        .max_error_share
-        .is_some_and(|max| errors as f64 / ended as f64 >= max)
-    {
-        return false;
-    }
-    slo.latency.iter().all(|o| {
-        let slow = latencies.iter().filter(|l| **l >= o.limit_s).count() as f64;
-        slow / latencies.len() as f64 <= o.percentile.allowance()
-    })
 }
 
 /// The controller's steps from `from` to `to`.

@@ -19,7 +19,7 @@ pub mod threshold;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use generator::profile::{ChaosAction, ChaosSpec, ChaosTarget};
+use generator::profile::{ChaosAction, ChaosPlace, ChaosSpec, ChaosTarget};
 
 use crate::replicas::{FreezeOutcome, Hit, ReplicaPool};
 pub use broker::{BrokerOutcome, BrokerSlot};
@@ -104,7 +104,7 @@ pub type FaultHandle = Arc<Mutex<FaultRecord>>;
 pub async fn inject(fault: &Fault, targets: &Targets) -> Result<FaultHandle, ChaosError> {
     let no_target = |reason: String| ChaosError::NoTarget {
         action: fault.action,
-        target: fault.target,
+        target: fault.target.clone(),
         reason,
     };
     let asked = Instant::now();
@@ -225,6 +225,19 @@ pub async fn inject(fault: &Fault, targets: &Targets) -> Result<FaultHandle, Cha
             });
             Ok(handle)
         }
+        // Cluster actions are refused when the run starts (ChaosRun::new) and by the console; this is the last stop.
+        ChaosAction::DeletePod
+        | ChaosAction::EvictPod
+        | ChaosAction::CordonNode
+        | ChaosAction::DrainNode
+        | ChaosAction::PartitionPod
+        | ChaosAction::ScalerToZero => Err(no_target(
+            fault
+                .action
+                .check_place(ChaosPlace::Lab)
+                .err()
+                .unwrap_or_default(),
+        )),
     }
 }
 

@@ -54,6 +54,12 @@ impl ChaosRun {
             }
             None => Vec::new(),
         };
+        // Cluster actions (delete-pod, drain-node, ...) are the generator's, in a cluster.
+        for f in faults {
+            f.action
+                .check_place(generator::profile::ChaosPlace::Lab)
+                .map_err(|e| LabError::Usage(format!("--chaos / chaos: {e}")))?;
+        }
         let mut faults = faults.to_vec();
         faults.sort_by_key(|f| f.at);
         Ok(ChaosRun {
@@ -193,5 +199,24 @@ impl ChaosRun {
             .map(|t| t.check(&report.faults))
             .collect();
         Some(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_actions_are_refused_with_the_lab_equivalent() {
+        let spec = ChaosSpec::parse_flag("at=1s,action=delete-pod").unwrap();
+        let e = ChaosRun::new(&[spec], None, Duration::from_secs(1), 1.0).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LabError::Usage(_)), "{text}");
+        assert!(
+            text.contains("delete-pod") && text.contains("generator run") && text.contains("kill"),
+            "{text}"
+        );
+        let lab = ChaosSpec::parse_flag("at=1s,action=kill").unwrap();
+        assert!(ChaosRun::new(&[lab], None, Duration::from_secs(1), 1.0).is_ok());
     }
 }

@@ -75,7 +75,7 @@ pub async fn inject(
 fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
     let map = form::object(body)?;
     form::only(&map, &["action", "target", "duration_s"])?;
-    let allowed_actions = ChaosAction::allowed();
+    let allowed_actions = ChaosAction::allowed_in(generator::profile::ChaosPlace::Lab);
     let action = match map.get("action") {
         Some(Value::String(text)) => ChaosAction::parse(text),
         _ => None,
@@ -88,6 +88,14 @@ fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
             format!("action must be one of {allowed_actions}"),
         )
     })?;
+    if let Err(why) = action.check_place(generator::profile::ChaosPlace::Lab) {
+        return Err(ApiError::field(
+            "action",
+            Value::String(action.to_string()),
+            &allowed_actions,
+            why,
+        ));
+    }
     let target = match map.get("target") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(ChaosTarget::parse(text).ok_or_else(|| {

@@ -184,6 +184,7 @@ fn missed(spec: &ChaosSpec, at: Instant, why: &str, run: &KafkaRun<'_>) -> Fault
         replacement: None,
         autoscaler: AutoscalerReaction::default(),
         kafka: Some(run_figures(run)),
+        ..FaultReport::default()
     }
 }
 
@@ -329,6 +330,7 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
         replacement,
         autoscaler: reaction_in(run.decisions, run.epoch, t0, react_end),
         kafka: Some(k),
+        ..FaultReport::default()
     }
 }
 
