@@ -377,41 +377,47 @@ def grants(role):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_load_generator_chaos_rbac_is_the_least_the_cluster_faults_need(overlay):
-    """The chaos Role and ClusterRole grant exactly what generator::chaos calls (the stand-in API tests enforce these
-    same files and prove each rule is needed); nothing else in the lab is cluster-scoped."""
+    """The chaos Role and the opt-in node-chaos ClusterRole grant exactly what generator::chaos calls (the stand-in API
+    tests enforce these same files and prove each rule is needed); nothing else in the lab is cluster-scoped, and
+    production ships no cluster-wide grant."""
     docs = rendered(overlay)
     role = by_kind(docs, "Role", "load-generator-chaos")[0]
     assert role["metadata"]["namespace"] == NAMESPACE
     assert grants(role) == {
-        ("", "pods", "delete", ()), ("", "pods", "patch", ()),
+        ("", "pods", "delete", ()), ("", "pods", "patch", ()), ("", "pods/eviction", "create", ()),
         ("networking.k8s.io", "networkpolicies", "create", ()),
         ("networking.k8s.io", "networkpolicies", "delete", ()),
         ("apps", "deployments/scale", "get", ("scaler",)), ("apps", "deployments/scale", "patch", ("scaler",)),
     }
     # The scale rule names the scaler Deployment the overlay really ships.
     assert by_kind(docs, "Deployment", "scaler")
-    cluster_roles = by_kind_optional(docs, "ClusterRole")
-    assert [c["metadata"]["name"] for c in cluster_roles] == ["load-generator-chaos-nodes"]
-    assert grants(cluster_roles[0]) == {
-        ("", "nodes", "get", ()), ("", "nodes", "patch", ()),
-        ("", "pods", "list", ()), ("", "pods/eviction", "create", ()),
-    }
     sa = [{"kind": "ServiceAccount", "name": "load-generator", "namespace": NAMESPACE}]
     binding = by_kind(docs, "RoleBinding", "load-generator-chaos")[0]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "load-generator-chaos"}
     assert binding["subjects"] == sa
+    for doc in [role, binding]:
+        validate_core(doc, f"overlays/{overlay}")
+    cluster_roles = by_kind_optional(docs, "ClusterRole")
+    # No wildcard anywhere in the generator's RBAC.
+    for doc in by_kind_optional(docs, "Role") + cluster_roles:
+        for rule in doc["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], doc["metadata"]["name"]
+    if overlay == "production":
+        assert cluster_roles == [] and by_kind_optional(docs, "ClusterRoleBinding") == []
+        return
+    assert [c["metadata"]["name"] for c in cluster_roles] == ["load-generator-chaos-nodes"]
+    assert grants(cluster_roles[0]) == {
+        ("", "nodes", "get", ()), ("", "nodes", "patch", ()),
+        ("", "pods", "list", ()), ("", "pods/eviction", "create", ()),
+    }
     cluster_binding = by_kind(docs, "ClusterRoleBinding", "load-generator-chaos-nodes")[0]
     assert cluster_binding["roleRef"]["kind"] == "ClusterRole"
     assert cluster_binding["roleRef"]["name"] == "load-generator-chaos-nodes"
     assert cluster_binding["subjects"] == sa
     # Valid for every Kubernetes version we support, strictly (this runs even where the CRD schemas are absent).
-    for doc in [role, binding, cluster_roles[0], cluster_binding]:
+    for doc in [cluster_roles[0], cluster_binding]:
         validate_core(doc, f"overlays/{overlay}")
-    # No wildcard anywhere in the generator's RBAC.
-    for doc in by_kind_optional(docs, "Role") + cluster_roles:
-        for rule in doc["rules"]:
-            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], doc["metadata"]["name"]
 
 
 def by_kind_optional(docs, kind):

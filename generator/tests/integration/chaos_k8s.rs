@@ -2,12 +2,15 @@
 //! stand-in these tests allow, as no API server can run here), during a real load on a real consumer: every action
 //! acts on the API objects and is undone; a rule missing from the RBAC manifests is reported as denied and the run
 //! still finishes; a PodDisruptionBudget that blocks an eviction is reported after bounded retries; a cancelled run
-//! undoes what is in force; and every rule of the chaos Role and ClusterRole is needed by some action. The partition
+//! undoes what is in force; and each chaos RBAC file suffices for its own faults and every rule of it is needed by one. The partition
 //! is checked on the API objects (the policy and the label, in force and then gone): the stand-in has no network to
 //! cut, so the consumer keeps serving.
 
 use crate::common;
-use crate::kube_standin::{NS, Rule, World, manifest_rules, rules_without, serve};
+use crate::kube_standin::{
+    CHAOS_ROLE, MONITOR_ROLE, NODE_CHAOS_ROLE, NS, Rule, World, manifest_rules, rules_of,
+    rules_without, serve,
+};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -192,7 +195,13 @@ async fn every_cluster_action_acts_through_the_api_during_a_real_load_and_is_und
 
 #[tokio::test]
 async fn a_rule_missing_from_the_rbac_is_reported_as_denied_and_the_run_finishes() {
-    let s = setup(rules_without("Role/load-generator-chaos", "pods", "delete")).await;
+    let s = setup(rules_without(
+        manifest_rules(),
+        "Role/load-generator-chaos",
+        "pods",
+        "delete",
+    ))
+    .await;
     let (code, report) = s
         .run(
             &[
@@ -367,19 +376,25 @@ fn pacing(evict_retry: Duration) -> Pacing {
     }
 }
 
-/// Every action once, through the library, against a stand-in with `rules`.
-async fn every_action(rules: Vec<Rule>) -> Vec<ClusterFault> {
+/// The faults the namespaced chaos Role serves, and those the opt-in node-chaos ClusterRole serves.
+const NAMESPACED: [&str; 4] = [
+    "at=0s,action=partition-pod,target=pod/consumer-c2,duration=50ms",
+    "at=0s,action=scaler-to-zero,duration=50ms",
+    "at=100ms,action=delete-pod,target=pod/consumer-c3",
+    "at=150ms,action=evict-pod,target=pod/consumer-c2",
+];
+const ON_NODES: [&str; 2] = [
+    "at=0s,action=cordon-node,target=node/n3,duration=50ms",
+    "at=200ms,action=drain-node,target=node/n1,duration=50ms",
+];
+
+/// `specs` once each, through the library, against a stand-in with `rules`.
+async fn every_action(rules: Vec<Rule>, specs: &[&str]) -> Vec<ClusterFault> {
     let cluster = cluster_on(Arc::new(Mutex::new(World::new(rules)))).await;
-    let specs = [
-        "at=0s,action=partition-pod,target=pod/consumer-c2,duration=50ms",
-        "at=0s,action=scaler-to-zero,duration=50ms",
-        "at=0s,action=cordon-node,target=node/n3,duration=50ms",
-        "at=100ms,action=delete-pod,target=pod/consumer-c3",
-        "at=150ms,action=evict-pod,target=pod/consumer-c2",
-        "at=200ms,action=drain-node,target=node/n1,duration=50ms",
-    ]
-    .map(|t| ChaosSpec::parse_flag(t).expect("spec"))
-    .to_vec();
+    let specs = specs
+        .iter()
+        .map(|t| ChaosSpec::parse_flag(t).expect("spec"))
+        .collect();
     let tasks = ChaosTasks::spawn(cluster, specs, pacing(Duration::from_millis(500)));
     tokio::time::sleep(Duration::from_millis(700)).await;
     tasks.finish().await
@@ -445,31 +460,48 @@ fn denied(faults: &[ClusterFault]) -> Vec<String> {
 
 #[tokio::test]
 async fn the_manifest_rules_suffice_and_each_chaos_rule_is_needed() {
-    let all = every_action(manifest_rules()).await;
+    // Every RBAC file bound, as in the development overlay: every action is carried out and undone.
+    let all = every_action(manifest_rules(), &[&NAMESPACED[..], &ON_NODES[..]].concat()).await;
+    assert_eq!(all.len(), NAMESPACED.len() + ON_NODES.len());
     for f in &all {
         assert_eq!(f.status, FaultStatus::Done, "{f:#?}");
         assert!(f.undo_error.is_none(), "{f:#?}");
     }
-    let grants: Vec<(String, String, String)> = manifest_rules()
-        .into_iter()
-        .filter(|r| r.source.contains("chaos"))
-        .flat_map(|r| {
-            let resources = r.resources.clone();
-            r.verbs.into_iter().flat_map(move |v| {
-                let source = r.source.clone();
-                resources
-                    .clone()
-                    .into_iter()
-                    .map(move |res| (source.clone(), res, v.clone()))
+    // Each chaos file, beside the monitor Role alone, suffices for its own faults (production ships the namespaced
+    // Role without node-chaos), and each of its grants is needed by one of them.
+    for (file, specs) in [
+        (CHAOS_ROLE, &NAMESPACED[..]),
+        (NODE_CHAOS_ROLE, &ON_NODES[..]),
+    ] {
+        let base = rules_of(&[MONITOR_ROLE, file]);
+        for f in &every_action(base.clone(), specs).await {
+            assert_eq!(f.status, FaultStatus::Done, "{file}: {f:#?}");
+            assert!(f.undo_error.is_none(), "{file}: {f:#?}");
+        }
+        let grants: Vec<(String, String, String)> = rules_of(&[file])
+            .into_iter()
+            .flat_map(|r| {
+                let resources = r.resources.clone();
+                r.verbs.into_iter().flat_map(move |v| {
+                    let source = r.source.clone();
+                    resources
+                        .clone()
+                        .into_iter()
+                        .map(move |res| (source.clone(), res, v.clone()))
+                })
             })
-        })
-        .collect();
-    assert!(grants.len() >= 10, "{grants:?}");
-    for (source, resource, verb) in grants {
-        let faults = every_action(rules_without(&source, &resource, &verb)).await;
-        assert!(
-            !denied(&faults).is_empty(),
-            "without {verb} {resource} ({source}) every action still worked: the rule is not needed"
-        );
+            .collect();
+        assert!(grants.len() >= 4, "{file}: {grants:?}");
+        for (source, resource, verb) in grants {
+            let faults = every_action(
+                rules_without(base.clone(), &source, &resource, &verb),
+                specs,
+            )
+            .await;
+            assert!(
+                !denied(&faults).is_empty(),
+                "without {verb} {resource} ({source}) every action of {file} still worked: the rule is not needed"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! NetworkPolicies — and answers as the real API does: an eviction that a budget forbids is a 429 with the API's
 //! Status body; a deleted or evicted consumer pod is replaced by a new one that turns Ready after a delay, as its
 //! ReplicaSet would. It ENFORCES RBAC from the real manifests (manifests/components/load-generator: the monitor
-//! Role, the chaos Role and ClusterRole), bound to the load-generator ServiceAccount, so a test passing here proves
+//! Role, the chaos Role, and node-chaos/'s ClusterRole), bound to the load-generator ServiceAccount, so a test passing here proves
 //! those rules suffice; a refused call is a 403 whose Status message names the verb and resource like the real one.
 
 use std::collections::BTreeMap;
@@ -37,14 +37,24 @@ pub struct Rule {
     pub names: Vec<String>,
 }
 
-/// The rules of the load-generator ServiceAccount, read from the manifests.
+/// The RBAC files of the load-generator component: the monitor Role, the namespaced chaos Role, and the opt-in
+/// node-chaos component's ClusterRole.
+pub const MONITOR_ROLE: &str = "role.yaml";
+pub const CHAOS_ROLE: &str = "chaos-role.yaml";
+pub const NODE_CHAOS_ROLE: &str = "node-chaos/clusterrole.yaml";
+
+/// The rules of the load-generator ServiceAccount with every RBAC file bound (the development overlay).
 pub fn manifest_rules() -> Vec<Rule> {
+    rules_of(&[MONITOR_ROLE, CHAOS_ROLE, NODE_CHAOS_ROLE])
+}
+
+/// The rules of `files` (under manifests/components/load-generator).
+pub fn rules_of(files: &[&str]) -> Vec<Rule> {
     let dir = testkit::workspace_root().join("manifests/components/load-generator");
-    let mut rules = Vec::new();
-    for file in ["role.yaml", "chaos-role.yaml", "chaos-clusterrole.yaml"] {
-        rules.extend(read_rules(&dir.join(file)));
-    }
-    rules
+    files
+        .iter()
+        .flat_map(|file| read_rules(&dir.join(file)))
+        .collect()
 }
 
 fn read_rules(path: &Path) -> Vec<Rule> {
@@ -81,9 +91,8 @@ fn read_rules(path: &Path) -> Vec<Rule> {
         .collect()
 }
 
-/// The rules with one verb of one rule taken away (`source`, resource, verb).
-pub fn rules_without(source: &str, resource: &str, verb: &str) -> Vec<Rule> {
-    let mut rules = manifest_rules();
+/// `rules` with one verb of one rule taken away (`source`, resource, verb).
+pub fn rules_without(mut rules: Vec<Rule>, source: &str, resource: &str, verb: &str) -> Vec<Rule> {
     let mut found = false;
     for r in &mut rules {
         if r.source == source && r.resources.iter().any(|x| x == resource) {
