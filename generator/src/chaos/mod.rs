@@ -134,11 +134,6 @@ pub fn report(
             let t0 = f.at;
             let after = |t: Instant| measure::since(t0, t);
             let mut r = FaultReport {
-                at_s: measure::since(run.load_start, t0),
-                action: f.spec.action.to_string(),
-                target: f.spec.target().to_string(),
-                duration_s: f.spec.duration.map(|d| d.as_secs_f64()),
-                window_end_s: measure::since(run.load_start, t0),
                 status: Some(f.status.as_str().to_string()),
                 retries: matches!(
                     f.spec.action,
@@ -147,7 +142,7 @@ pub fn report(
                 .then_some(f.retries),
                 undo_error: f.undo_error.clone(),
                 returned_after_s: f.returned.map(after),
-                ..FaultReport::default()
+                ..FaultReport::unmeasured(&f.spec, measure::since(run.load_start, t0))
             };
             if f.status != FaultStatus::Done {
                 let what = f.hit.as_deref().unwrap_or("");

@@ -178,6 +178,29 @@ pub struct AutoscalerReaction {
     pub changes: Vec<String>,
 }
 
+impl FaultReport {
+    /// A fault as scheduled, before anything is measured: `at_s` seconds into the load, its window empty. Missed
+    /// faults stay like this with their `error`; measured ones fill in the rest.
+    pub fn unmeasured(spec: &crate::profile::ChaosSpec, at_s: f64) -> FaultReport {
+        FaultReport {
+            at_s,
+            action: spec.action.to_string(),
+            target: spec.target().to_string(),
+            duration_s: spec.duration.map(|d| d.as_secs_f64()),
+            window_end_s: at_s,
+            ..FaultReport::default()
+        }
+    }
+
+    /// A fault that hit nothing, and why.
+    pub fn missed(spec: &crate::profile::ChaosSpec, at_s: f64, why: &str) -> FaultReport {
+        FaultReport {
+            error: Some(why.to_string()),
+            ..FaultReport::unmeasured(spec, at_s)
+        }
+    }
+}
+
 impl KafkaFaultReport {
     /// The lines under a Kafka fault's row in the recovery table.
     fn render_lines(&self, secs: &dyn Fn(Option<f64>) -> String) -> String {

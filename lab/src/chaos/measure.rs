@@ -4,7 +4,6 @@
 //! replica it hit and what was in flight on it, the replacement's life, the scaler's return and the controller's
 //! decisions meanwhile.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use generator::engine::RequestRecord;
@@ -42,33 +41,7 @@ pub fn measure(records: &[Entry], log: &[RequestRecord], run: &Measured<'_>) -> 
         .iter()
         .map(|entry| match entry {
             Ok(record) => measure_one(record, log, run, hold, bucket),
-            Err((spec, at, why)) => FaultReport {
-                at_s: since(run.load_start, *at),
-                action: spec.action.to_string(),
-                target: spec.target().to_string(),
-                hit: None,
-                error: Some(why.clone()),
-                duration_s: spec.duration.map(|d| d.as_secs_f64()),
-                window_end_s: since(run.load_start, *at),
-                requests: 0,
-                lost: 0,
-                failed: 0,
-                timed_out: 0,
-                dropped: 0,
-                by_class: BTreeMap::new(),
-                lost_pct_of_run: 0.0,
-                in_flight_at_fault: None,
-                failed_on_target: None,
-                left_targets_after_s: None,
-                picked_while_out: None,
-                recovered_after_s: None,
-                slo_hurt: false,
-                replacement_ready_after_s: None,
-                replacement_serving_after_s: None,
-                replacement: None,
-                autoscaler: AutoscalerReaction::default(),
-                ..FaultReport::default()
-            },
+            Err((spec, at, why)) => FaultReport::missed(spec, since(run.load_start, *at), why),
         })
         .collect();
     ChaosReport {

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use generator::kafka::{ProduceReport, VerifyReport};
-use generator::profile::{ChaosAction, ChaosSpec};
-use generator::report::{AutoscalerReaction, ChaosReport, FaultReport, KafkaFaultReport};
+use generator::profile::{ChaosAction, ChaosPlace, ChaosSpec};
+use generator::report::{ChaosReport, FaultReport, KafkaFaultReport};
 
 use crate::LabError;
 use crate::chaos::FaultRecord;
@@ -21,16 +21,6 @@ use crate::chaos::measure::{hold, reaction_in};
 use crate::chaos::schedule::Missed;
 use crate::replicas::Life;
 use crate::view::DecisionRecord;
-
-/// The faults the Kafka scenario carries out.
-const ALLOWED: [ChaosAction; 6] = [
-    ChaosAction::Kill,
-    ChaosAction::Terminate,
-    ChaosAction::Freeze,
-    ChaosAction::KillScaler,
-    ChaosAction::FreezeScaler,
-    ChaosAction::StopBroker,
-];
 
 /// The `--chaos` flags for a Kafka run: parsed and checked as a profile's entries (inside the load of `load`, profile
 /// time), only the actions the scenario carries out, then time-scaled.
@@ -42,15 +32,11 @@ pub(super) fn parse_faults(
     flags
         .iter()
         .map(|text| {
-            let spec =
-                ChaosSpec::parse_flag(text).map_err(|e| LabError::Usage(e.to_string()))?;
-            if !ALLOWED.contains(&spec.action) {
-                return Err(LabError::Usage(format!(
-                    "--chaos {text:?}: {} is not carried out in the kafka scenario; allowed there: {}",
-                    spec.action,
-                    ALLOWED.map(ChaosAction::as_str).join(", ")
-                )));
-            }
+            let spec = ChaosSpec::parse_flag(text).map_err(|e| LabError::Usage(e.to_string()))?;
+            // Every lab action, the broker's included, works on the Kafka scenario's processes.
+            spec.action
+                .check_place(ChaosPlace::Lab)
+                .map_err(|e| LabError::Usage(format!("--chaos {text:?}: {e}")))?;
             spec.check(Some(load)).map_err(|(field, reason)| {
                 LabError::Usage(format!("--chaos {text:?}: {field} {reason}"))
             })?;
@@ -157,34 +143,9 @@ fn run_figures(run: &KafkaRun<'_>) -> KafkaFaultReport {
 }
 
 fn missed(spec: &ChaosSpec, at: Instant, why: &str, run: &KafkaRun<'_>) -> FaultReport {
-    let at_s = secs(run.produce_start, at);
     FaultReport {
-        at_s,
-        action: spec.action.to_string(),
-        target: spec.target().to_string(),
-        hit: None,
-        error: Some(why.to_string()),
-        duration_s: spec.duration.map(|d| d.as_secs_f64()),
-        window_end_s: at_s,
-        requests: 0,
-        lost: 0,
-        failed: 0,
-        timed_out: 0,
-        dropped: 0,
-        by_class: BTreeMap::new(),
-        lost_pct_of_run: 0.0,
-        in_flight_at_fault: None,
-        failed_on_target: None,
-        left_targets_after_s: None,
-        picked_while_out: None,
-        recovered_after_s: None,
-        slo_hurt: false,
-        replacement_ready_after_s: None,
-        replacement_serving_after_s: None,
-        replacement: None,
-        autoscaler: AutoscalerReaction::default(),
         kafka: Some(run_figures(run)),
-        ..FaultReport::default()
+        ..FaultReport::missed(spec, secs(run.produce_start, at), why)
     }
 }
 
@@ -364,6 +325,7 @@ mod tests {
                 "at=10s,action=stop-broker,target=replica,duration=5s",
                 "allowed: broker",
             ),
+            ("at=10s,action=delete-pod", "or kill here"),
         ] {
             let e = parse_faults(&[flag.to_string()], Duration::from_secs(30), 1.0)
                 .unwrap_err()
