@@ -315,6 +315,7 @@ pub async fn execute(
             },
             &plan.chaos_thresholds,
         ));
+        crate::chaos::observed::follow_autoscaler(&mut report);
         crate::chaos::judge(&mut report);
     }
 

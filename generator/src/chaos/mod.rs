@@ -5,11 +5,12 @@
 //!
 //! [`cluster`] holds the API calls, [`run`] the tasks that fire and undo them, [`measure`] the one formula for what a
 //! fault cost the load (the lab's faults use it too), [`threshold`] the chaos thresholds (`recovery<30s,lost<0.1%`),
-//! shared with the lab as well. [`report`] turns the faults into the report's `chaos` section and [`judge`] sets the
-//! exit code from it.
+//! shared with the lab as well. [`report`] turns the faults into the report's `chaos` section, [`observed`] adds what
+//! `--monitor` saw the autoscaler do in each fault's window, and [`judge`] sets the exit code from it.
 
 pub mod cluster;
 pub mod measure;
+pub mod observed;
 pub mod run;
 pub mod threshold;
 

@@ -298,11 +298,11 @@ impl ChaosReport {
                 format!("({})", why.unwrap_or("nothing"))
             });
             let a = &f.autoscaler;
-            // A cluster fault (it has a status) is not followed through the controller's steps here.
-            let mut reaction = if f.status.is_some() {
-                "-".to_string()
-            } else {
-                format!("{} steps", a.steps)
+            // A cluster fault (it has a status) is followed through --monitor's observations, when there are any.
+            let mut reaction = match (f.status.is_some(), a.steps) {
+                (true, 0) => "-".to_string(),
+                (true, n) => format!("{n} observations"),
+                (false, n) => format!("{n} steps"),
             };
             if a.failed_readings > 0 {
                 reaction.push_str(&format!(", {} with failed readings", a.failed_readings));
