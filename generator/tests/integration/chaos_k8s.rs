@@ -93,6 +93,9 @@ async fn every_cluster_action_acts_through_the_api_during_a_real_load_and_is_und
                 "3s",
                 "--chaos-threshold",
                 "lost<100%",
+                "--monitor",
+                "--monitor-interval",
+                "100ms",
                 "--chaos",
                 "at=200ms,action=partition-pod,target=pod/consumer-c2,duration=400ms",
                 "--chaos",
@@ -121,6 +124,19 @@ async fn every_cluster_action_acts_through_the_api_during_a_real_load_and_is_und
         );
     }
     assert_eq!(report["chaos"]["thresholds"][0]["passed"], true);
+    // What --monitor saw the autoscaler do: the scaler at zero failed KEDA's trigger and its fallback (5 replicas)
+    // stood in, within that fault's window; nothing of the kind around the delete at 1 s, after the scaler was back.
+    let zero = &f["scaler-to-zero"]["autoscaler"];
+    assert!(zero["steps"].as_u64().unwrap() >= 1, "{zero:#}");
+    assert!(zero["failed_readings"].as_u64().unwrap() >= 1, "{zero:#}");
+    assert!(zero["fallback_steps"].as_u64().unwrap() >= 1, "{zero:#}");
+    assert!(
+        zero["changes"][0].as_str().unwrap().contains("3 -> 5"),
+        "{zero:#}"
+    );
+    let delete = &f["delete-pod"]["autoscaler"];
+    assert!(delete["steps"].as_u64().unwrap() >= 1, "{delete:#}");
+    assert_eq!(delete["fallback_steps"], 0, "{delete:#}");
 
     // delete-pod and evict-pod (the oldest ready pod: c1): replaced by new pods that turned Ready.
     assert!(

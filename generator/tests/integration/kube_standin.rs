@@ -627,6 +627,36 @@ fn route(w: &mut World, method: &Method, uri: &Uri, body: &[u8]) -> Response {
                 "spec": {"replicas": replicas}, "status": {"replicas": replicas}}))
             .into_response()
         }
+        // KEDA as the monitor reads it, scripted on the scaler's count: with no scaler pod the external trigger cannot
+        // be read (Ready=False) and the fallback stands in (Fallback=True, its 5 replicas in the HPA). Real KEDA waits
+        // for `failureThreshold` failed polls first; this stand-in skips that wait.
+        ("get", "scaledobjects") if name == Some("consumer") => {
+            let down = w.scales.get("scaler") == Some(&0);
+            let (ready, fallback) = if down {
+                ("False", "True")
+            } else {
+                ("True", "False")
+            };
+            axum::Json(json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": {"name": "consumer", "namespace": ns_s},
+                "spec": {"scaleTargetRef": {"name": "consumer"}, "fallback": {"failureThreshold": 3, "replicas": 5}},
+                "status": {"conditions": [{"type": "Ready", "status": ready},
+                                          {"type": "Fallback", "status": fallback}]}}))
+            .into_response()
+        }
+        ("get", "horizontalpodautoscalers") if name == Some("keda-hpa-consumer") => {
+            let desired = if w.scales.get("scaler") == Some(&0) {
+                5
+            } else {
+                w.scales["consumer"]
+            };
+            axum::Json(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "keda-hpa-consumer", "namespace": ns_s},
+                "spec": {"maxReplicas": 10, "minReplicas": 1,
+                         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "consumer"}},
+                "status": {"currentReplicas": desired, "desiredReplicas": desired}}))
+            .into_response()
+        }
         _ => not_found(&resource, name.unwrap_or("")),
     }
 }
