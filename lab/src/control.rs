@@ -125,6 +125,9 @@ impl ControlLoop {
         } = self;
         let mut controller = Controller::new(config.clone());
         loop {
+            // KEDA starts its pollingInterval timer before it asks the scalers (scale_handler's startScaleLoop), so
+            // a poll begins every interval, or at once when the asking took longer.
+            let next_poll = tokio::time::Instant::now() + config.polling_interval;
             let snapshot = match &pool {
                 Some(p) => {
                     p.reap_dead().await;
@@ -204,9 +207,8 @@ impl ControlLoop {
             if settled {
                 settle_done.cancel();
             }
-            // Next poll after pollingInterval. A StreamIsActive push wakes the loop early only while the
-            // target is idle (at zero): KEDA uses pushes for activation; the HPA keeps its own pace.
-            let next_poll = tokio::time::Instant::now() + config.polling_interval;
+            // The next poll is due pollingInterval after this one began. A StreamIsActive push wakes the loop early
+            // only while the target is idle (at zero): KEDA uses pushes for activation; the HPA keeps its own pace.
             let stopped = loop {
                 tokio::select! {
                     _ = stop.cancelled() => break true,

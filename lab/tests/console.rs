@@ -47,6 +47,22 @@ pub(crate) async fn console(runs: &Path, extra: &[&str]) -> Spawned {
         .expect("lab console starts and logs `listening`")
 }
 
+/// Waits (at most [`STEP`]) until the process has printed a line `wanted` accepts, and says whether it did. The
+/// console's URL line goes to stdout and its `listening` line to stderr: two pipes read apart, so the URL line may be
+/// read a moment after the listening line the start awaited.
+pub(crate) async fn printed(process: &Spawned, wanted: impl Fn(&str) -> bool) -> bool {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if process.output_lines().iter().any(|l| wanted(l)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(STEP)
@@ -462,10 +478,9 @@ async fn the_demo_run_serves_the_console_records_itself_and_ends_by_itself() {
     .await
     .expect("lab starts its console");
     let base = lab.url(kind::HTTP);
+    let line = format!("console: {base}/");
     assert!(
-        lab.output_lines()
-            .iter()
-            .any(|l| l == &format!("console: {base}/")),
+        printed(&lab, |l| l == line).await,
         "no console line: {:?}",
         lab.output_lines()
     );

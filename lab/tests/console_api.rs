@@ -5,7 +5,7 @@
 use contract::listening::kind;
 use serde_json::{Value, json};
 
-use crate::console::{STEADY, STEP, call, client, console};
+use crate::console::{STEADY, STEP, call, client, console, printed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_json_error_with_field_value_and_allowed() {
@@ -133,10 +133,7 @@ async fn the_token_guards_the_api_and_other_hosts_need_one() {
     let server = console(runs.path(), &["--ui-token", "s3cret"]).await;
     let base = server.url(kind::HTTP);
     assert!(
-        server
-            .output_lines()
-            .iter()
-            .any(|l| l.ends_with("/#token=s3cret")),
+        printed(&server, |l| l.ends_with("/#token=s3cret")).await,
         "{:?}",
         server.output_lines()
     );
