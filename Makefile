@@ -44,7 +44,7 @@ IMAGE ?= autoscaling-lab:dev
 OVERLAY ?= development
 NAMESPACE := autoscaling-lab
 KIND_CLUSTER ?= autoscaling-lab
-LOAD_PROFILES := light medium heavy burst memory-stress cpu-stress sustained distributed
+LOAD_PROFILES := light medium heavy burst memory-stress cpu-stress sustained distributed chaos
 # The manifests name the image autoscaling-lab:dev; IMAGE=... rewrites it on the way to the cluster.
 SET_IMAGE := sed 's\#image: autoscaling-lab:dev\#image: $(IMAGE)\#'
 # $(call require,TOOLS,HINT): fail with one line naming every missing tool (exit 127, like a shell).
@@ -120,7 +120,7 @@ apply: ## apply manifests/overlays/$(OVERLAY) with image $(IMAGE) and wait for t
 	kubectl -n $(NAMESPACE) rollout status deployment/scaler --timeout=180s
 	kubectl -n $(NAMESPACE) rollout status deployment/consumer --timeout=180s
 
-load-%: ## run a load-test Job: light medium heavy burst memory-stress cpu-stress sustained distributed
+load-%: ## run a load-test Job: light medium heavy burst memory-stress cpu-stress sustained distributed chaos
 	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
 	@case " $(LOAD_PROFILES) " in *" $* "*) ;; *) echo "make $@: unknown profile '$*'; one of: $(LOAD_PROFILES)" >&2; exit 2;; esac
 	kubectl -n $(NAMESPACE) delete job load-test-$* --ignore-not-found

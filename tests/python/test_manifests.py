@@ -84,9 +84,10 @@ def test_every_kustomization_renders(path):
 
 def test_the_layout_is_complete():
     names = {p.name for p in JOB_FILES}
-    for profile in ["light", "medium", "heavy", "burst", "memory-stress", "cpu-stress", "sustained", "distributed"]:
+    for profile in ["light", "medium", "heavy", "burst", "memory-stress", "cpu-stress", "sustained", "distributed",
+                    "chaos"]:
         assert f"job-{profile}.yaml" in names
-    for component in ["keda", "hpa", "load-generator", "monitoring"]:
+    for component in ["keda", "hpa", "load-generator", "load-generator/node-chaos", "monitoring"]:
         assert (MANIFESTS / "components" / component / "kustomization.yaml").exists()
         assert yaml.safe_load((MANIFESTS / "components" / component / "kustomization.yaml").read_text())["kind"] == "Component"
     # one resource per file
@@ -349,7 +350,14 @@ def test_job_conventions(job_file):
     assert init["args"][0] == "wait" and "http://consumer.autoscaling-lab.svc.cluster.local:8080" in init["args"]
     main = pod["containers"][0]
     assert main["args"][0] == "run" and "--monitor" in main["args"] and "--cleanup" in main["args"]
-    assert main["args"][main["args"].index("--test") + 1] == profile.replace("distributed", "heavy")
+    # Two Jobs run another Job's profile: the distributed one splits heavy over pods, the chaos one adds faults to
+    # medium (and the namespaced chaos RBAC is what its faults need: no node fault).
+    assert main["args"][main["args"].index("--test") + 1] == {"distributed": "heavy", "chaos": "medium"}.get(
+        profile, profile)
+    if profile == "chaos":
+        faults = [main["args"][i + 1] for i, a in enumerate(main["args"]) if a == "--chaos"]
+        assert faults and not any("node" in f for f in faults), faults
+        assert "--chaos-threshold" in main["args"]
     assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in main["ports"]
     ref = [e["configMapRef"] for e in main["envFrom"]]
     assert {"name": "load-generator-settings", "optional": True} in ref, "the overlay's rate and OTLP settings"

@@ -1,14 +1,15 @@
 //! Cross-check of the load-test Jobs (`manifests/components/load-generator/job-*.yaml`) against the generator's own
 //! command-line parser: every container's args parse with `Cli::try_parse_from`, every profile named exists, the init
-//! container is `generator wait`, the main container runs with `--monitor --cleanup`, and the Job's deadline leaves
-//! room for the wait, the profile and the scale-down watch.
+//! container is `generator wait`, the main container runs with `--monitor --cleanup`, the chaos Job's faults are
+//! cluster faults inside its load with valid thresholds, and the Job's deadline leaves room for the wait, the profile
+//! and the scale-down watch.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use generator::cli::{Cli, Command};
-use generator::profile::Profile;
+use generator::profile::{ChaosSpec, Profile};
 use serde_norway::Value;
 
 const JOB_DIR: &str = "manifests/components/load-generator";
@@ -104,11 +105,31 @@ fn every_job_parses_with_the_generator_cli_and_names_a_builtin_profile() {
             )
         });
         let expected = file.trim_start_matches("job-").trim_end_matches(".yaml");
-        if expected != "distributed" {
-            assert_eq!(
+        // The distributed Job splits heavy over pods; the chaos Job runs medium under cluster faults.
+        match expected {
+            "distributed" => assert_eq!(profile.name, "heavy", "{file}"),
+            "chaos" => {
+                assert_eq!(profile.name, "medium", "{file}");
+                let specs: Vec<ChaosSpec> = run
+                    .chaos
+                    .iter()
+                    .map(|t| ChaosSpec::parse_flag(t).unwrap_or_else(|e| panic!("{file}: {e}")))
+                    .collect();
+                assert!(specs.len() >= 3, "{file}: {specs:?}");
+                let faults = generator::chaos::cluster_faults(&specs)
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+                for f in &faults {
+                    f.check(Some(profile.duration()))
+                        .unwrap_or_else(|(field, why)| panic!("{file}: {field} {why}"));
+                }
+                let thresholds = run.chaos_threshold.as_deref().expect("--chaos-threshold");
+                generator::chaos::Threshold::parse_list(thresholds, 1.0)
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
+            _ => assert_eq!(
                 profile.name, expected,
                 "{file} is named after the profile it runs"
-            );
+            ),
         }
         assert_eq!(
             run.metrics_port, 9464,
