@@ -114,30 +114,17 @@ fn measure_one(
             .min()
     };
     let (ready, serving, replacement) = match record.fault.action {
-        ChaosAction::Kill | ChaosAction::Terminate => {
-            // A killed replica's place restarts after the back-off: a replica the controller added meanwhile is a
-            // scale-up, not the replacement.
-            let from = match (record.fault.action, record.duration) {
-                (ChaosAction::Kill, Some(backoff)) => t0 + backoff,
-                _ => record.asked,
-            };
-            let next = run
-                .lives
-                .iter()
-                .filter(|l| l.started >= from && l.ready.is_some())
-                .min_by_key(|l| l.started);
-            match next {
-                Some(life) => {
-                    let ready = life.ready.expect("filtered");
-                    (
-                        Some(ready),
-                        first_served_by(&life.name, ready),
-                        Some(life.name.clone()),
-                    )
-                }
-                None => (None, None, None),
+        ChaosAction::Kill | ChaosAction::Terminate => match replacement(record, run.lives) {
+            Some(life) => {
+                let ready = life.ready.expect("filtered");
+                (
+                    Some(ready),
+                    first_served_by(&life.name, ready),
+                    Some(life.name.clone()),
+                )
             }
-        }
+            None => (None, None, None),
+        },
         ChaosAction::Freeze => {
             let back = record.freeze.returned;
             let name = record.replica.as_ref().map(|h| h.name.clone());
@@ -213,6 +200,19 @@ fn measure_one(
 /// A trigger's status in the decision log says it could not be read (or stood in for by the fallback).
 fn failing(status: &str) -> bool {
     status.starts_with("error") || status.starts_with("fallback")
+}
+
+/// The replica that took a killed or terminated one's place: the first started after the fault (after the restart
+/// back-off for a kill: a replica the controller added meanwhile is a scale-up, not the replacement) that got ready.
+pub(crate) fn replacement<'a>(record: &FaultRecord, lives: &'a [Life]) -> Option<&'a Life> {
+    let from = match (record.fault.action, record.duration) {
+        (ChaosAction::Kill, Some(backoff)) => record.at + backoff,
+        _ => record.asked,
+    };
+    lives
+        .iter()
+        .filter(|l| l.started >= from && l.ready.is_some())
+        .min_by_key(|l| l.started)
 }
 
 /// The controller's steps from `from` to `to`.

@@ -183,22 +183,12 @@ impl ChaosRun {
 
     /// The report's `chaos` section (`None` when the run had no faults).
     pub fn finish(&self, run: &Measured<'_>) -> Option<ChaosReport> {
-        let records = self.records();
-        if self.faults.is_empty() && records.is_empty() {
-            return None;
-        }
         let log = self
             .request_log
             .as_ref()
             .map(RequestLog::records)
             .unwrap_or_default();
-        let mut report = measure(&records, &log, run);
-        report.thresholds = self
-            .thresholds
-            .iter()
-            .map(|t| t.check(&report.faults))
-            .collect();
-        Some(report)
+        self.finish_with(|records| measure(records, &log, run))
     }
 }
 

@@ -17,7 +17,7 @@ use generator::report::{ChaosReport, FaultReport, KafkaFaultReport};
 
 use crate::LabError;
 use crate::chaos::FaultRecord;
-use crate::chaos::measure::{hold, reaction_in};
+use crate::chaos::measure::{hold, reaction_in, replacement};
 use crate::chaos::schedule::Missed;
 use crate::replicas::Life;
 use crate::view::DecisionRecord;
@@ -164,16 +164,7 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
             (record.scaler_back, Some("scaler".to_string()))
         }
         _ => {
-            // A killed replica's place restarts after the back-off: one added meanwhile is a scale-up.
-            let from = match (record.fault.action, record.duration) {
-                (ChaosAction::Kill, Some(backoff)) => t0 + backoff,
-                _ => record.asked,
-            };
-            let next = run
-                .lives
-                .iter()
-                .filter(|l| l.started >= from && l.ready.is_some())
-                .min_by_key(|l| l.started);
+            let next = replacement(record, run.lives);
             (next.and_then(|l| l.ready), next.map(|l| l.name.clone()))
         }
     };
