@@ -1,4 +1,4 @@
-//! Exit codes, one table for every binary of the lab (consumer, scaler, generator, lab), so a Job's or a script's
+//! Exit codes, one table for every binary of the lab (consumer, scaler, generator, lab, cluster, node-agent), so a Job's or a script's
 //! status says what happened. docs/exit-codes.md is this table in prose; when several apply, the first in the order
 //! interrupted, saturated, thresholds wins.
 
@@ -18,8 +18,13 @@ pub const INTERRUPTED: i32 = 5;
 /// Any other failure at run time (cannot bind, cannot write the report, a server stopped on its own, ...).
 pub const RUNTIME_ERROR: i32 = 6;
 
+/// The local cluster needs privileges this process does not have (root: network namespaces, links, mounts).
+pub const NOT_PERMITTED: i32 = 7;
+/// This machine cannot run the local cluster: not Linux, a tool or built binary missing, no usable cgroups.
+pub const UNSUPPORTED_HOST: i32 = 8;
+
 /// Every code with its short name, in order.
-pub const TABLE: [(i32, &str); 7] = [
+pub const TABLE: [(i32, &str); 9] = [
     (OK, "ok"),
     (THRESHOLDS_BREACHED, "thresholds breached"),
     (USAGE, "usage error"),
@@ -27,6 +32,8 @@ pub const TABLE: [(i32, &str); 7] = [
     (GENERATOR_SATURATED, "generator saturated"),
     (INTERRUPTED, "interrupted"),
     (RUNTIME_ERROR, "runtime error"),
+    (NOT_PERMITTED, "not permitted"),
+    (UNSUPPORTED_HOST, "unsupported host"),
 ];
 
 /// A short name for an exit code, used in verdict lines.

@@ -56,6 +56,7 @@ pub struct Spawn {
     keep: Option<usize>,
     quote: Option<usize>,
     registry: Option<Registry>,
+    log_file: Option<PathBuf>,
 }
 
 impl Spawn {
@@ -77,6 +78,7 @@ impl Spawn {
             keep: None,
             quote: None,
             registry: None,
+            log_file: None,
         }
     }
 
@@ -131,6 +133,13 @@ impl Spawn {
         self
     }
 
+    /// Also append every output line to the file at `path` (created if missing), for a long-lived child whose whole
+    /// log is wanted on disk while only the last lines are kept in memory.
+    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Spawn {
+        self.log_file = Some(path.into());
+        self
+    }
+
     pub fn program(&self) -> &Path {
         &self.program
     }
@@ -149,6 +158,19 @@ impl Spawn {
             command.env_remove(key);
         }
         command.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let log = match &self.log_file {
+            Some(path) => Some(Arc::new(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| Error::Spawn {
+                        program: format!("{} (its log {})", self.program.display(), path.display()),
+                        source,
+                    })?,
+            ))),
+            None => None,
+        };
         let mut process = command.spawn().map_err(|source| Error::Spawn {
             program: self.program.display().to_string(),
             source,
@@ -167,10 +189,11 @@ impl Spawn {
                 stdout,
                 output.clone(),
                 listen_tx.clone(),
+                log.clone(),
             )));
         }
         if let Some(stderr) = process.stderr.take() {
-            readers.push(tokio::spawn(capture(stderr, output.clone(), listen_tx)));
+            readers.push(tokio::spawn(capture(stderr, output.clone(), listen_tx, log)));
         }
         let mut child = Child {
             name: self.name,

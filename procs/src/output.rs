@@ -56,6 +56,7 @@ pub(crate) async fn capture(
     stream: impl AsyncRead + Unpin,
     output: Arc<Output>,
     listen: mpsc::UnboundedSender<Listening>,
+    log: Option<Arc<Mutex<std::fs::File>>>,
 ) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -66,6 +67,12 @@ pub(crate) async fn capture(
             Ok(_) => {
                 let text = String::from_utf8_lossy(&buf);
                 let line = text.trim_end_matches(['\n', '\r']).to_string();
+                if let Some(file) = &log {
+                    use std::io::Write as _;
+                    let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                    // A full disk loses log lines, not the child: the lines stay in `output` too.
+                    let _ = writeln!(file, "{line}");
+                }
                 if let Some(found) = Listening::parse(&line) {
                     // Nobody listens once the child is up; that send error is expected.
                     let _ = listen.send(found);
