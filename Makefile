@@ -51,7 +51,7 @@ SET_IMAGE := sed 's\#image: autoscaling-lab:dev\#image: $(IMAGE)\#'
 require = @missing=""; for t in $(1); do command -v "$$t" >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "make $@: missing tool(s):$$missing. $(2)" >&2; exit 127; fi
 
-.PHONY: dev cluster stack image image-load kind-load apply watch grafana clean clean-all
+.PHONY: dev cluster cluster-local cluster-down cluster-status stack image image-load kind-load apply watch grafana clean clean-all
 
 dev: cluster stack image image-load apply ## the lab on a cluster: current context (or a new kind/k3d one), KEDA + Prometheus + Grafana + Tempo, image, overlay
 	@echo
@@ -63,20 +63,47 @@ dev: cluster stack image image-load apply ## the lab on a cluster: current conte
 	@echo "  follow:    kubectl -n $(NAMESPACE) logs -f job/load-test-heavy     watch: make watch"
 	@echo "  traces:    Grafana > Explore > Tempo, or the trace links on the latency panels"
 
-cluster: ## use the current kube context, or create a kind (else k3d) cluster when there is none
+# The local cluster (docs/kubernetes.md, "The local cluster"): the upstream control plane built from cluster/upstream,
+# the project's node agent running pods as processes. CLUSTER=auto picks it with no kube context or with its own.
+CLUSTER ?= auto
+LOCAL_CLUSTER ?= local
+LOCAL_CONTEXT := autoscaling-lab-$(LOCAL_CLUSTER)
+CLUSTER_BIN := ./target/release/cluster
+
+cluster: ## the local cluster with no kube context (or CLUSTER=local, or its own context); CLUSTER=kind|k3d; else the current context
 	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
-	@if ctx=$$(kubectl config current-context 2>/dev/null) && [ -n "$$ctx" ]; then \
-		echo "cluster: using kube context $$ctx"; \
-	elif command -v kind >/dev/null 2>&1; then \
-		echo "cluster: no kube context; creating kind cluster $(KIND_CLUSTER)"; \
-		kind create cluster --name $(KIND_CLUSTER) --config manifests/helm/kind-cluster.yaml --wait 120s; \
-	elif command -v k3d >/dev/null 2>&1; then \
-		echo "cluster: no kube context; creating k3d cluster $(KIND_CLUSTER)"; \
-		k3d cluster create $(KIND_CLUSTER) --agents 1 --wait; \
-	else \
-		echo "make $@: no kube context and neither kind nor k3d is installed. Point kubectl at a cluster, or install kind (https://kind.sigs.k8s.io) or k3d (https://k3d.io)." >&2; \
-		exit 127; \
-	fi
+	@ctx=$$(kubectl config current-context 2>/dev/null || true); mode="$(CLUSTER)"; \
+	if [ "$$mode" = auto ]; then \
+		if [ -z "$$ctx" ] || [ "$$ctx" = "$(LOCAL_CONTEXT)" ]; then mode=local; else mode=context; fi; \
+	fi; \
+	case "$$mode" in \
+	local) $(MAKE) --no-print-directory cluster-local;; \
+	kind) command -v kind >/dev/null 2>&1 || { echo "make $@: CLUSTER=kind but kind is not installed (https://kind.sigs.k8s.io)" >&2; exit 127; }; \
+		echo "cluster: creating kind cluster $(KIND_CLUSTER)"; \
+		kind create cluster --name $(KIND_CLUSTER) --config manifests/helm/kind-cluster.yaml --wait 120s;; \
+	k3d) command -v k3d >/dev/null 2>&1 || { echo "make $@: CLUSTER=k3d but k3d is not installed (https://k3d.io)" >&2; exit 127; }; \
+		echo "cluster: creating k3d cluster $(KIND_CLUSTER)"; \
+		k3d cluster create $(KIND_CLUSTER) --agents 1 --wait;; \
+	context) echo "cluster: using kube context $$ctx";; \
+	*) echo "make $@: CLUSTER=$(CLUSTER) is not one of auto, local, kind, k3d" >&2; exit 2;; \
+	esac
+
+# Exit codes as docs/exit-codes.md has them: 8 not Linux, 7 not root.
+cluster-local: ## start the local cluster (builds the upstream binaries once, cached by version, and the lab's)
+	@if [ "$$(uname -s)" != Linux ]; then echo "make cluster: the local cluster runs on Linux only (this is $$(uname -s)): use CLUSTER=kind or CLUSTER=k3d" >&2; exit 8; fi
+	@if [ "$$(id -u)" != 0 ]; then echo "make cluster: the local cluster needs root (network namespaces, links, nftables, mounts, cgroups): sudo -E make cluster" >&2; exit 7; fi
+	$(call require,$(CARGO) go ip nft,Run make setup (it installs nftables and iproute2; Go: https://go.dev/dl/))
+	bash scripts/cluster/build-upstream.sh >/dev/null
+	$(CARGO) build --release -p cluster -p node-agent -p consumer -p scaler -p generator -p lab
+	$(CLUSTER_BIN) up --name $(LOCAL_CLUSTER)
+
+cluster-down: ## stop the local cluster and remove everything it created (namespaces, links, tables, cgroups, its context)
+	$(call require,$(CARGO),Install Rust: https://rustup.rs)
+	$(CARGO) build --release -p cluster
+	$(CLUSTER_BIN) down --name $(LOCAL_CLUSTER)
+
+cluster-status: ## is the local cluster running, and how (exit 0 when it is up and Ready)
+	@if [ -x $(CLUSTER_BIN) ]; then $(CLUSTER_BIN) status --name $(LOCAL_CLUSTER); else echo "cluster: $(LOCAL_CLUSTER) is not running (never built)"; exit 3; fi
 
 stack: ## helm: kube-prometheus-stack (Prometheus, Grafana), Tempo, KEDA, and metrics-server if the cluster has none (pinned charts)
 	$(call require,helm kubectl,Install helm: https://helm.sh/docs/intro/install/)

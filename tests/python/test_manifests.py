@@ -651,13 +651,23 @@ def test_make_target_names_the_missing_tool(target, tool):
     assert f"make {target}: missing tool(s):" in proc.stderr and tool in proc.stderr, proc.stderr
 
 
-def test_make_cluster_without_context_or_kind_says_what_to_install(tmp_path):
+def test_make_cluster_without_context_is_the_local_cluster_and_names_its_tools(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "kubectl").symlink_to(shutil.which("kubectl"))
+    for tool in ("kubectl", "uname", "id", "bash"):
+        (bindir / tool).symlink_to(shutil.which(tool))
     proc = make("cluster", path=str(bindir))
     assert proc.returncode != 0
-    assert "no kube context and neither kind nor k3d is installed" in proc.stderr
+    if os.geteuid() == 0:
+        assert "make cluster-local: missing tool(s):" in proc.stderr, proc.stderr
+        for tool in ("go", "ip", "nft"):
+            assert tool in proc.stderr
+    else:
+        assert proc.returncode == 2 and "needs root" in proc.stderr, proc.stderr
+    proc = make("cluster", "CLUSTER=kind", path=str(bindir))
+    assert proc.returncode != 0 and "CLUSTER=kind but kind is not installed" in proc.stderr, proc.stderr
+    proc = make("cluster", "CLUSTER=minikube", path=str(bindir))
+    assert "CLUSTER=minikube is not one of auto, local, kind, k3d" in proc.stderr, proc.stderr
 
 
 def test_make_help_lists_the_cluster_targets():
