@@ -25,17 +25,19 @@ pub enum ApplyError {
 pub async fn apply_yaml(client: &Client, yaml: &str) -> Result<usize, ApplyError> {
     let mut applied = 0;
     for (index, document) in serde_norway::Deserializer::from_str(yaml).enumerate() {
-        let value = serde_norway::Value::deserialize(document).map_err(|e| ApplyError::Document {
-            index,
-            why: e.to_string(),
-        })?;
+        let value =
+            serde_norway::Value::deserialize(document).map_err(|e| ApplyError::Document {
+                index,
+                why: e.to_string(),
+            })?;
         if value.is_null() {
             continue;
         }
-        let object: DynamicObject = serde_norway::from_value(value).map_err(|e| ApplyError::Document {
-            index,
-            why: e.to_string(),
-        })?;
+        let object: DynamicObject =
+            serde_norway::from_value(value).map_err(|e| ApplyError::Document {
+                index,
+                why: e.to_string(),
+            })?;
         let types = object.types.clone().ok_or_else(|| ApplyError::Document {
             index,
             why: "no apiVersion/kind".into(),
@@ -50,7 +52,9 @@ pub async fn apply_yaml(client: &Client, yaml: &str) -> Result<usize, ApplyError
             name: name.clone(),
             source,
         };
-        let (resource, caps) = discovery::pinned_kind(client, &gvk).await.map_err(api_err)?;
+        let (resource, caps) = discovery::pinned_kind(client, &gvk)
+            .await
+            .map_err(api_err)?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => Api::namespaced_with(
                 client.clone(),
@@ -59,9 +63,13 @@ pub async fn apply_yaml(client: &Client, yaml: &str) -> Result<usize, ApplyError
             ),
             Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
-            .await
-            .map_err(api_err)?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(api_err)?;
         applied += 1;
     }
     Ok(applied)

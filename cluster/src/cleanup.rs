@@ -52,7 +52,11 @@ impl fmt::Display for Leftovers {
             parts.push(format!("nftables tables {}", self.nft_tables.join(", ")));
         }
         if !self.cgroups.is_empty() {
-            let dirs: Vec<String> = self.cgroups.iter().map(|p| p.display().to_string()).collect();
+            let dirs: Vec<String> = self
+                .cgroups
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             parts.push(format!("cgroups {}", dirs.join(", ")));
         }
         f.write_str(&parts.join("; "))
@@ -107,7 +111,9 @@ pub async fn find(cluster: &Cluster) -> Leftovers {
         .map(|h| h.group(Path::new(&cluster.names.cgroup_dir())));
     let link = cluster.names.host_link();
     let table = cluster.names.nft_table();
-    let tables = host::nft_args(None, &["list", "tables"]).await.unwrap_or_default();
+    let tables = host::nft_args(None, &["list", "tables"])
+        .await
+        .unwrap_or_default();
     Leftovers {
         processes: group.as_ref().map(|g| g.pids()).unwrap_or_default(),
         mounts: our_mounts(cluster),
@@ -124,7 +130,12 @@ pub async fn find(cluster: &Cluster) -> Leftovers {
             .collect(),
         cgroups: group
             .filter(|g| g.exists())
-            .map(|g| g.procs_files().iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect())
+            .map(|g| {
+                g.procs_files()
+                    .iter()
+                    .filter_map(|p| p.parent().map(Path::to_path_buf))
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -139,21 +150,26 @@ pub async fn remove(cluster: &Cluster) -> Result<Leftovers, CleanupError> {
         let group = hierarchy.group(Path::new(&cluster.names.cgroup_dir()));
         if group.exists() {
             let group_for_kill = group.clone();
-            tokio::task::spawn_blocking(move || group_for_kill.kill_and_remove(Duration::from_secs(10)))
-                .await
-                .map_err(|e| CleanupError::Remaining(Leftovers {
+            tokio::task::spawn_blocking(move || {
+                group_for_kill.kill_and_remove(Duration::from_secs(10))
+            })
+            .await
+            .map_err(|e| {
+                CleanupError::Remaining(Leftovers {
                     cgroups: vec![PathBuf::from(e.to_string())],
                     ..Leftovers::default()
-                }))??;
+                })
+            })??;
         }
     }
     for mount in our_mounts(cluster) {
         // Lazily: a namespace file still open elsewhere detaches when its last user goes.
-        nix::mount::umount2(Path::new(&mount), nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| host::CommandError {
+        nix::mount::umount2(Path::new(&mount), nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
+            host::CommandError {
                 command: format!("umount -l {mount}"),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
     }
     for ns in our_netns(cluster) {
         host::ip(&["netns", "delete", &ns]).await?;
@@ -163,7 +179,11 @@ pub async fn remove(cluster: &Cluster) -> Result<Leftovers, CleanupError> {
         host::ip(&["link", "delete", &link]).await?;
     }
     if !find(cluster).await.nft_tables.is_empty() {
-        host::nft_args(None, &["delete", "table", "inet", &cluster.names.nft_table()]).await?;
+        host::nft_args(
+            None,
+            &["delete", "table", "inet", &cluster.names.nft_table()],
+        )
+        .await?;
     }
     let _ = std::fs::remove_dir_all(cluster.run_dir());
     let remaining = find(cluster).await;

@@ -14,7 +14,11 @@ use crate::status::{Phase, Status};
 use crate::{cleanup, kubeconfig, preflight};
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "cluster", version, about = "A real Kubernetes on this machine: upstream control plane, CoreDNS and kube-proxy built from source, pods run as processes by the project's node agent.")]
+#[command(
+    name = "cluster",
+    version,
+    about = "A real Kubernetes on this machine: upstream control plane, CoreDNS and kube-proxy built from source, pods run as processes by the project's node agent."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -103,7 +107,10 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
         return refuse(refusal.exit_code(), refusal);
     }
     if let Err(e) = std::fs::create_dir_all(cluster.logs_dir()) {
-        return refuse(exit::RUNTIME_ERROR, format!("{}: {e}", cluster.logs_dir().display()));
+        return refuse(
+            exit::RUNTIME_ERROR,
+            format!("{}: {e}", cluster.logs_dir().display()),
+        );
     }
     let _ = std::fs::remove_file(cluster.status_file());
     let log_path = cluster.supervisor_log();
@@ -118,13 +125,24 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
     // Its own process group: the terminal's Ctrl-C for `make cluster` does not reach the cluster.
     command.process_group(0);
     let Ok(stderr) = log.try_clone() else {
-        return refuse(exit::RUNTIME_ERROR, "cannot open the supervisor's log twice");
+        return refuse(
+            exit::RUNTIME_ERROR,
+            "cannot open the supervisor's log twice",
+        );
     };
-    command.stdin(std::process::Stdio::null()).stdout(log).stderr(stderr);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(stderr);
     let started = Instant::now();
     let mut child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => return refuse(exit::RUNTIME_ERROR, format!("cannot start the supervisor: {e}")),
+        Err(e) => {
+            return refuse(
+                exit::RUNTIME_ERROR,
+                format!("cannot start the supervisor: {e}"),
+            );
+        }
     };
     say(format!(
         "starting {} (Kubernetes {}, log {})",
@@ -140,7 +158,13 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
             let code = Status::read(&cluster.status_file())
                 .and_then(|s| s.exit_code)
                 .unwrap_or(status.code().unwrap_or(exit::RUNTIME_ERROR));
-            return refuse(code, format!("the cluster did not start ({status}); see {}", log_path.display()));
+            return refuse(
+                code,
+                format!(
+                    "the cluster did not start ({status}); see {}",
+                    log_path.display()
+                ),
+            );
         }
         if let Some(status) = Status::read(&cluster.status_file())
             && status.phase == Phase::Ready
@@ -157,7 +181,10 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
             follower.print_new();
             return refuse(
                 exit::TARGET_NOT_READY,
-                format!("not ready within {wait:?}; stopped it. See {}", log_path.display()),
+                format!(
+                    "not ready within {wait:?}; stopped it. See {}",
+                    log_path.display()
+                ),
             );
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -186,7 +213,12 @@ fn ready(cluster: &Cluster, status: &Status, no_switch: bool, took: Duration) ->
         .and_then(|t| serde_norway::from_str::<serde_norway::Value>(&t).map_err(|e| e.to_string()))
     {
         Ok(doc) => doc,
-        Err(e) => return refuse(exit::RUNTIME_ERROR, format!("{}: {e}", cluster.admin_kubeconfig().display())),
+        Err(e) => {
+            return refuse(
+                exit::RUNTIME_ERROR,
+                format!("{}: {e}", cluster.admin_kubeconfig().display()),
+            );
+        }
     };
     let merged = match kubeconfig::user_kubeconfig() {
         Some(path) => match kubeconfig::merge(&path, &admin, !no_switch) {
@@ -195,7 +227,12 @@ fn ready(cluster: &Cluster, status: &Status, no_switch: bool, took: Duration) ->
         },
         None => None,
     };
-    say(format!("ready in {:.1} s: API {}, node {}", took.as_secs_f64(), status.api_server, status.node));
+    say(format!(
+        "ready in {:.1} s: API {}, node {}",
+        took.as_secs_f64(),
+        status.api_server,
+        status.node
+    ));
     say(format!("admin kubeconfig: {}", status.kubeconfig));
     match merged {
         Some(path) if no_switch => say(format!(
@@ -209,7 +246,10 @@ fn ready(cluster: &Cluster, status: &Status, no_switch: bool, took: Duration) ->
             status.context,
             path.display()
         )),
-        None => say(format!("no kubeconfig to merge into: kubectl --kubeconfig {} get nodes", status.kubeconfig)),
+        None => say(format!(
+            "no kubeconfig to merge into: kubectl --kubeconfig {} get nodes",
+            status.kubeconfig
+        )),
     }
     exit::OK
 }
@@ -256,7 +296,11 @@ pub async fn down(args: &ClusterArgs) -> i32 {
     }
     match Status::read(&cluster.status_file()) {
         Some(status) if status.supervisor_alive() => {
-            say(format!("stopping {} (supervisor pid {})", cluster.names.cluster(), status.supervisor_pid));
+            say(format!(
+                "stopping {} (supervisor pid {})",
+                cluster.names.cluster(),
+                status.supervisor_pid
+            ));
             let pid = nix::unistd::Pid::from_raw(status.supervisor_pid as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -280,7 +324,11 @@ pub async fn down(args: &ClusterArgs) -> i32 {
     };
     if let Some(path) = kubeconfig::user_kubeconfig() {
         match kubeconfig::unmerge(&path, &cluster.names.context()) {
-            Ok(true) => say(format!("context {} removed from {}", cluster.names.context(), path.display())),
+            Ok(true) => say(format!(
+                "context {} removed from {}",
+                cluster.names.context(),
+                path.display()
+            )),
             Ok(false) => {}
             Err(e) => return refuse(exit::RUNTIME_ERROR, format!("kubeconfig: {e}")),
         }
@@ -290,7 +338,11 @@ pub async fn down(args: &ClusterArgs) -> i32 {
     }
     let _ = std::fs::remove_file(cluster.status_file());
     if code == exit::OK {
-        say(format!("{} is down; nothing left behind (logs kept in {})", cluster.names.cluster(), cluster.logs_dir().display()));
+        say(format!(
+            "{} is down; nothing left behind (logs kept in {})",
+            cluster.names.cluster(),
+            cluster.logs_dir().display()
+        ));
     }
     code
 }
@@ -313,14 +365,29 @@ pub fn status(args: &ClusterArgs) -> i32 {
         ));
         return exit::TARGET_NOT_READY;
     }
-    say(format!("{}: {:?} ({})", cluster.names.cluster(), status.phase, status.message));
-    say(format!("API {}  context {}  node {}", status.api_server, status.context, status.node));
+    say(format!(
+        "{}: {:?} ({})",
+        cluster.names.cluster(),
+        status.phase,
+        status.message
+    ));
+    say(format!(
+        "API {}  context {}  node {}",
+        status.api_server, status.context, status.node
+    ));
     say(format!("kubeconfig {}", status.kubeconfig));
     for c in &status.components {
         let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        say(format!("  {:<24} pid {:<8} restarts {}", c.name, pid, c.restarts));
+        say(format!(
+            "  {:<24} pid {:<8} restarts {}",
+            c.name, pid, c.restarts
+        ));
     }
-    if status.phase == Phase::Ready { exit::OK } else { exit::TARGET_NOT_READY }
+    if status.phase == Phase::Ready {
+        exit::OK
+    } else {
+        exit::TARGET_NOT_READY
+    }
 }
 
 /// `leftovers`: exit 0 when nothing of the cluster is on the machine, 6 when something is (listed).
@@ -331,7 +398,11 @@ pub async fn leftovers(args: &ClusterArgs) -> i32 {
     };
     let found = cleanup::find(&cluster).await;
     say(format!("{}: {found}", cluster.names.cluster()));
-    if found.is_empty() { exit::OK } else { exit::RUNTIME_ERROR }
+    if found.is_empty() {
+        exit::OK
+    } else {
+        exit::RUNTIME_ERROR
+    }
 }
 
 /// `exec`: the launcher. Never returns on success.
@@ -348,6 +419,8 @@ pub fn exec(cgroup_procs: &[PathBuf], netns: Option<&str>, command: &[String]) -
     if let Err(e) = setup() {
         return refuse(exit::RUNTIME_ERROR, format!("exec {}: {e}", command[0]));
     }
-    let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+    let error = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .exec();
     refuse(exit::RUNTIME_ERROR, format!("exec {}: {error}", command[0]))
 }

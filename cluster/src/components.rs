@@ -42,8 +42,14 @@ pub fn etcd(cluster: &Cluster, ports: Ports) -> Component {
         program: cluster.binary("etcd"),
         args: vec![
             flag("data-dir", path(&cluster.state_dir.join("etcd"))),
-            flag("listen-client-url", format!("http://127.0.0.1:{}", ports.etcd_client)),
-            flag("listen-peer-url", format!("http://127.0.0.1:{}", ports.etcd_peer)),
+            flag(
+                "listen-client-url",
+                format!("http://127.0.0.1:{}", ports.etcd_client),
+            ),
+            flag(
+                "listen-peer-url",
+                format!("http://127.0.0.1:{}", ports.etcd_peer),
+            ),
         ],
         netns: None,
         grace: std::time::Duration::from_secs(10),
@@ -56,7 +62,10 @@ pub fn apiserver(cluster: &Cluster, pki: &Pki, ports: Ports) -> Component {
         name: "kube-apiserver",
         program: cluster.binary("kube-apiserver"),
         args: vec![
-            flag("etcd-servers", format!("http://127.0.0.1:{}", ports.etcd_client)),
+            flag(
+                "etcd-servers",
+                format!("http://127.0.0.1:{}", ports.etcd_client),
+            ),
             flag("bind-address", host),
             flag("advertise-address", host),
             flag("secure-port", cluster.api_port),
@@ -64,17 +73,32 @@ pub fn apiserver(cluster: &Cluster, pki: &Pki, ports: Ports) -> Component {
             flag("tls-private-key-file", path(&pki.apiserver.key)),
             flag("client-ca-file", path(&pki.ca.cert)),
             flag("service-account-key-file", path(&pki.service_account_pub)),
-            flag("service-account-signing-key-file", path(&pki.service_account_key)),
-            flag("service-account-issuer", format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}")),
+            flag(
+                "service-account-signing-key-file",
+                path(&pki.service_account_key),
+            ),
+            flag(
+                "service-account-issuer",
+                format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+            ),
             flag("authorization-mode", "Node,RBAC"),
             flag("enable-admission-plugins", "NodeRestriction"),
             flag("service-cluster-ip-range", cluster.service_cidr),
             flag("allow-privileged", "true"),
-            flag("kubelet-client-certificate", path(&pki.apiserver_kubelet_client.cert)),
-            flag("kubelet-client-key", path(&pki.apiserver_kubelet_client.key)),
+            flag(
+                "kubelet-client-certificate",
+                path(&pki.apiserver_kubelet_client.cert),
+            ),
+            flag(
+                "kubelet-client-key",
+                path(&pki.apiserver_kubelet_client.key),
+            ),
             flag("kubelet-certificate-authority", path(&pki.ca.cert)),
             flag("kubelet-preferred-address-types", "InternalIP"),
-            flag("requestheader-client-ca-file", path(&pki.front_proxy_ca.cert)),
+            flag(
+                "requestheader-client-ca-file",
+                path(&pki.front_proxy_ca.cert),
+            ),
             flag("requestheader-allowed-names", "front-proxy-client"),
             flag("requestheader-username-headers", "X-Remote-User"),
             flag("requestheader-group-headers", "X-Remote-Group"),
@@ -99,7 +123,10 @@ pub fn controller_manager(cluster: &Cluster, pki: &Pki, ports: Ports) -> Compone
             flag("authorization-kubeconfig", &kubeconfig),
             flag("bind-address", "127.0.0.1"),
             flag("secure-port", ports.controller_manager),
-            flag("service-account-private-key-file", path(&pki.service_account_key)),
+            flag(
+                "service-account-private-key-file",
+                path(&pki.service_account_key),
+            ),
             flag("root-ca-file", path(&pki.ca.cert)),
             flag("use-service-account-credentials", "true"),
             flag("cluster-signing-cert-file", path(&pki.ca.cert)),
@@ -139,7 +166,10 @@ pub fn scheduler(cluster: &Cluster, ports: Ports) -> Component {
 pub fn node_agent(cluster: &Cluster, pki: &Pki) -> Component {
     let mut args = vec![
         flag("cluster-name", cluster.names.cluster()),
-        flag("kubeconfig", path(&cluster.kubeconfig_dir().join("node.conf"))),
+        flag(
+            "kubeconfig",
+            path(&cluster.kubeconfig_dir().join("node.conf")),
+        ),
         flag("node-name", cluster.node_name()),
         flag("node-ip", cluster.host_ip()),
         flag("kubelet-port", cluster.kubelet_port),
@@ -152,8 +182,14 @@ pub fn node_agent(cluster: &Cluster, pki: &Pki) -> Component {
         flag("state-dir", path(&cluster.node_dir())),
         flag("run-dir", path(&cluster.run_dir())),
         flag("images", path(&cluster.images)),
-        flag("image-dir", format!("LAB_PROGRAM_DIR={}", path(&cluster.program_dir))),
-        flag("image-dir", format!("LAB_CLUSTER_BIN={}", path(&cluster.upstream_bin))),
+        flag(
+            "image-dir",
+            format!("LAB_PROGRAM_DIR={}", path(&cluster.program_dir)),
+        ),
+        flag(
+            "image-dir",
+            format!("LAB_CLUSTER_BIN={}", path(&cluster.upstream_bin)),
+        ),
     ];
     args.push(flag("kubernetes-version", KUBERNETES_VERSION));
     Component {
@@ -171,7 +207,10 @@ pub fn kube_proxy(cluster: &Cluster) -> Component {
         name: "kube-proxy",
         program: cluster.binary("kube-proxy"),
         args: vec![
-            flag("kubeconfig", path(&cluster.kubeconfig_dir().join("kube-proxy.conf"))),
+            flag(
+                "kubeconfig",
+                path(&cluster.kubeconfig_dir().join("kube-proxy.conf")),
+            ),
             flag("proxy-mode", "nftables"),
             flag("cluster-cidr", cluster.pod_cidr),
             flag("hostname-override", cluster.node_name()),

@@ -132,7 +132,11 @@ impl ClusterArgs {
             why,
         };
         if self.link_cidr.prefix() != 30 {
-            return Err(network("link-cidr", &self.link_cidr, "must be a /30".into()));
+            return Err(network(
+                "link-cidr",
+                &self.link_cidr,
+                "must be a /30".into(),
+            ));
         }
         if self.pod_cidr.prefix() > 24 {
             return Err(network(
@@ -191,12 +195,16 @@ impl Cluster {
 
     /// The `kubernetes` Service's ClusterIP (the first of the range, as the API server takes it).
     pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
-        self.service_cidr.nth(1).expect("a Service range has more than one address")
+        self.service_cidr
+            .nth(1)
+            .expect("a Service range has more than one address")
     }
 
     /// The cluster DNS Service's ClusterIP (the tenth, as kubeadm takes it).
     pub fn dns_ip(&self) -> Ipv4Addr {
-        self.service_cidr.nth(10).expect("a Service range has more than ten addresses")
+        self.service_cidr
+            .nth(10)
+            .expect("a Service range has more than ten addresses")
     }
 
     pub fn node_name(&self) -> String {
@@ -231,7 +239,9 @@ impl Cluster {
 
     /// Runtime files that live in memory (containers' roots and layers), under /run.
     pub fn run_dir(&self) -> PathBuf {
-        Path::new("/run").join(node_agent::names::PROJECT).join(self.names.cluster())
+        Path::new("/run")
+            .join(node_agent::names::PROJECT)
+            .join(self.names.cluster())
     }
 
     /// The supervisor's status file.
@@ -262,7 +272,13 @@ mod tests {
     }
 
     fn resolve(args: &[&str]) -> Result<Cluster, ConfigError> {
-        let mut argv = vec!["cluster", "--state-dir", "/tmp/x", "--upstream-bin", "/tmp/b"];
+        let mut argv = vec![
+            "cluster",
+            "--state-dir",
+            "/tmp/x",
+            "--upstream-bin",
+            "/tmp/b",
+        ];
         argv.extend_from_slice(args);
         Cli::parse_from(argv).args.resolve()
     }
@@ -281,11 +297,20 @@ mod tests {
 
     #[test]
     fn overlapping_or_odd_networks_are_refused_with_the_flag() {
-        let err = resolve(&["--service-cidr", "10.244.0.0/16"]).unwrap_err().to_string();
-        assert!(err.contains("--pod-cidr 10.244.0.0/16: overlaps --service-cidr"), "{err}");
-        let err = resolve(&["--link-cidr", "10.243.0.0/24"]).unwrap_err().to_string();
+        let err = resolve(&["--service-cidr", "10.244.0.0/16"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--pod-cidr 10.244.0.0/16: overlaps --service-cidr"),
+            "{err}"
+        );
+        let err = resolve(&["--link-cidr", "10.243.0.0/24"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must be a /30"), "{err}");
-        let err = resolve(&["--pod-cidr", "127.0.0.0/16"]).unwrap_err().to_string();
+        let err = resolve(&["--pod-cidr", "127.0.0.0/16"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("loopback"), "{err}");
         let err = resolve(&["--name", "Bad_Name"]).unwrap_err().to_string();
         assert!(err.contains("not valid"), "{err}");
@@ -294,7 +319,8 @@ mod tests {
     #[test]
     fn the_pinned_versions_are_the_go_modules_versions() {
         let upstream = Path::new(env!("CARGO_MANIFEST_DIR")).join("upstream");
-        let read = |module: &str| std::fs::read_to_string(upstream.join(module).join("go.mod")).unwrap();
+        let read =
+            |module: &str| std::fs::read_to_string(upstream.join(module).join("go.mod")).unwrap();
         assert!(read("kubernetes").contains(&format!("k8s.io/kubernetes {KUBERNETES_VERSION}")));
         assert!(read("etcd").contains(&format!("go.etcd.io/etcd/server/v3 {ETCD_VERSION}")));
         assert!(read("coredns").contains(&format!("github.com/coredns/coredns {COREDNS_VERSION}")));

@@ -37,7 +37,12 @@ fn yaml(text: &str) -> Value {
 }
 
 /// A kubeconfig with one cluster, one user and one context, all named `name`.
-pub fn single(name: &str, server: &str, ca: &Path, client: &Pair) -> Result<Value, KubeconfigError> {
+pub fn single(
+    name: &str,
+    server: &str,
+    ca: &Path,
+    client: &Pair,
+) -> Result<Value, KubeconfigError> {
     let mut doc = yaml("apiVersion: v1\nkind: Config\npreferences: {}\n");
     let entry = |kind: &str, body: Value| {
         let mut m = Mapping::new();
@@ -49,15 +54,27 @@ pub fn single(name: &str, server: &str, ca: &Path, client: &Pair) -> Result<Valu
     cluster.insert("server".into(), server.into());
     cluster.insert("certificate-authority-data".into(), base64_file(ca)?.into());
     let mut user = Mapping::new();
-    user.insert("client-certificate-data".into(), base64_file(&client.cert)?.into());
+    user.insert(
+        "client-certificate-data".into(),
+        base64_file(&client.cert)?.into(),
+    );
     user.insert("client-key-data".into(), base64_file(&client.key)?.into());
     let mut context = Mapping::new();
     context.insert("cluster".into(), name.into());
     context.insert("user".into(), name.into());
     let map = doc.as_mapping_mut().expect("a mapping");
-    map.insert("clusters".into(), Value::Sequence(vec![entry("cluster", Value::Mapping(cluster))]));
-    map.insert("users".into(), Value::Sequence(vec![entry("user", Value::Mapping(user))]));
-    map.insert("contexts".into(), Value::Sequence(vec![entry("context", Value::Mapping(context))]));
+    map.insert(
+        "clusters".into(),
+        Value::Sequence(vec![entry("cluster", Value::Mapping(cluster))]),
+    );
+    map.insert(
+        "users".into(),
+        Value::Sequence(vec![entry("user", Value::Mapping(user))]),
+    );
+    map.insert(
+        "contexts".into(),
+        Value::Sequence(vec![entry("context", Value::Mapping(context))]),
+    );
     map.insert("current-context".into(), name.into());
     Ok(doc)
 }
@@ -78,7 +95,9 @@ pub fn write(path: &Path, doc: &Value) -> Result<(), KubeconfigError> {
 /// The file kubectl writes to: the first of `$KUBECONFIG` that exists (else its first entry), or ~/.kube/config.
 pub fn user_kubeconfig() -> Option<PathBuf> {
     if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        let paths: Vec<PathBuf> = std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()).collect();
+        let paths: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
         if let Some(existing) = paths.iter().find(|p| p.exists()) {
             return Some(existing.clone());
         }
@@ -92,10 +111,11 @@ pub fn user_kubeconfig() -> Option<PathBuf> {
 fn read_or_empty(path: &Path) -> Result<Value, KubeconfigError> {
     match fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => {
-            let doc: Value = serde_norway::from_str(&text).map_err(|e| KubeconfigError::Invalid {
-                path: path.to_path_buf(),
-                why: e.to_string(),
-            })?;
+            let doc: Value =
+                serde_norway::from_str(&text).map_err(|e| KubeconfigError::Invalid {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                })?;
             if !doc.is_mapping() {
                 return Err(KubeconfigError::Invalid {
                     path: path.to_path_buf(),
@@ -105,7 +125,9 @@ fn read_or_empty(path: &Path) -> Result<Value, KubeconfigError> {
             Ok(doc)
         }
         Ok(_) => Ok(yaml("apiVersion: v1\nkind: Config\npreferences: {}\n")),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(yaml("apiVersion: v1\nkind: Config\npreferences: {}\n")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Ok(yaml("apiVersion: v1\nkind: Config\npreferences: {}\n"))
+        }
         Err(e) => Err(io_err(path)(e)),
     }
 }
@@ -113,7 +135,9 @@ fn read_or_empty(path: &Path) -> Result<Value, KubeconfigError> {
 /// Replaces (or adds) the entry called `name` in the list `key` of `doc`.
 fn upsert(doc: &mut Value, key: &str, name: &str, entry: Option<Value>) {
     let map = doc.as_mapping_mut().expect("checked to be a mapping");
-    let list = map.entry(key.into()).or_insert_with(|| Value::Sequence(Vec::new()));
+    let list = map
+        .entry(key.into())
+        .or_insert_with(|| Value::Sequence(Vec::new()));
     if !list.is_sequence() {
         *list = Value::Sequence(Vec::new());
     }
@@ -133,7 +157,11 @@ pub fn merge(path: &Path, admin: &Value, switch: bool) -> Result<(), KubeconfigE
         .expect("built by single()")
         .to_string();
     for key in ["clusters", "users", "contexts"] {
-        let entry = admin.get(key).and_then(|l| l.as_sequence()).and_then(|l| l.first()).cloned();
+        let entry = admin
+            .get(key)
+            .and_then(|l| l.as_sequence())
+            .and_then(|l| l.first())
+            .cloned();
         upsert(&mut doc, key, &name, entry);
     }
     if switch {
@@ -154,7 +182,11 @@ pub fn unmerge(path: &Path, name: &str) -> Result<bool, KubeconfigError> {
     let had = ["clusters", "users", "contexts"].iter().any(|key| {
         doc.get(*key)
             .and_then(Value::as_sequence)
-            .is_some_and(|items| items.iter().any(|i| i.get("name").and_then(Value::as_str) == Some(name)))
+            .is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|i| i.get("name").and_then(Value::as_str) == Some(name))
+            })
     });
     if !had {
         return Ok(false);
@@ -187,8 +219,17 @@ mod tests {
     fn admin(dir: &Path) -> Value {
         let pem = dir.join("x.pem");
         fs::write(&pem, "PEM").unwrap();
-        let pair = Pair { cert: pem.clone(), key: pem.clone() };
-        single("autoscaling-lab-local", "https://10.243.255.1:6443", &pem, &pair).unwrap()
+        let pair = Pair {
+            cert: pem.clone(),
+            key: pem.clone(),
+        };
+        single(
+            "autoscaling-lab-local",
+            "https://10.243.255.1:6443",
+            &pem,
+            &pair,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -203,14 +244,25 @@ mod tests {
         )
         .unwrap();
         merge(&path, &admin(dir.path()), false).unwrap();
-        assert_eq!(current_context(&path).as_deref(), Some("prod"), "--no-switch keeps the current context");
+        assert_eq!(
+            current_context(&path).as_deref(),
+            Some("prod"),
+            "--no-switch keeps the current context"
+        );
         merge(&path, &admin(dir.path()), true).unwrap();
         merge(&path, &admin(dir.path()), true).unwrap();
         let doc: Value = serde_norway::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(doc["contexts"].as_sequence().unwrap().len(), 2, "merging twice adds one entry");
+        assert_eq!(
+            doc["contexts"].as_sequence().unwrap().len(),
+            2,
+            "merging twice adds one entry"
+        );
         assert_eq!(doc["contexts"][0]["context"]["namespace"], "web");
         assert_eq!(doc["extensions"][0]["name"], "keep-me");
-        assert_eq!(current_context(&path).as_deref(), Some("autoscaling-lab-local"));
+        assert_eq!(
+            current_context(&path).as_deref(),
+            Some("autoscaling-lab-local")
+        );
         assert!(unmerge(&path, "autoscaling-lab-local").unwrap());
         let doc: Value = serde_norway::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(doc["clusters"].as_sequence().unwrap().len(), 1);
@@ -223,10 +275,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/config");
         merge(&path, &admin(dir.path()), true).unwrap();
-        assert_eq!(current_context(&path).as_deref(), Some("autoscaling-lab-local"));
+        assert_eq!(
+            current_context(&path).as_deref(),
+            Some("autoscaling-lab-local")
+        );
         let bad = dir.path().join("bad");
         fs::write(&bad, "- just\n- a list\n").unwrap();
-        let err = merge(&bad, &admin(dir.path()), true).unwrap_err().to_string();
+        let err = merge(&bad, &admin(dir.path()), true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is not a kubeconfig"), "{err}");
     }
 }

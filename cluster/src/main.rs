@@ -8,8 +8,16 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         // The launcher runs between the supervisor and a component: no runtime, no threads.
-        Command::Exec { cgroup_procs, netns, command } => cluster::cli::exec(&cgroup_procs, netns.as_deref(), &command),
-        Command::Up { args, no_switch, wait } => cluster::cli::up(&args, no_switch, wait),
+        Command::Exec {
+            cgroup_procs,
+            netns,
+            command,
+        } => cluster::cli::exec(&cgroup_procs, netns.as_deref(), &command),
+        Command::Up {
+            args,
+            no_switch,
+            wait,
+        } => cluster::cli::up(&args, no_switch, wait),
         Command::Status { args } => cluster::cli::status(&args),
         command => runtime().block_on(async_command(command)),
     };
@@ -17,7 +25,11 @@ fn main() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cluster: cannot start the runtime: {e}");

@@ -32,7 +32,19 @@ pub async fn setup(cluster: &Cluster) -> Result<(), CommandError> {
     let uplink_addr = cluster.node_uplink_ip().to_string();
     host::ip(&["netns", "add", &node]).await?;
     host::ip_in(&node, &["link", "set", "lo", "up"]).await?;
-    host::ip(&["link", "add", &link, "type", "veth", "peer", "name", NODE_UPLINK, "netns", &node]).await?;
+    host::ip(&[
+        "link",
+        "add",
+        &link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        NODE_UPLINK,
+        "netns",
+        &node,
+    ])
+    .await?;
     host::ip(&["addr", "add", &host_ip, "dev", &link]).await?;
     host::ip(&["link", "set", &link, "up"]).await?;
     host::ip_in(&node, &["addr", "add", &uplink_ip, "dev", NODE_UPLINK]).await?;
@@ -50,7 +62,16 @@ pub async fn setup(cluster: &Cluster) -> Result<(), CommandError> {
     )
     .await?;
     for cidr in [cluster.pod_cidr, cluster.service_cidr] {
-        host::ip(&["route", "add", &cidr.to_string(), "via", &uplink_addr, "dev", &link]).await?;
+        host::ip(&[
+            "route",
+            "add",
+            &cidr.to_string(),
+            "via",
+            &uplink_addr,
+            "dev",
+            &link,
+        ])
+        .await?;
     }
     host::nft(Some(&node), &node_table(cluster)).await?;
     host::nft(None, &host_table(cluster)).await?;
@@ -98,7 +119,11 @@ pub fn host_table(cluster: &Cluster) -> String {
 }
 
 /// Reads a named counter's packets from the project's table (in the node namespace, or on this machine).
-pub async fn counter_packets(cluster: &Cluster, in_node: bool, counter: &str) -> Result<u64, CommandError> {
+pub async fn counter_packets(
+    cluster: &Cluster,
+    in_node: bool,
+    counter: &str,
+) -> Result<u64, CommandError> {
     let node = cluster.names.node_netns();
     let table = cluster.names.nft_table();
     let out = host::nft_args(

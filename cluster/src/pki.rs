@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 use crate::config::{CLUSTER_DOMAIN, Cluster};
@@ -74,7 +74,8 @@ impl Pki {
             source,
         })?;
         let (ca, ca_files) = authority(&dir, "ca", "autoscaling-lab-ca")?;
-        let (front_proxy, front_proxy_files) = authority(&dir, "front-proxy-ca", "autoscaling-lab-front-proxy-ca")?;
+        let (front_proxy, front_proxy_files) =
+            authority(&dir, "front-proxy-ca", "autoscaling-lab-front-proxy-ca")?;
         let host = cluster.host_ip().to_string();
         let node = cluster.node_name();
         let client = ExtendedKeyUsagePurpose::ClientAuth;
@@ -202,7 +203,9 @@ impl Pki {
 }
 
 fn validity(params: &mut CertificateParams) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     // A day back, so that a clock a little behind on another process still accepts it.
     let (y, m, d) = civil_date(now.saturating_sub(Duration::from_secs(86_400)));
     params.not_before = rcgen::date_time_ymd(y, m, d);
@@ -215,7 +218,8 @@ fn civil_date(since_epoch: Duration) -> (i32, u8, u8) {
     let days = (since_epoch.as_secs() / 86_400) as i64 + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u8;
@@ -224,7 +228,11 @@ fn civil_date(since_epoch: Duration) -> (i32, u8, u8) {
     (year, month, day)
 }
 
-fn authority(dir: &Path, file: &str, name: &str) -> Result<(CertifiedIssuer<'static, KeyPair>, Pair), PkiError> {
+fn authority(
+    dir: &Path,
+    file: &str,
+    name: &str,
+) -> Result<(CertifiedIssuer<'static, KeyPair>, Pair), PkiError> {
     let generate = |source| PkiError::Generate {
         what: file.to_string(),
         source,
@@ -252,18 +260,29 @@ fn authority(dir: &Path, file: &str, name: &str) -> Result<(CertifiedIssuer<'sta
     Ok((issuer, pair))
 }
 
-fn leaf(dir: &Path, issuer: &CertifiedIssuer<'_, KeyPair>, subject: Subject<'_>) -> Result<Pair, PkiError> {
+fn leaf(
+    dir: &Path,
+    issuer: &CertifiedIssuer<'_, KeyPair>,
+    subject: Subject<'_>,
+) -> Result<Pair, PkiError> {
     let generate = |source| PkiError::Generate {
         what: subject.file.to_string(),
         source,
     };
     let mut params = CertificateParams::new(subject.names.clone()).map_err(generate)?;
     params.distinguished_name.remove(DnType::CommonName);
-    params.distinguished_name.push(DnType::CommonName, subject.common_name.clone());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, subject.common_name.clone());
     if let Some(org) = subject.organization {
-        params.distinguished_name.push(DnType::OrganizationName, org);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
     }
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![subject.usage.clone()];
     params.use_authority_key_identifier_extension = true;
     validity(&mut params);
@@ -303,6 +322,9 @@ mod tests {
     fn civil_dates() {
         assert_eq!(civil_date(Duration::ZERO), (1970, 1, 1));
         assert_eq!(civil_date(Duration::from_secs(951_782_400)), (2000, 2, 29));
-        assert_eq!(civil_date(Duration::from_secs(1_796_601_600)), (2026, 12, 7));
+        assert_eq!(
+            civil_date(Duration::from_secs(1_796_601_600)),
+            (2026, 12, 7)
+        );
     }
 }

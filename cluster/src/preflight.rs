@@ -1,24 +1,32 @@
 //! What the machine must offer before a cluster can start, each refusal one line with its exit code
 //! (docs/exit-codes.md): Linux, root, the tools `ip` and `nft`, cgroups, and the built binaries.
 
-
 use crate::config::Cluster;
 
 /// A reason the cluster cannot start here.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    #[error("the local cluster runs on Linux only (this is {0}): use CLUSTER=kind or CLUSTER=k3d elsewhere")]
+    #[error(
+        "the local cluster runs on Linux only (this is {0}): use CLUSTER=kind or CLUSTER=k3d elsewhere"
+    )]
     NotLinux(&'static str),
     #[error(
         "the local cluster needs root (network namespaces, links, nftables, mounts, cgroups and running pods as their users): run it with sudo"
     )]
     NotRoot,
     #[error("{tool} is missing: apt-get install {package}")]
-    MissingTool { tool: &'static str, package: &'static str },
+    MissingTool {
+        tool: &'static str,
+        package: &'static str,
+    },
     #[error("{0}")]
     Cgroups(String),
     #[error("{what} is missing at {path}: {hint}")]
-    MissingBinary { what: String, path: String, hint: &'static str },
+    MissingBinary {
+        what: String,
+        path: String,
+        hint: &'static str,
+    },
 }
 
 impl Refusal {
@@ -53,7 +61,14 @@ pub fn check(cluster: &Cluster) -> Result<(), Refusal> {
         }
     }
     node_agent::cgroup::Hierarchy::detect().map_err(|e| Refusal::Cgroups(e.to_string()))?;
-    for name in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns"] {
+    for name in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+        "coredns",
+    ] {
         let path = cluster.binary(name);
         if !path.exists() {
             return Err(Refusal::MissingBinary {
@@ -73,4 +88,3 @@ pub fn check(cluster: &Cluster) -> Result<(), Refusal> {
     }
     Ok(())
 }
-

@@ -48,7 +48,10 @@ impl Status {
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, path)
     }
 
@@ -63,7 +66,8 @@ fn is_supervisor(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| {
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"run") && args.first().is_some_and(|exe| exe.ends_with(b"cluster"))
+            args.iter().any(|a| *a == b"run")
+                && args.first().is_some_and(|exe| exe.ends_with(b"cluster"))
         })
         .unwrap_or(false)
 }

@@ -18,7 +18,7 @@ use node_agent::cgroup::Hierarchy;
 use tokio_util::sync::CancellationToken;
 
 use crate::components::{self, Component, Ports};
-use crate::config::{COREDNS_VERSION, CLUSTER_DOMAIN, Cluster};
+use crate::config::{CLUSTER_DOMAIN, COREDNS_VERSION, Cluster};
 use crate::kubeconfig;
 use crate::pki::Pki;
 use crate::status::{ComponentStatus, Phase, Status, now};
@@ -105,7 +105,8 @@ fn check_port(addr: Ipv4Addr, port: u16, flag: &'static str) -> Result<(), Super
 
 /// Runs the cluster until `shutdown`; every path out stops the components and removes what was created.
 pub async fn run(cluster: Cluster, shutdown: CancellationToken) -> Result<(), SupervisorError> {
-    std::fs::create_dir_all(cluster.logs_dir()).map_err(|e| setup_err("state directory")(e.to_string()))?;
+    std::fs::create_dir_all(cluster.logs_dir())
+        .map_err(|e| setup_err("state directory")(e.to_string()))?;
     let shared = Shared {
         status: Arc::new(Mutex::new(Status {
             cluster: cluster.names.cluster().to_string(),
@@ -131,7 +132,11 @@ pub async fn run(cluster: Cluster, shutdown: CancellationToken) -> Result<(), Su
     };
     match &result {
         Ok(()) => {
-            let started = shared.status.lock().map(|s| s.started_at).unwrap_or_default();
+            let started = shared
+                .status
+                .lock()
+                .map(|s| s.started_at)
+                .unwrap_or_default();
             shared.update(|s| {
                 s.phase = Phase::Ready;
                 s.ready_at = Some(now());
@@ -162,10 +167,13 @@ pub async fn run(cluster: Cluster, shutdown: CancellationToken) -> Result<(), Su
     result
 }
 
-/// The components started so far, each with the token that stops it, in start order.
+/// A started component: its name, the token that stops it, and its supervision task.
+type Supervised = (&'static str, CancellationToken, tokio::task::JoinHandle<()>);
+
+/// The components started so far, in start order.
 #[derive(Default, Clone)]
 struct Running {
-    tasks: Arc<tokio::sync::Mutex<Vec<(&'static str, CancellationToken, tokio::task::JoinHandle<()>)>>>,
+    tasks: Arc<tokio::sync::Mutex<Vec<Supervised>>>,
 }
 
 impl Running {
@@ -181,9 +189,15 @@ impl Running {
     }
 }
 
-async fn start(cluster: &Cluster, shared: &Shared, running: &Running) -> Result<(), SupervisorError> {
+async fn start(
+    cluster: &Cluster,
+    shared: &Shared,
+    running: &Running,
+) -> Result<(), SupervisorError> {
     shared.say("removing what an earlier run left".into());
-    let removed = cleanup::remove(cluster).await.map_err(|e| setup_err("clean-up")(e.to_string()))?;
+    let removed = cleanup::remove(cluster)
+        .await
+        .map_err(|e| setup_err("clean-up")(e.to_string()))?;
     if !removed.is_empty() {
         tracing::info!("removed an earlier run's {removed}");
     }
@@ -191,14 +205,17 @@ async fn start(cluster: &Cluster, shared: &Shared, running: &Running) -> Result<
     for dir in ["etcd", "node"] {
         let _ = std::fs::remove_dir_all(cluster.state_dir.join(dir));
     }
-    std::fs::create_dir_all(cluster.run_dir()).map_err(|e| setup_err("runtime directory")(e.to_string()))?;
+    std::fs::create_dir_all(cluster.run_dir())
+        .map_err(|e| setup_err("runtime directory")(e.to_string()))?;
 
     shared.say("generating certificates and kubeconfigs".into());
     let pki = Pki::generate(cluster).map_err(|e| setup_err("certificates")(e.to_string()))?;
     write_kubeconfigs(cluster, &pki).map_err(|e| setup_err("kubeconfigs")(e.to_string()))?;
 
     shared.say("creating the node's network namespace, link, bridge and guard".into());
-    network::setup(cluster).await.map_err(|e| setup_err("network")(e.to_string()))?;
+    network::setup(cluster)
+        .await
+        .map_err(|e| setup_err("network")(e.to_string()))?;
     check_port(cluster.host_ip(), cluster.api_port, "api-port")?;
     check_port(cluster.host_ip(), cluster.kubelet_port, "kubelet-port")?;
 
@@ -219,11 +236,15 @@ async fn start(cluster: &Cluster, shared: &Shared, running: &Running) -> Result<
     launch.start(etcd).await?;
     wait_for("etcd", cluster, || etcd_healthy(ports.etcd_client)).await?;
 
-    launch.start(components::apiserver(cluster, &pki, ports)).await?;
+    launch
+        .start(components::apiserver(cluster, &pki, ports))
+        .await?;
     let client = admin_client(cluster).await?;
     wait_for("kube-apiserver", cluster, || api_ready(&client)).await?;
 
-    launch.start(components::controller_manager(cluster, &pki, ports)).await?;
+    launch
+        .start(components::controller_manager(cluster, &pki, ports))
+        .await?;
     launch.start(components::scheduler(cluster, ports)).await?;
     launch.start(components::node_agent(cluster, &pki)).await?;
     wait_for("node-agent", cluster, || node_registered(&client, cluster)).await?;
@@ -238,7 +259,10 @@ async fn start(cluster: &Cluster, shared: &Shared, running: &Running) -> Result<
         .await
         .map_err(|e| setup_err("CoreDNS")(e.to_string()))?;
     wait_for("node-agent", cluster, || node_ready(&client, cluster)).await?;
-    wait_for("coredns", cluster, || deployment_available(&client, "kube-system", "coredns")).await?;
+    wait_for("coredns", cluster, || {
+        deployment_available(&client, "kube-system", "coredns")
+    })
+    .await?;
     Ok(())
 }
 
@@ -258,11 +282,18 @@ impl Launch<'_> {
                 component.program.display()
             )));
         }
-        let group = self
-            .hierarchy
-            .group(&Path::new(&self.cluster.names.cgroup_dir()).join("control-plane").join(component.name));
-        group.create().map_err(|e| setup_err(component.name)(e.to_string()))?;
-        let log = self.cluster.logs_dir().join(format!("{}.log", component.name));
+        let group = self.hierarchy.group(
+            &Path::new(&self.cluster.names.cgroup_dir())
+                .join("control-plane")
+                .join(component.name),
+        );
+        group
+            .create()
+            .map_err(|e| setup_err(component.name)(e.to_string()))?;
+        let log = self
+            .cluster
+            .logs_dir()
+            .join(format!("{}.log", component.name));
         let token = CancellationToken::new();
         let task = tokio::spawn(supervise(
             component.clone(),
@@ -271,7 +302,11 @@ impl Launch<'_> {
             self.shared.clone(),
             token.clone(),
         ));
-        self.running.tasks.lock().await.push((component.name, token, task));
+        self.running
+            .tasks
+            .lock()
+            .await
+            .push((component.name, token, task));
         Ok(())
     }
 }
@@ -375,14 +410,21 @@ fn write_kubeconfigs(cluster: &Cluster, pki: &Pki) -> Result<(), kubeconfig::Kub
 pub async fn admin_client(cluster: &Cluster) -> Result<Client, SupervisorError> {
     let kubeconfig = kube::config::Kubeconfig::read_from(cluster.admin_kubeconfig())
         .map_err(|e| setup_err("admin kubeconfig")(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| setup_err("admin kubeconfig")(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| setup_err("admin kubeconfig")(e.to_string()))?;
     Client::try_from(config).map_err(|e| setup_err("admin client")(e.to_string()))
 }
 
 /// Polls `check` every 250 ms until it answers `Ok`, at most [`STEP_TIMEOUT`].
-async fn wait_for<F, Fut>(component: &'static str, cluster: &Cluster, mut check: F) -> Result<(), SupervisorError>
+async fn wait_for<F, Fut>(
+    component: &'static str,
+    cluster: &Cluster,
+    mut check: F,
+) -> Result<(), SupervisorError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -392,7 +434,10 @@ where
     while started.elapsed() < STEP_TIMEOUT {
         match check().await {
             Ok(()) => {
-                tracing::info!("{component} ready after {:.1} s", started.elapsed().as_secs_f64());
+                tracing::info!(
+                    "{component} ready after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             Err(why) => last = why,
@@ -422,22 +467,34 @@ async fn etcd_healthy(port: u16) -> Result<(), String> {
 }
 
 async fn api_ready(client: &Client) -> Result<(), String> {
-    let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
-    client.request_text(request).await.map(drop).map_err(|e| e.to_string())
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 async fn node_registered(client: &Client, cluster: &Cluster) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes.get_opt(&cluster.node_name()).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(format!("node {} is not registered yet", cluster.node_name())),
+        Ok(None) => Err(format!(
+            "node {} is not registered yet",
+            cluster.node_name()
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
 
 async fn node_ready(client: &Client, cluster: &Cluster) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = nodes.get(&cluster.node_name()).await.map_err(|e| e.to_string())?;
+    let node = nodes
+        .get(&cluster.node_name())
+        .await
+        .map_err(|e| e.to_string())?;
     let ready = node
         .status
         .as_ref()
@@ -445,7 +502,11 @@ async fn node_ready(client: &Client, cluster: &Cluster) -> Result<(), String> {
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
     match ready {
         Some(c) if c.status == "True" => Ok(()),
-        Some(c) => Err(format!("node Ready={}: {}", c.status, c.message.clone().unwrap_or_default())),
+        Some(c) => Err(format!(
+            "node Ready={}: {}",
+            c.status,
+            c.message.clone().unwrap_or_default()
+        )),
         None => Err("node has no Ready condition yet".into()),
     }
 }
@@ -453,10 +514,16 @@ async fn node_ready(client: &Client, cluster: &Cluster) -> Result<(), String> {
 async fn deployment_available(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let d = deployments.get(name).await.map_err(|e| e.to_string())?;
-    let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+    let available = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
     if available > 0 {
         Ok(())
     } else {
-        Err(format!("deployment {namespace}/{name} has no available replica yet"))
+        Err(format!(
+            "deployment {namespace}/{name} has no available replica yet"
+        ))
     }
 }

@@ -14,7 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::Hierarchy;
 use crate::images::Images;
-use crate::pods::{self, context::{Agent, Registry}, objects::ApiObjects, sandbox::Ipam};
+use crate::pods::{
+    self,
+    context::{Agent, Registry},
+    objects::ApiObjects,
+    sandbox::Ipam,
+};
 
 use crate::config::Config;
 use crate::host;
@@ -40,7 +45,8 @@ pub async fn client(config: &Config) -> Result<Client, AgentError> {
         path: path.clone(),
         why,
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&config.args.kubeconfig).map_err(|e| err(e.to_string()))?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&config.args.kubeconfig)
+        .map_err(|e| err(e.to_string()))?;
     let options = kube::config::KubeConfigOptions::default();
     let kube_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
@@ -51,23 +57,39 @@ pub async fn client(config: &Config) -> Result<Client, AgentError> {
 /// Runs the agent until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
     let client = client(&config).await?;
-    let registered = node::register(&client, &config)
-        .await
-        .map_err(|source| AgentError::Register {
-            node: config.args.node_name.clone(),
-            source,
-        })?;
+    let registered =
+        node::register(&client, &config)
+            .await
+            .map_err(|source| AgentError::Register {
+                node: config.args.node_name.clone(),
+                source,
+            })?;
     tracing::info!(node = %config.args.node_name, "registered");
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel((false, "waiting for the node's pod network (spec.podCIDR)".to_string()));
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel((
+        false,
+        "waiting for the node's pod network (spec.podCIDR)".to_string(),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(node::lease_loop(client.clone(), config.clone(), node_uid, shutdown.clone()));
-    tasks.spawn(node::status_loop(client.clone(), config.clone(), ready_rx, shutdown.clone()));
+    tasks.spawn(node::lease_loop(
+        client.clone(),
+        config.clone(),
+        node_uid,
+        shutdown.clone(),
+    ));
+    tasks.spawn(node::status_loop(
+        client.clone(),
+        config.clone(),
+        ready_rx,
+        shutdown.clone(),
+    ));
 
     let Some(pod_cidr) = node::pod_cidr(&client, &config, &shutdown).await else {
         return Ok(());
     };
-    let gateway = pod_cidr.nth(1).ok_or_else(|| AgentError::Other(format!("podCIDR {pod_cidr} is too small")))?;
+    let gateway = pod_cidr
+        .nth(1)
+        .ok_or_else(|| AgentError::Other(format!("podCIDR {pod_cidr} is too small")))?;
     let node_netns = config.names.node_netns();
     let address = format!("{gateway}/{}", pod_cidr.prefix());
     match host::ip_in(&node_netns, &["addr", "add", &address, "dev", BRIDGE]).await {
@@ -81,9 +103,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         .map_err(|e| AgentError::Other(e.to_string()))?
         .outside(&config.names.cgroup_dir());
     let (services, writer) = reflector::store::<Service>();
-    let service_stream = reflector::reflector(writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let service_stream = reflector::reflector(
+        writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     let services_shutdown = shutdown.clone();
     tasks.spawn(async move {
         futures::pin_mut!(service_stream);
@@ -99,16 +127,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         }
     });
     let capacity = node::machine_capacity(config.args.max_pods);
-    let node_cpu = capacity.get("cpu").and_then(|q| crate::quantity::parse(&q.0)).unwrap_or(1.0);
-    let node_memory = capacity.get("memory").and_then(|q| crate::quantity::bytes(&q.0)).unwrap_or(0);
+    let node_cpu = capacity
+        .get("cpu")
+        .and_then(|q| crate::quantity::parse(&q.0))
+        .unwrap_or(1.0);
+    let node_memory = capacity
+        .get("memory")
+        .and_then(|q| crate::quantity::bytes(&q.0))
+        .unwrap_or(0);
     let agent = Arc::new(Agent {
         recorder: Recorder::new(client.clone(), Agent::reporter(&config.args.node_name)),
-        objects: ApiObjects { client: client.clone() },
+        objects: ApiObjects {
+            client: client.clone(),
+        },
         images: Images::new(config.args.images.clone(), config.args.image_dirs.clone()),
         ipam: Ipam::new(pod_cidr),
         hierarchy,
         services,
-        exe: std::env::current_exe().map_err(|e| AgentError::Other(format!("the agent's own path: {e}")))?,
+        exe: std::env::current_exe()
+            .map_err(|e| AgentError::Other(format!("the agent's own path: {e}")))?,
         node_cpu,
         node_memory,
         registry: Registry::default(),

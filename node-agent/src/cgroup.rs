@@ -266,12 +266,18 @@ impl Group {
         if let Group::V2 { base, dir } = self {
             // A v2 group gets the cpu and memory controllers only when every parent up to this process's own group
             // delegates them; the own group holds processes, so the kernel may refuse, and that is said plainly.
-            let mut parents: Vec<&Path> = dir.ancestors().skip(1).take_while(|p| p.starts_with(base)).collect();
+            let mut parents: Vec<&Path> = dir
+                .ancestors()
+                .skip(1)
+                .take_while(|p| p.starts_with(base))
+                .collect();
             parents.reverse();
             for parent in parents {
                 let control = parent.join("cgroup.subtree_control");
                 let enabled = fs::read_to_string(&control).unwrap_or_default();
-                if enabled.split_whitespace().any(|c| c == "cpu") && enabled.split_whitespace().any(|c| c == "memory") {
+                if enabled.split_whitespace().any(|c| c == "cpu")
+                    && enabled.split_whitespace().any(|c| c == "memory")
+                {
                     continue;
                 }
                 fs::write(&control, "+cpu +memory").map_err(|e| {
@@ -292,7 +298,10 @@ impl Group {
             Group::V1 { cpu, memory, .. } => {
                 if let Some(millis) = limits.cpu_millis {
                     write(&cpu.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
-                    write(&cpu.join("cpu.cfs_quota_us"), &cfs_quota(millis).to_string())?;
+                    write(
+                        &cpu.join("cpu.cfs_quota_us"),
+                        &cfs_quota(millis).to_string(),
+                    )?;
                 }
                 if let Some(request) = limits.cpu_request_millis.or(limits.cpu_millis) {
                     write(&cpu.join("cpu.shares"), &cpu_shares(request).to_string())?;
@@ -456,12 +465,7 @@ impl Group {
     pub fn cpu_throttled(&self) -> Option<(u64, u64)> {
         let (file, periods_key, time_key, time_scale) = match self {
             Group::V1 { cpu, .. } => (cpu.join("cpu.stat"), "nr_throttled", "throttled_time", 1),
-            Group::V2 { dir, .. } => (
-                dir.join("cpu.stat"),
-                "nr_throttled",
-                "throttled_usec",
-                1000,
-            ),
+            Group::V2 { dir, .. } => (dir.join("cpu.stat"), "nr_throttled", "throttled_usec", 1000),
         };
         let stat = fs::read_to_string(file).ok()?;
         let value = |key: &str| {
@@ -477,8 +481,8 @@ impl Group {
         match self {
             Group::V1 { memory, .. } => {
                 let usage = read_u64(&memory.join("memory.usage_in_bytes"))?;
-                let inactive = stat_value(&memory.join("memory.stat"), "total_inactive_file")
-                    .unwrap_or(0);
+                let inactive =
+                    stat_value(&memory.join("memory.stat"), "total_inactive_file").unwrap_or(0);
                 Some(usage.saturating_sub(inactive))
             }
             Group::V2 { dir, .. } => {
@@ -557,7 +561,9 @@ mod tests {
         let group = h.group(Path::new("autoscaling-lab-local/pods/u1/c"));
         assert_eq!(
             group.procs_files()[2],
-            PathBuf::from("/sys/fs/cgroup/memory/process_api/b535/autoscaling-lab-local/pods/u1/c/cgroup.procs")
+            PathBuf::from(
+                "/sys/fs/cgroup/memory/process_api/b535/autoscaling-lab-local/pods/u1/c/cgroup.procs"
+            )
         );
     }
 
@@ -580,8 +586,12 @@ mod tests {
 
     #[test]
     fn no_cgroup_mount_is_a_clear_error() {
-        let err = Hierarchy::from_proc("1 0 8:1 / / rw - ext4 /dev/vda rw\n", "0::/\n").unwrap_err();
-        assert!(err.to_string().contains("no usable cgroup hierarchy"), "{err}");
+        let err =
+            Hierarchy::from_proc("1 0 8:1 / / rw - ext4 /dev/vda rw\n", "0::/\n").unwrap_err();
+        assert!(
+            err.to_string().contains("no usable cgroup hierarchy"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -597,23 +607,53 @@ mod tests {
     #[test]
     fn stats_are_read_from_the_group_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (cpu, cpuacct, memory) = (dir.path().join("cpu"), dir.path().join("cpuacct"), dir.path().join("memory"));
-        let group = Group::V1 { cpu: cpu.clone(), cpuacct: cpuacct.clone(), memory: memory.clone() };
+        let (cpu, cpuacct, memory) = (
+            dir.path().join("cpu"),
+            dir.path().join("cpuacct"),
+            dir.path().join("memory"),
+        );
+        let group = Group::V1 {
+            cpu: cpu.clone(),
+            cpuacct: cpuacct.clone(),
+            memory: memory.clone(),
+        };
         group.create().unwrap();
         fs::write(cpuacct.join("cpuacct.usage"), "1500000000\n").unwrap();
         fs::write(memory.join("memory.usage_in_bytes"), "1000\n").unwrap();
-        fs::write(memory.join("memory.stat"), "cache 5\ntotal_inactive_file 300\n").unwrap();
-        fs::write(memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
-        fs::write(cpu.join("cpu.stat"), "nr_periods 10\nnr_throttled 4\nthrottled_time 123\n").unwrap();
+        fs::write(
+            memory.join("memory.stat"),
+            "cache 5\ntotal_inactive_file 300\n",
+        )
+        .unwrap();
+        fs::write(
+            memory.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        fs::write(
+            cpu.join("cpu.stat"),
+            "nr_periods 10\nnr_throttled 4\nthrottled_time 123\n",
+        )
+        .unwrap();
         assert_eq!(group.cpu_usage_nanos(), Some(1_500_000_000));
         assert_eq!(group.memory_working_set(), Some(700));
         assert_eq!(group.oom_kills(), 2);
         assert_eq!(group.cpu_throttled(), Some((4, 123)));
         group
-            .set_limits(Limits { cpu_millis: Some(500), cpu_request_millis: Some(100), memory_bytes: Some(1 << 20) })
+            .set_limits(Limits {
+                cpu_millis: Some(500),
+                cpu_request_millis: Some(100),
+                memory_bytes: Some(1 << 20),
+            })
             .unwrap();
-        assert_eq!(fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap(), "50000");
+        assert_eq!(
+            fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap(),
+            "50000"
+        );
         assert_eq!(fs::read_to_string(cpu.join("cpu.shares")).unwrap(), "102");
-        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), "1048576");
+        assert_eq!(
+            fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(),
+            "1048576"
+        );
     }
 }

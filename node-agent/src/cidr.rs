@@ -54,7 +54,11 @@ impl Cidr {
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
 }
 
 impl FromStr for Cidr {
@@ -67,7 +71,9 @@ impl FromStr for Cidr {
         };
         let (addr, prefix) = s.split_once('/').ok_or_else(|| invalid("no /prefix"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| invalid("not an IPv4 address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| invalid("the prefix is not a number"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| invalid("the prefix is not a number"))?;
         let cidr = Cidr::new(addr, prefix).ok_or_else(|| invalid("the prefix is over 32"))?;
         if cidr.network != addr {
             return Err(invalid("host bits are set"));
@@ -97,7 +103,13 @@ mod tests {
         assert!(cluster.overlaps(&pods) && pods.overlaps(&cluster));
         assert!(!cluster.overlaps(&"10.96.0.0/16".parse().unwrap()));
         assert_eq!(cluster.to_string(), "10.244.0.0/16");
-        for bad in ["10.244.0.0", "10.244.0.1/16", "10.244.0.0/33", "x/8", "::1/128"] {
+        for bad in [
+            "10.244.0.0",
+            "10.244.0.1/16",
+            "10.244.0.0/33",
+            "x/8",
+            "::1/128",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }

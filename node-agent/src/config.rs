@@ -8,7 +8,11 @@ use crate::cidr::Cidr;
 use crate::names::Names;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "node-agent", version, about = "The local cluster's node: runs each pod bound to it as processes (in the kubelet's place).")]
+#[command(
+    name = "node-agent",
+    version,
+    about = "The local cluster's node: runs each pod bound to it as processes (in the kubelet's place)."
+)]
 pub struct Args {
     /// The cluster's name (it names the namespaces, links and cgroups the agent creates).
     #[arg(long, env = "NODE_AGENT_CLUSTER_NAME", default_value = "local")]
@@ -34,7 +38,11 @@ pub struct Args {
     /// The cluster DNS Service's IP, written into every pod's resolv.conf.
     #[arg(long, env = "NODE_AGENT_CLUSTER_DNS")]
     pub cluster_dns: Ipv4Addr,
-    #[arg(long, env = "NODE_AGENT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "NODE_AGENT_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub cluster_domain: String,
     /// The Service network (the pods' route to it goes through the node).
     #[arg(long, env = "NODE_AGENT_SERVICE_CIDR")]

@@ -21,17 +21,28 @@ where
     S: AsRef<OsStr>,
 {
     std::iter::once(program.to_string())
-        .chain(args.into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()))
+        .chain(
+            args.into_iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 /// Runs `program args`, optionally feeding `stdin`; its stdout on success.
-pub async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, CommandError> {
+pub async fn run(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, CommandError> {
     let command = line(program, args);
     let mut child = tokio::process::Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -39,16 +50,22 @@ pub async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<St
         .map_err(|e| CommandError {
             command: command.clone(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{program} is not installed (Debian: apt-get install {})", package_of(program))
+                format!(
+                    "{program} is not installed (Debian: apt-get install {})",
+                    package_of(program)
+                )
             } else {
                 e.to_string()
             },
         })?;
     if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        input.write_all(text.as_bytes()).await.map_err(|e| CommandError {
-            command: command.clone(),
-            message: format!("writing its input: {e}"),
-        })?;
+        input
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| CommandError {
+                command: command.clone(),
+                message: format!("writing its input: {e}"),
+            })?;
     }
     let output = child.wait_with_output().await.map_err(|e| CommandError {
         command: command.clone(),
@@ -60,7 +77,11 @@ pub async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<St
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         Err(CommandError {
             command,
-            message: if stderr.is_empty() { output.status.to_string() } else { stderr },
+            message: if stderr.is_empty() {
+                output.status.to_string()
+            } else {
+                stderr
+            },
         })
     }
 }

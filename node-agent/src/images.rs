@@ -113,7 +113,8 @@ impl Images {
 
     fn load(&self) -> Result<Vec<Mapping>, ImageError> {
         let text = std::fs::read_to_string(&self.file).map_err(|e| self.bad(e.to_string()))?;
-        let parsed: MappingFile = serde_norway::from_str(&text).map_err(|e| self.bad(e.to_string()))?;
+        let parsed: MappingFile =
+            serde_norway::from_str(&text).map_err(|e| self.bad(e.to_string()))?;
         Ok(parsed.images)
     }
 
@@ -125,7 +126,12 @@ impl Images {
     }
 
     /// Resolves a container: its image, `command` and `args` as the pod spec has them.
-    pub fn resolve(&self, image: &str, command: &[String], args: &[String]) -> Result<Resolved, ImageError> {
+    pub fn resolve(
+        &self,
+        image: &str,
+        command: &[String],
+        args: &[String],
+    ) -> Result<Resolved, ImageError> {
         let mappings = self.load()?;
         let file = self.file.display().to_string();
         let mapping = mappings
@@ -138,7 +144,11 @@ impl Images {
         // Docker's rules: `command` replaces ENTRYPOINT (and drops CMD); `args` replaces CMD.
         let mut words: Vec<String> = if command.is_empty() {
             let mut w = mapping.entrypoint.clone();
-            w.extend(if args.is_empty() { mapping.cmd.clone() } else { args.to_vec() });
+            w.extend(if args.is_empty() {
+                mapping.cmd.clone()
+            } else {
+                args.to_vec()
+            });
             w
         } else {
             let mut w = command.to_vec();
@@ -159,7 +169,12 @@ impl Images {
                 let (u, g) = user.split_once(':').unwrap_or((user, user));
                 match (u.parse(), g.parse()) {
                     (Ok(u), Ok(g)) => (u, g),
-                    _ => return Err(self.bad(format!("user {user:?} of {} is not UID[:GID]", mapping.image))),
+                    _ => {
+                        return Err(self.bad(format!(
+                            "user {user:?} of {} is not UID[:GID]",
+                            mapping.image
+                        )));
+                    }
                 }
             }
         };
@@ -263,14 +278,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = images(dir.path());
         let r = images
-            .resolve("autoscaling-lab:dev", &words(&["/usr/local/bin/generator"]), &words(&["run", "--url", "x"]))
+            .resolve(
+                "autoscaling-lab:dev",
+                &words(&["/usr/local/bin/generator"]),
+                &words(&["run", "--url", "x"]),
+            )
             .unwrap();
         assert_eq!(r.program, dir.path().join("bin/generator"));
         assert_eq!(r.argv0, "/usr/local/bin/generator");
         assert_eq!(r.args, words(&["run", "--url", "x"]));
-        let r = images.resolve("autoscaling-lab:dev", &[], &words(&["--host", "0.0.0.0"])).unwrap();
-        assert_eq!(r.program, dir.path().join("bin/consumer"), "args alone keep the entrypoint");
-        let r = images.resolve("busybox:1.36", &[], &words(&["-c", "exit 3"])).unwrap();
+        let r = images
+            .resolve("autoscaling-lab:dev", &[], &words(&["--host", "0.0.0.0"]))
+            .unwrap();
+        assert_eq!(
+            r.program,
+            dir.path().join("bin/consumer"),
+            "args alone keep the entrypoint"
+        );
+        let r = images
+            .resolve("busybox:1.36", &[], &words(&["-c", "exit 3"]))
+            .unwrap();
         assert!(r.program.ends_with("sh"));
     }
 
@@ -281,7 +308,9 @@ mod tests {
         let e = images.resolve("nginx:1.27", &[], &[]).unwrap_err();
         assert_eq!(e.reason(), "ErrImageNeverPull");
         assert!(e.to_string().contains("images.yaml"), "{e}");
-        let e = images.resolve("autoscaling-lab:dev", &words(&["/usr/local/bin/lab"]), &[]).unwrap_err();
+        let e = images
+            .resolve("autoscaling-lab:dev", &words(&["/usr/local/bin/lab"]), &[])
+            .unwrap_err();
         assert_eq!(e.reason(), "CreateContainerError");
         assert!(e.to_string().contains("\"lab\""), "{e}");
     }

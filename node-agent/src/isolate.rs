@@ -19,7 +19,9 @@ pub fn die_with_parent() -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     // The parent may have died before the prctl: then nobody would ever send the signal.
     if nix::unistd::getppid() != parent {
-        return Err(io::Error::other("the parent exited before the child was set up"));
+        return Err(io::Error::other(
+            "the parent exited before the child was set up",
+        ));
     }
     Ok(())
 }
@@ -28,7 +30,8 @@ pub fn die_with_parent() -> io::Result<()> {
 pub fn join_cgroups(procs_files: &[PathBuf]) -> io::Result<()> {
     let pid = std::process::id().to_string();
     for file in procs_files {
-        fs::write(file, &pid).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+        fs::write(file, &pid)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
     }
     Ok(())
 }
@@ -40,7 +43,8 @@ pub fn netns_path(name: &str) -> PathBuf {
 
 /// Enters the network namespace at `path` (e.g. [`netns_path`]).
 pub fn enter_netns(path: &Path) -> io::Result<()> {
-    let file = fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let file = fs::File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::other(format!("setns {}: {e}", path.display())))
 }

@@ -4,17 +4,17 @@
 //! limits enforced, with probes, restarts, logs and the kubelet's API for `kubectl logs` and metrics-server.
 //! What a pod here does not have (images, seccomp, real container isolation) is in docs/kubernetes.md.
 
+pub mod agent;
 pub mod cgroup;
 pub mod cidr;
-pub mod host;
-pub mod isolate;
-pub mod names;
-pub mod shim;
-pub mod agent;
 pub mod config;
-pub mod node;
+pub mod host;
 pub mod images;
+pub mod isolate;
 pub mod logs;
+pub mod names;
+pub mod node;
 pub mod pods;
 pub mod quantity;
 pub mod server;
+pub mod shim;

@@ -53,7 +53,10 @@ impl Writer {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let file = fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Writer {
             path,
@@ -66,7 +69,11 @@ impl Writer {
     /// Writes one line (without its newline); a line longer than [`MAX_LINE`] becomes partial lines.
     pub fn line(&mut self, stream: Stream, text: &[u8]) -> io::Result<()> {
         let stamp = k8s_openapi::jiff::Timestamp::now();
-        let chunks: Vec<&[u8]> = if text.is_empty() { vec![text] } else { text.chunks(MAX_LINE).collect() };
+        let chunks: Vec<&[u8]> = if text.is_empty() {
+            vec![text]
+        } else {
+            text.chunks(MAX_LINE).collect()
+        };
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let tag = if i == last { "F" } else { "P" };
@@ -90,7 +97,10 @@ impl Writer {
             }
         }
         fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file = fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.written = 0;
         Ok(())
     }
@@ -168,8 +178,15 @@ pub fn read_from(path: &Path, offset: u64, timestamps: bool) -> io::Result<(Vec<
         return read_from(path, 0, timestamps);
     }
     let new = &bytes[offset as usize..];
-    let complete = new.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
-    let records: Vec<Record> = new[..complete].split(|b| *b == b'\n').filter_map(parse).collect();
+    let complete = new
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let records: Vec<Record> = new[..complete]
+        .split(|b| *b == b'\n')
+        .filter_map(parse)
+        .collect();
     Ok((render(&records, timestamps), offset + complete as u64))
 }
 
@@ -214,19 +231,39 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "a partial line is joined back");
         assert_eq!(lines[1].len(), MAX_LINE + 5);
-        let (tail, _) = read(&path, &Query { tail_lines: Some(1), ..Query::default() }).unwrap();
+        let (tail, _) = read(
+            &path,
+            &Query {
+                tail_lines: Some(1),
+                ..Query::default()
+            },
+        )
+        .unwrap();
         assert_eq!(tail, b"third\n");
-        let (stamped, _) = read(&path, &Query { timestamps: true, tail_lines: Some(1), ..Query::default() }).unwrap();
+        let (stamped, _) = read(
+            &path,
+            &Query {
+                timestamps: true,
+                tail_lines: Some(1),
+                ..Query::default()
+            },
+        )
+        .unwrap();
         assert!(String::from_utf8(stamped).unwrap().ends_with("Z third\n"));
 
         let mut small = Writer::create(file(dir.path(), "r", 0), 100).unwrap();
         for i in 0..20 {
-            small.line(Stream::Stdout, format!("line {i}").as_bytes()).unwrap();
+            small
+                .line(Stream::Stdout, format!("line {i}").as_bytes())
+                .unwrap();
         }
         let (kept, _) = read(&file(dir.path(), "r", 0), &Query::default()).unwrap();
         let kept = String::from_utf8(kept).unwrap();
         assert!(kept.ends_with("line 19\n"));
-        assert!(!kept.contains("line 0\n"), "the oldest rotated file is dropped");
+        assert!(
+            !kept.contains("line 0\n"),
+            "the oldest rotated file is dropped"
+        );
     }
 
     #[test]

@@ -82,12 +82,19 @@ impl Names {
 
     /// The node namespace's end of a pod's veth: `alab` and 11 hex digits of the pod UID's hash (15 bytes).
     pub fn pod_veth(pod_uid: &str) -> String {
-        format!("{LINK_PREFIX}{:011x}", fnv1a(pod_uid.as_bytes()) & 0xfff_ffff_ffff)
+        format!(
+            "{LINK_PREFIX}{:011x}",
+            fnv1a(pod_uid.as_bytes()) & 0xfff_ffff_ffff
+        )
     }
 
     /// The project's nftables table (family `inet`), in the node namespace and on the host.
     pub fn nft_table(&self) -> String {
-        format!("{}_{}", PROJECT.replace('-', "_"), self.cluster.replace('-', "_"))
+        format!(
+            "{}_{}",
+            PROJECT.replace('-', "_"),
+            self.cluster.replace('-', "_")
+        )
     }
 
     /// The cgroup directory, under the supervisor's own cgroup in each controller's hierarchy.
@@ -120,14 +127,24 @@ mod tests {
         assert_eq!(names.node_netns(), "autoscaling-lab-local");
         assert_eq!(names.host_link(), "alab-local");
         assert_eq!(names.nft_table(), "autoscaling_lab_local");
-        assert!(names.pod_netns("0b7e").starts_with("autoscaling-lab-local-pod-"));
+        assert!(
+            names
+                .pod_netns("0b7e")
+                .starts_with("autoscaling-lab-local-pod-")
+        );
         let longest = Names::new("abcdefghij").unwrap();
         assert!(longest.host_link().len() <= 15);
         let veth = Names::pod_veth("5f1c6a5e-0f0e-4b8a-9d57-3c1bd0f5a0a1");
         assert_eq!(veth.len(), 15);
         assert!(veth.starts_with(LINK_PREFIX));
-        assert_eq!(veth, Names::pod_veth("5f1c6a5e-0f0e-4b8a-9d57-3c1bd0f5a0a1"));
-        assert_ne!(veth, Names::pod_veth("5f1c6a5e-0f0e-4b8a-9d57-3c1bd0f5a0a2"));
+        assert_eq!(
+            veth,
+            Names::pod_veth("5f1c6a5e-0f0e-4b8a-9d57-3c1bd0f5a0a1")
+        );
+        assert_ne!(
+            veth,
+            Names::pod_veth("5f1c6a5e-0f0e-4b8a-9d57-3c1bd0f5a0a2")
+        );
         assert!(NODE_UPLINK.len() <= 15 && BRIDGE.len() <= 15);
     }
 

@@ -38,7 +38,9 @@ fn jiff_now() -> k8s_openapi::jiff::Timestamp {
 
 /// This machine's CPU count and memory, as the Node's capacity.
 pub fn machine_capacity(max_pods: u32) -> BTreeMap<String, Quantity> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let memory_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -51,7 +53,10 @@ pub fn machine_capacity(max_pods: u32) -> BTreeMap<String, Quantity> {
         ("cpu".to_string(), Quantity(cpus.to_string())),
         ("memory".to_string(), Quantity(format!("{memory_kib}Ki"))),
         ("pods".to_string(), Quantity(max_pods.to_string())),
-        ("ephemeral-storage".to_string(), Quantity("20Gi".to_string())),
+        (
+            "ephemeral-storage".to_string(),
+            Quantity("20Gi".to_string()),
+        ),
     ])
 }
 
@@ -83,9 +88,24 @@ fn conditions(ready: bool, message: &str) -> Vec<NodeCondition> {
         last_transition_time: None,
     };
     vec![
-        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "node agent has sufficient memory available"),
-        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "node agent has no disk pressure"),
-        condition("PIDPressure", "False", "KubeletHasSufficientPID", "node agent has sufficient PID available"),
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "node agent has sufficient memory available",
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "node agent has no disk pressure",
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "node agent has sufficient PID available",
+        ),
         if ready {
             condition("Ready", "True", "KubeletReady", message)
         } else {
@@ -130,7 +150,10 @@ pub fn status(config: &Config, ready: bool, message: &str) -> NodeStatus {
             kubelet_version: format!("{}+node-agent", args.kubernetes_version),
             kube_proxy_version: String::new(),
             container_runtime_version: format!("{RUNTIME_NAME}://{}", env!("CARGO_PKG_VERSION")),
-            machine_id: std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_string(),
+            machine_id: std::fs::read_to_string("/etc/machine-id")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             system_uuid: String::new(),
             boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .unwrap_or_default()
@@ -150,7 +173,10 @@ pub async fn register(client: &Client, config: &Config) -> Result<Node, kube::Er
         ("kubernetes.io/hostname".to_string(), name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         ("kubernetes.io/arch".to_string(), node_arch()),
-        ("autoscaling-lab.dev/node-agent".to_string(), "true".to_string()),
+        (
+            "autoscaling-lab.dev/node-agent".to_string(),
+            "true".to_string(),
+        ),
     ]);
     let node = Node {
         metadata: ObjectMeta {
@@ -177,16 +203,29 @@ fn node_arch() -> String {
 }
 
 /// Posts the Node's status.
-pub async fn post_status(client: &Client, config: &Config, ready: bool, message: &str) -> Result<Node, kube::Error> {
+pub async fn post_status(
+    client: &Client,
+    config: &Config,
+    ready: bool,
+    message: &str,
+) -> Result<Node, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({ "status": status(config, ready, message) });
     nodes
-        .patch_status(&config.args.node_name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .patch_status(
+            &config.args.node_name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
         .await
 }
 
 /// Waits until the controller manager has given the node its pod network.
-pub async fn pod_cidr(client: &Client, config: &Config, shutdown: &CancellationToken) -> Option<Cidr> {
+pub async fn pod_cidr(
+    client: &Client,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Option<Cidr> {
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
         match nodes.get(&config.args.node_name).await {
@@ -208,7 +247,12 @@ pub async fn pod_cidr(client: &Client, config: &Config, shutdown: &CancellationT
 }
 
 /// Renews the node's Lease every [`LEASE_RENEW`] until `shutdown`; API errors are logged and retried.
-pub async fn lease_loop(client: Client, config: Config, node_uid: String, shutdown: CancellationToken) {
+pub async fn lease_loop(
+    client: Client,
+    config: Config,
+    node_uid: String,
+    shutdown: CancellationToken,
+) {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     let name = config.args.node_name.clone();
     loop {
@@ -232,7 +276,11 @@ pub async fn lease_loop(client: Client, config: Config, node_uid: String, shutdo
             }),
         };
         if let Err(e) = leases
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&lease))
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&lease),
+            )
             .await
         {
             tracing::warn!("renewing the node lease: {e}");
@@ -245,7 +293,12 @@ pub async fn lease_loop(client: Client, config: Config, node_uid: String, shutdo
 }
 
 /// Posts the node's status every [`STATUS_PERIOD`]; `ready` says whether pods can run.
-pub async fn status_loop(client: Client, config: Config, ready: tokio::sync::watch::Receiver<(bool, String)>, shutdown: CancellationToken) {
+pub async fn status_loop(
+    client: Client,
+    config: Config,
+    ready: tokio::sync::watch::Receiver<(bool, String)>,
+    shutdown: CancellationToken,
+) {
     let mut ready = ready;
     loop {
         let (is_ready, message) = ready.borrow_and_update().clone();

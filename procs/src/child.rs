@@ -193,7 +193,12 @@ impl Spawn {
             )));
         }
         if let Some(stderr) = process.stderr.take() {
-            readers.push(tokio::spawn(capture(stderr, output.clone(), listen_tx, log)));
+            readers.push(tokio::spawn(capture(
+                stderr,
+                output.clone(),
+                listen_tx,
+                log,
+            )));
         }
         let mut child = Child {
             name: self.name,

@@ -10,7 +10,8 @@ use kube::api::Api;
 use crate::support::*;
 
 fn supervisor_status(c: &TestCluster) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(c.state_dir.join("cluster.json")).map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read_to_string(c.state_dir.join("cluster.json")).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
@@ -75,8 +76,14 @@ spec:
 fn container_pid(pod: &Pod) -> Result<u32, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let hierarchy = node_agent::cgroup::Hierarchy::detect().map_err(|e| e.to_string())?;
-    let group = hierarchy.group(std::path::Path::new(&format!("autoscaling-lab-{NAME}/pods/{uid}/c")));
-    group.pids().into_iter().min().ok_or(format!("no process in the cgroup of pod {uid}"))
+    let group = hierarchy.group(std::path::Path::new(&format!(
+        "autoscaling-lab-{NAME}/pods/{uid}/c"
+    )));
+    group
+        .pids()
+        .into_iter()
+        .min()
+        .ok_or(format!("no process in the cgroup of pod {uid}"))
 }
 
 pub fn bad_starts_are_refused(c: &TestCluster) -> TestResult {
@@ -104,26 +111,45 @@ pub fn bad_starts_are_refused(c: &TestCluster) -> TestResult {
         .output()
         .map_err(|e| format!("setpriv: {e}"))?;
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.code() != Some(contract::exit::NOT_PERMITTED) || !said.contains("needs root") || said.lines().count() != 1 {
+    if out.status.code() != Some(contract::exit::NOT_PERMITTED)
+        || !said.contains("needs root")
+        || said.lines().count() != 1
+    {
         return Err(format!("without root:\n{}", text(&out)));
     }
     // A taken port: one line naming it, exit 6, nothing left.
     let taken = std::net::TcpListener::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    let port = taken.local_addr().map_err(|e| e.to_string())?.port().to_string();
+    let port = taken
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port()
+        .to_string();
     let out = cluster_command(&c.kubeconfig_home, &flags("portx", &["--api-port", &port]));
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     let log = std::fs::read_to_string(state.join("logs/supervisor.log")).unwrap_or_default();
-    if out.status.code() != Some(contract::exit::RUNTIME_ERROR) || !log.contains(&format!("port {port} on 10.243.253.1 is taken")) {
-        return Err(format!("with port {port} taken:\n{}\nsupervisor log:\n{log}", text(&out)));
+    if out.status.code() != Some(contract::exit::RUNTIME_ERROR)
+        || !log.contains(&format!("port {port} on 10.243.253.1 is taken"))
+    {
+        return Err(format!(
+            "with port {port} taken:\n{}\nsupervisor log:\n{log}",
+            text(&out)
+        ));
     }
     if said.is_empty() {
         return Err("the refusal printed nothing on stderr".into());
     }
-    let mut args = vec!["leftovers".to_string(), "--name=portx".into(), format!("--state-dir={}", state.display())];
+    let mut args = vec![
+        "leftovers".to_string(),
+        "--name=portx".into(),
+        format!("--state-dir={}", state.display()),
+    ];
     args.push("--link-cidr=10.243.253.0/30".into());
     let left = cluster_command(&c.kubeconfig_home, &args);
     if !left.status.success() {
-        return Err(format!("the refused start left something:\n{}", text(&left)));
+        return Err(format!(
+            "the refused start left something:\n{}",
+            text(&left)
+        ));
     }
     drop(taken);
     Ok(())
@@ -132,10 +158,16 @@ pub fn bad_starts_are_refused(c: &TestCluster) -> TestResult {
 /// A supervisor killed with SIGKILL takes every process with it; the next `up` removes the rest and starts.
 pub fn crash_then_up_cleans(c: &TestCluster) -> TestResult {
     let status = supervisor_status(c)?;
-    let pid = status["supervisor_pid"].as_u64().ok_or("no supervisor pid")? as u32;
+    let pid = status["supervisor_pid"]
+        .as_u64()
+        .ok_or("no supervisor pid")? as u32;
     let children: Vec<u32> = status["components"]
         .as_array()
-        .map(|cs| cs.iter().filter_map(|x| x["pid"].as_u64().map(|p| p as u32)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|x| x["pid"].as_u64().map(|p| p as u32))
+                .collect()
+        })
         .unwrap_or_default();
     procs::send_signal(pid, 9);
     runtime().block_on(async {
@@ -149,7 +181,10 @@ pub fn crash_then_up_cleans(c: &TestCluster) -> TestResult {
     args.extend(cluster_flags(&c.state_dir));
     let left = cluster_command(&c.kubeconfig_home, &args);
     if left.status.success() {
-        return Err("a SIGKILLed supervisor left nothing at all, which cannot be (its namespaces stay)".into());
+        return Err(
+            "a SIGKILLed supervisor left nothing at all, which cannot be (its namespaces stay)"
+                .into(),
+        );
     }
     let mut args = vec!["up".to_string(), "--no-switch".into()];
     args.extend(cluster_flags(&c.state_dir));

@@ -27,19 +27,29 @@ fn trials(cluster: &'static TestCluster, checks: &[(&str, Check)]) -> Vec<Trial>
 fn main() {
     let args = Arguments::from_args();
     if args.list {
-        let names: Vec<Trial> = PARALLEL.iter().chain(SERIAL).map(|(n, _)| Trial::test(*n, || Ok(()))).collect();
+        let names: Vec<Trial> = PARALLEL
+            .iter()
+            .chain(SERIAL)
+            .map(|(n, _)| Trial::test(*n, || Ok(())))
+            .collect();
         libtest_mimic::run(&args, names).exit();
     }
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("the cluster tests need root (the local cluster does): run them as root, as CI does");
+        eprintln!(
+            "the cluster tests need root (the local cluster does): run them as root, as CI does"
+        );
         std::process::exit(101);
     }
-    let root = tempfile::Builder::new().prefix("autoscaling-lab-cluster-test").tempdir().expect("a temporary directory");
+    let root = tempfile::Builder::new()
+        .prefix("autoscaling-lab-cluster-test")
+        .tempdir()
+        .expect("a temporary directory");
     let cluster = match TestCluster::up(root.path()) {
         Ok(c) => Box::leak(Box::new(c)),
         Err(e) => {
             eprintln!("{e}");
-            let log = std::fs::read_to_string(root.path().join("state/logs/supervisor.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(root.path().join("state/logs/supervisor.log"))
+                .unwrap_or_default();
             eprintln!("supervisor log:\n{log}");
             std::process::exit(101);
         }
@@ -47,7 +57,10 @@ fn main() {
     let mut failed = 0;
     let first: Conclusion = libtest_mimic::run(&args, trials(cluster, PARALLEL));
     failed += first.num_failed;
-    let serial_args = Arguments { test_threads: Some(1), ..args.clone() };
+    let serial_args = Arguments {
+        test_threads: Some(1),
+        ..args.clone()
+    };
     let second = libtest_mimic::run(&serial_args, trials(cluster, SERIAL));
     failed += second.num_failed;
     let down = cluster.down();
@@ -55,11 +68,18 @@ fn main() {
     flags.extend(cluster_flags(&cluster.state_dir));
     let left = cluster_command(&cluster.kubeconfig_home, &flags);
     if !down.status.success() || !left.status.success() {
-        eprintln!("cluster down:\n{}\nleftovers:\n{}", text(&down), text(&left));
+        eprintln!(
+            "cluster down:\n{}\nleftovers:\n{}",
+            text(&down),
+            text(&left)
+        );
         failed += 1;
     }
     if failed > 0 {
-        eprintln!("logs of the cluster: {}", root.path().join("state/logs").display());
+        eprintln!(
+            "logs of the cluster: {}",
+            root.path().join("state/logs").display()
+        );
         // Kept for reading: the directory is the test's.
         std::mem::forget(root);
         std::process::exit(101);
@@ -68,20 +88,53 @@ fn main() {
 
 const PARALLEL: &[(&str, Check)] = &[
     ("workloads::service_by_name", workloads::service_by_name),
-    ("workloads::readiness_gates_endpoints", workloads::readiness_gates_endpoints),
+    (
+        "workloads::readiness_gates_endpoints",
+        workloads::readiness_gates_endpoints,
+    ),
     ("workloads::logs_and_follow", workloads::logs_and_follow),
-    ("workloads::jobs_and_exit_codes", workloads::jobs_and_exit_codes),
-    ("workloads::delete_drains_and_replaces", workloads::delete_drains_and_replaces),
-    ("platform::pod_isolation_and_environment", platform::pod_isolation_and_environment),
-    ("platform::cpu_limit_throttles", platform::cpu_limit_throttles),
-    ("platform::guard_keeps_pod_traffic_on_the_machine", platform::guard_keeps_pod_traffic_on_the_machine),
+    (
+        "workloads::jobs_and_exit_codes",
+        workloads::jobs_and_exit_codes,
+    ),
+    (
+        "workloads::delete_drains_and_replaces",
+        workloads::delete_drains_and_replaces,
+    ),
+    (
+        "platform::pod_isolation_and_environment",
+        platform::pod_isolation_and_environment,
+    ),
+    (
+        "platform::cpu_limit_throttles",
+        platform::cpu_limit_throttles,
+    ),
+    (
+        "platform::guard_keeps_pod_traffic_on_the_machine",
+        platform::guard_keeps_pod_traffic_on_the_machine,
+    ),
     ("platform::rbac_is_enforced", platform::rbac_is_enforced),
-    ("platform::overlays_pass_server_dry_run", platform::overlays_pass_server_dry_run),
-    ("platform::unsupported_is_a_pod_error", platform::unsupported_is_a_pod_error),
-    ("lifecycle::bad_starts_are_refused", lifecycle::bad_starts_are_refused),
+    (
+        "platform::overlays_pass_server_dry_run",
+        platform::overlays_pass_server_dry_run,
+    ),
+    (
+        "platform::unsupported_is_a_pod_error",
+        platform::unsupported_is_a_pod_error,
+    ),
+    (
+        "lifecycle::bad_starts_are_refused",
+        lifecycle::bad_starts_are_refused,
+    ),
 ];
 
 const SERIAL: &[(&str, Check)] = &[
-    ("lifecycle::api_server_restart_and_process_death", lifecycle::api_server_restart_and_process_death),
-    ("lifecycle::crash_then_up_cleans", lifecycle::crash_then_up_cleans),
+    (
+        "lifecycle::api_server_restart_and_process_death",
+        lifecycle::api_server_restart_and_process_death,
+    ),
+    (
+        "lifecycle::crash_then_up_cleans",
+        lifecycle::crash_then_up_cleans,
+    ),
 ];

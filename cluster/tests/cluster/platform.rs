@@ -122,16 +122,36 @@ spec:
       resources: {{limits: {{cpu: 200m}}}}
 "#
         ))?;
-        wait_pod(&c.client, &ns, "burner", Duration::from_secs(60), "ran", |p| phase(p) == "Running").await?;
+        wait_pod(
+            &c.client,
+            &ns,
+            "burner",
+            Duration::from_secs(60),
+            "ran",
+            |p| phase(p) == "Running",
+        )
+        .await?;
         let cpu = || async {
-            let out = c.kubectl(&["get", "--raw", &format!("/api/v1/nodes/autoscaling-lab-{NAME}/proxy/metrics/resource")], None);
+            let out = c.kubectl(
+                &[
+                    "get",
+                    "--raw",
+                    &format!("/api/v1/nodes/autoscaling-lab-{NAME}/proxy/metrics/resource"),
+                ],
+                None,
+            );
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.lines()
-                .find(|l| l.starts_with("container_cpu_usage_seconds_total{") && l.contains("pod=\"burner\""))
+                .find(|l| {
+                    l.starts_with("container_cpu_usage_seconds_total{")
+                        && l.contains("pod=\"burner\"")
+                })
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<f64>().ok())
         };
-        let first = cpu().await.ok_or("no CPU sample for the burner in /metrics/resource")?;
+        let first = cpu()
+            .await
+            .ok_or("no CPU sample for the burner in /metrics/resource")?;
         tokio::time::sleep(Duration::from_secs(4)).await;
         let second = cpu().await.ok_or("no second CPU sample")?;
         let cores = (second - first) / 4.0;
@@ -182,7 +202,17 @@ spec:
 
 async fn guard_count() -> Result<u64, String> {
     let out = tokio::process::Command::new("ip")
-        .args(["netns", "exec", &format!("autoscaling-lab-{NAME}"), "nft", "list", "counter", "inet", &format!("autoscaling_lab_{NAME}"), "pod_escapes"])
+        .args([
+            "netns",
+            "exec",
+            &format!("autoscaling-lab-{NAME}"),
+            "nft",
+            "list",
+            "counter",
+            "inet",
+            &format!("autoscaling_lab_{NAME}"),
+            "pod_escapes",
+        ])
         .output()
         .await
         .map_err(|e| e.to_string())?;
@@ -191,7 +221,10 @@ async fn guard_count() -> Result<u64, String> {
         .skip_while(|w| *w != "packets")
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .ok_or(format!("no guard counter: {text}{}", String::from_utf8_lossy(&out.stderr)))
+        .ok_or(format!(
+            "no guard counter: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
 }
 
 pub fn rbac_is_enforced(c: &TestCluster) -> TestResult {
@@ -257,7 +290,10 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
 pub fn overlays_pass_server_dry_run(c: &TestCluster) -> TestResult {
     let crds = repo().join("../shared/fixtures/crds");
     if !crds.is_dir() {
-        return Err(format!("{} is missing: the CRD fixtures sit beside the repo (as in CI)", crds.display()));
+        return Err(format!(
+            "{} is missing: the CRD fixtures sit beside the repo (as in CI)",
+            crds.display()
+        ));
     }
     let mut files: Vec<_> = std::fs::read_dir(&crds)
         .map_err(|e| e.to_string())?
@@ -267,12 +303,28 @@ pub fn overlays_pass_server_dry_run(c: &TestCluster) -> TestResult {
         .collect();
     files.sort();
     for file in &files {
-        let out = c.kubectl(&["apply", "--server-side", "-f", &file.display().to_string()], None);
+        let out = c.kubectl(
+            &["apply", "--server-side", "-f", &file.display().to_string()],
+            None,
+        );
         if !out.status.success() {
-            return Err(format!("installing the CRD {}:\n{}", file.display(), text(&out)));
+            return Err(format!(
+                "installing the CRD {}:\n{}",
+                file.display(),
+                text(&out)
+            ));
         }
     }
-    let established = c.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
+    let established = c.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        None,
+    );
     if !established.status.success() {
         return Err(format!("CRDs not established:\n{}", text(&established)));
     }
@@ -303,7 +355,11 @@ pub fn overlays_pass_server_dry_run(c: &TestCluster) -> TestResult {
             failures.push(format!("{name}:\n{}", text(&out)));
         }
     }
-    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
 }
 
 /// What the node agent cannot run is an error on the pod, with an event, and the agent goes on.

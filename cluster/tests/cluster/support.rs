@@ -124,7 +124,12 @@ impl TestCluster {
             .spawn()
             .expect("kubectl");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write");
         }
         drop(child.stdin.take());
         child.wait_with_output().expect("kubectl")
@@ -133,16 +138,28 @@ impl TestCluster {
     /// Applies YAML (server-side, as `kubectl apply` does); fails with kubectl's output.
     pub fn apply(&self, yaml: &str) -> TestResult {
         let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
-        if out.status.success() { Ok(()) } else { Err(format!("kubectl apply failed:\n{}\n---\n{yaml}", text(&out))) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kubectl apply failed:\n{}\n---\n{yaml}",
+                text(&out)
+            ))
+        }
     }
 
     /// A fresh namespace for one test (deleted at the end of the run with the cluster).
     pub async fn namespace(&self, name: &str) -> Result<String, String> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).map_err(|e| e.to_string())?;
-        namespaces.create(&PostParams::default(), &ns).await.map_err(|e| format!("namespace {name}: {e}"))?;
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .map_err(|e| e.to_string())?;
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(|e| format!("namespace {name}: {e}"))?;
         // The ServiceAccount admission needs the namespace's default ServiceAccount before pods can be created.
-        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), name);
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), name);
         poll(Duration::from_secs(30), || async {
             accounts.get_opt("default").await.ok().flatten().map(|_| ())
         })
@@ -154,9 +171,12 @@ impl TestCluster {
 
 async fn client_from(path: &Path) -> Result<Client, String> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
@@ -177,7 +197,14 @@ where
 }
 
 /// Waits until the pod satisfies `ok`, failing with its status and events.
-pub async fn wait_pod(client: &Client, ns: &str, name: &str, bound: Duration, what: &str, ok: impl Fn(&Pod) -> bool) -> Result<Pod, String> {
+pub async fn wait_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    bound: Duration,
+    what: &str,
+    ok: impl Fn(&Pod) -> bool,
+) -> Result<Pod, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let found = poll(bound, || async {
         pods.get_opt(name).await.ok().flatten().filter(|p| ok(p))
@@ -189,7 +216,9 @@ pub async fn wait_pod(client: &Client, ns: &str, name: &str, bound: Duration, wh
             let pod = pods.get_opt(name).await.ok().flatten();
             Err(format!(
                 "pod {ns}/{name} never {what} ({e}); status: {}\nevents:\n{}",
-                pod.and_then(|p| p.status).map(|s| serde_json::to_string_pretty(&s).unwrap_or_default()).unwrap_or_default(),
+                pod.and_then(|p| p.status)
+                    .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
+                    .unwrap_or_default(),
                 events(client, ns, name).await
             ))
         }
@@ -204,7 +233,14 @@ pub async fn events(client: &Client, ns: &str, name: &str) -> String {
         Ok(list) => list
             .items
             .iter()
-            .map(|e| format!("  {} {}: {}", e.type_.clone().unwrap_or_default(), e.reason.clone().unwrap_or_default(), e.message.clone().unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "  {} {}: {}",
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         Err(e) => format!("  (events: {e})"),
@@ -212,7 +248,10 @@ pub async fn events(client: &Client, ns: &str, name: &str) -> String {
 }
 
 pub fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 pub fn ready(p: &Pod) -> bool {
@@ -224,12 +263,26 @@ pub fn ready(p: &Pod) -> bool {
 
 /// The first container's terminated state (exit code, reason).
 pub fn terminated(p: &Pod) -> Option<(i32, String)> {
-    let t = p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.terminated.as_ref()?;
+    let t = p
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?;
     Some((t.exit_code, t.reason.clone().unwrap_or_default()))
 }
 
 /// Waits until the Job has the condition `Complete` or `Failed`; which one.
-pub async fn wait_job(client: &Client, ns: &str, name: &str, bound: Duration) -> Result<String, String> {
+pub async fn wait_job(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    bound: Duration,
+) -> Result<String, String> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     poll(bound, || async {
         let job = jobs.get_opt(name).await.ok().flatten()?;
@@ -244,10 +297,20 @@ pub async fn wait_job(client: &Client, ns: &str, name: &str, bound: Duration) ->
 }
 
 /// A container's whole log.
-pub async fn logs(client: &Client, ns: &str, pod: &str, container: Option<&str>) -> Result<String, String> {
+pub async fn logs(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<String, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let params = LogParams { container: container.map(String::from), ..LogParams::default() };
-    pods.logs(pod, &params).await.map_err(|e| format!("logs of {ns}/{pod}: {e}"))
+    let params = LogParams {
+        container: container.map(String::from),
+        ..LogParams::default()
+    };
+    pods.logs(pod, &params)
+        .await
+        .map_err(|e| format!("logs of {ns}/{pod}: {e}"))
 }
 
 /// Follows a container's log until a line contains `needle` (bounded); the lines seen.
@@ -260,8 +323,15 @@ pub async fn follow_until(
     bound: Duration,
 ) -> Result<Vec<String>, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let params = LogParams { follow: true, container: container.map(String::from), ..LogParams::default() };
-    let stream = pods.log_stream(pod, &params).await.map_err(|e| format!("follow {ns}/{pod}: {e}"))?;
+    let params = LogParams {
+        follow: true,
+        container: container.map(String::from),
+        ..LogParams::default()
+    };
+    let stream = pods
+        .log_stream(pod, &params)
+        .await
+        .map_err(|e| format!("follow {ns}/{pod}: {e}"))?;
     let mut lines = stream.lines();
     let mut seen = Vec::new();
     let found = tokio::time::timeout(bound, async {
@@ -277,21 +347,31 @@ pub async fn follow_until(
     .await;
     match found {
         Ok(Ok(true)) => Ok(seen),
-        Ok(Ok(false)) => Err(format!("the log of {ns}/{pod} ended without {needle:?}: {seen:?}")),
+        Ok(Ok(false)) => Err(format!(
+            "the log of {ns}/{pod} ended without {needle:?}: {seen:?}"
+        )),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{needle:?} not in the log of {ns}/{pod} within {bound:?}: {seen:?}")),
+        Err(_) => Err(format!(
+            "{needle:?} not in the log of {ns}/{pod} within {bound:?}: {seen:?}"
+        )),
     }
 }
 
 /// The first pod of a label selector.
 pub async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    pods.list(&ListParams::default().labels(selector)).await.map(|l| l.items).unwrap_or_default()
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
 }
 
 pub async fn delete_pod(client: &Client, ns: &str, name: &str) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    pods.delete(name, &DeleteParams::default()).await.map(drop).map_err(|e| e.to_string())
+    pods.delete(name, &DeleteParams::default())
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 pub fn name_of(p: &Pod) -> String {

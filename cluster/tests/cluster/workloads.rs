@@ -66,9 +66,19 @@ spec:
     )
 }
 
-async fn wait_ready_replicas(c: &TestCluster, ns: &str, selector: &str, n: usize) -> Result<Vec<String>, String> {
+async fn wait_ready_replicas(
+    c: &TestCluster,
+    ns: &str,
+    selector: &str,
+    n: usize,
+) -> Result<Vec<String>, String> {
     poll(Duration::from_secs(60), || async {
-        let ready: Vec<String> = pods_of(&c.client, ns, selector).await.iter().filter(|p| ready(p)).map(name_of).collect();
+        let ready: Vec<String> = pods_of(&c.client, ns, selector)
+            .await
+            .iter()
+            .filter(|p| ready(p))
+            .map(name_of)
+            .collect();
         (ready.len() >= n).then_some(ready)
     })
     .await
@@ -82,17 +92,30 @@ pub fn service_by_name(c: &TestCluster) -> TestResult {
         let replicas = wait_ready_replicas(c, &ns, "app=consumer", 2).await?;
         c.apply(&load_job(&ns, "load", 5))?;
         let outcome = wait_job(&c.client, &ns, "load", Duration::from_secs(90)).await?;
-        let pod = pods_of(&c.client, &ns, "job-name=load").await.into_iter().next().ok_or("no Job pod")?;
+        let pod = pods_of(&c.client, &ns, "job-name=load")
+            .await
+            .into_iter()
+            .next()
+            .ok_or("no Job pod")?;
         let log = logs(&c.client, &ns, &name_of(&pod), Some("load")).await?;
         if outcome != "Complete" {
             return Err(format!("the load Job {outcome}:\n{log}"));
         }
-        let served = log.lines().find(|l| l.starts_with("served by:")).ok_or(format!("no `served by` line:\n{log}"))?;
+        let served = log
+            .lines()
+            .find(|l| l.starts_with("served by:"))
+            .ok_or(format!("no `served by` line:\n{log}"))?;
         // Kept-alive connections stay on the replica kube-proxy chose for them, so the load need not reach both;
         // every answer must come from one of the Service's replicas.
-        let servers: Vec<&str> = served.trim_start_matches("served by:").split(',').filter_map(|s| s.split_whitespace().next()).collect();
+        let servers: Vec<&str> = served
+            .trim_start_matches("served by:")
+            .split(',')
+            .filter_map(|s| s.split_whitespace().next())
+            .collect();
         if servers.is_empty() || servers.iter().any(|s| !replicas.iter().any(|r| r == s)) {
-            return Err(format!("answers came from {servers:?}, not only from the replicas {replicas:?}"));
+            return Err(format!(
+                "answers came from {servers:?}, not only from the replicas {replicas:?}"
+            ));
         }
         if !log.contains("verdict: PASS") {
             return Err(format!("the run did not pass:\n{log}"));
@@ -219,19 +242,33 @@ pub fn jobs_and_exit_codes(c: &TestCluster) -> TestResult {
         if failed != "Failed" {
             return Err(format!("job three: {failed}"));
         }
-        let pod = pods_of(&c.client, &ns, "job-name=three").await.into_iter().next().ok_or("no pod of three")?;
+        let pod = pods_of(&c.client, &ns, "job-name=three")
+            .await
+            .into_iter()
+            .next()
+            .ok_or("no pod of three")?;
         match terminated(&pod) {
             Some((3, reason)) if reason == "Error" => {}
-            other => return Err(format!("job three's container ended {other:?}, not (3, Error)")),
+            other => {
+                return Err(format!(
+                    "job three's container ended {other:?}, not (3, Error)"
+                ));
+            }
         }
         if phase(&pod) != "Failed" {
             return Err(format!("job three's pod is {}", phase(&pod)));
         }
         wait_job(&c.client, &ns, "oom", Duration::from_secs(60)).await?;
-        let pod = pods_of(&c.client, &ns, "job-name=oom").await.into_iter().next().ok_or("no pod of oom")?;
+        let pod = pods_of(&c.client, &ns, "job-name=oom")
+            .await
+            .into_iter()
+            .next()
+            .ok_or("no pod of oom")?;
         match terminated(&pod) {
             Some((137, reason)) if reason == "OOMKilled" => Ok(()),
-            other => Err(format!("the pod over its memory limit ended {other:?}, not (137, OOMKilled)")),
+            other => Err(format!(
+                "the pod over its memory limit ended {other:?}, not (137, OOMKilled)"
+            )),
         }
     })
 }

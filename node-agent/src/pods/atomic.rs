@@ -28,7 +28,11 @@ pub fn valid_path(path: &str) -> bool {
 
 /// Writes `files` into `dir` atomically; `owner` (uid, gid) for every file and directory when given. Returns
 /// whether anything changed.
-pub fn write(dir: &Path, files: &BTreeMap<String, File>, owner: Option<(Option<u32>, Option<u32>)>) -> io::Result<bool> {
+pub fn write(
+    dir: &Path,
+    files: &BTreeMap<String, File>,
+    owner: Option<(Option<u32>, Option<u32>)>,
+) -> io::Result<bool> {
     fs::create_dir_all(dir)?;
     if current(dir).as_ref() == Some(files) {
         return Ok(false);
@@ -44,7 +48,10 @@ pub fn write(dir: &Path, files: &BTreeMap<String, File>, owner: Option<(Option<u
     fs::create_dir(&version)?;
     for (path, file) in files {
         if !valid_path(path) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid path {path:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid path {path:?}"),
+            ));
         }
         let target = version.join(path);
         if let Some(parent) = target.parent() {
@@ -112,9 +119,19 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, File>) -> io::R
         if entry.file_type()?.is_dir() {
             collect(root, &path, files)?;
         } else {
-            let rel = path.strip_prefix(root).map_err(io::Error::other)?.to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .map_err(io::Error::other)?
+                .to_string_lossy()
+                .into_owned();
             let mode = entry.metadata()?.permissions().mode() & 0o7777;
-            files.insert(rel, File { content: fs::read(&path)?, mode });
+            files.insert(
+                rel,
+                File {
+                    content: fs::read(&path)?,
+                    mode,
+                },
+            );
         }
     }
     Ok(())
@@ -127,7 +144,15 @@ mod tests {
     fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, File> {
         pairs
             .iter()
-            .map(|(p, c)| (p.to_string(), File { content: c.as_bytes().to_vec(), mode: 0o644 }))
+            .map(|(p, c)| {
+                (
+                    p.to_string(),
+                    File {
+                        content: c.as_bytes().to_vec(),
+                        mode: 0o644,
+                    },
+                )
+            })
             .collect()
     }
 
@@ -138,10 +163,16 @@ mod tests {
         assert!(write(&vol, &files(&[("a", "1"), ("sub/b", "2")]), None).unwrap());
         assert_eq!(fs::read_to_string(vol.join("a")).unwrap(), "1");
         assert_eq!(fs::read_to_string(vol.join("sub/b")).unwrap(), "2");
-        assert!(!write(&vol, &files(&[("a", "1"), ("sub/b", "2")]), None).unwrap(), "same content: no write");
+        assert!(
+            !write(&vol, &files(&[("a", "1"), ("sub/b", "2")]), None).unwrap(),
+            "same content: no write"
+        );
         assert!(write(&vol, &files(&[("a", "3")]), None).unwrap());
         assert_eq!(fs::read_to_string(vol.join("a")).unwrap(), "3");
-        assert!(!vol.join("sub").exists(), "a name no longer in the volume is removed");
+        assert!(
+            !vol.join("sub").exists(),
+            "a name no longer in the volume is removed"
+        );
         let versions = fs::read_dir(&vol)
             .unwrap()
             .flatten()

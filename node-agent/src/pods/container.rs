@@ -66,15 +66,27 @@ pub fn identity(pod: &Pod, container: &Container, image: &Resolved) -> Result<Id
         gid,
         supplemental_groups: supplemental,
         no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
-        read_only_root: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        read_only_root: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
     })
 }
 
 /// The container's cgroup limits from its resources.
 pub fn limits(container: &Container) -> Limits {
     let resources = container.resources.as_ref();
-    let limit = |key: &str| resources.and_then(|r| r.limits.as_ref()).and_then(|l| l.get(key)).map(|q| q.0.clone());
-    let request = |key: &str| resources.and_then(|r| r.requests.as_ref()).and_then(|l| l.get(key)).map(|q| q.0.clone());
+    let limit = |key: &str| {
+        resources
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get(key))
+            .map(|q| q.0.clone())
+    };
+    let request = |key: &str| {
+        resources
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|l| l.get(key))
+            .map(|q| q.0.clone())
+    };
     Limits {
         cpu_millis: limit("cpu").and_then(|q| quantity::cpu_millis(&q)),
         cpu_request_millis: request("cpu").and_then(|q| quantity::cpu_millis(&q)),
@@ -129,9 +141,12 @@ pub struct Running {
 pub async fn start(s: Start<'_>) -> Result<Running, (&'static str, String)> {
     let fail = |e: String| ("RunContainerError", e);
     s.group.create().map_err(|e| fail(e.to_string()))?;
-    s.group.set_limits(s.limits).map_err(|e| fail(e.to_string()))?;
+    s.group
+        .set_limits(s.limits)
+        .map_err(|e| fail(e.to_string()))?;
     let _ = std::fs::remove_dir_all(&s.run_dir);
-    std::fs::create_dir_all(&s.run_dir).map_err(|e| fail(format!("{}: {e}", s.run_dir.display())))?;
+    std::fs::create_dir_all(&s.run_dir)
+        .map_err(|e| fail(format!("{}: {e}", s.run_dir.display())))?;
     let start_error_file = s.run_dir.join("start-error");
     let launch = Launch {
         program: s.image.program.clone(),
@@ -172,7 +187,11 @@ pub async fn start(s: Start<'_>) -> Result<Running, (&'static str, String)> {
     let pid = child.id().unwrap_or_default();
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(copy_lines(out, Stream::Stdout, writer.clone())));
+        readers.push(tokio::spawn(copy_lines(
+            out,
+            Stream::Stdout,
+            writer.clone(),
+        )));
     }
     if let Some(err) = child.stderr.take() {
         readers.push(tokio::spawn(copy_lines(err, Stream::Stderr, writer)));
@@ -190,7 +209,11 @@ pub async fn start(s: Start<'_>) -> Result<Running, (&'static str, String)> {
 }
 
 /// Copies one stream into the log, line by line (a final line without a newline too).
-async fn copy_lines(mut stream: impl tokio::io::AsyncRead + Unpin, which: Stream, writer: Arc<Mutex<logs::Writer>>) {
+async fn copy_lines(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+    which: Stream,
+    writer: Arc<Mutex<logs::Writer>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let mut failed = false;
@@ -276,7 +299,9 @@ impl Running {
         for reader in &mut self.readers {
             let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
         }
-        let start_error = std::fs::read_to_string(&self.start_error_file).ok().filter(|s| !s.is_empty());
+        let start_error = std::fs::read_to_string(&self.start_error_file)
+            .ok()
+            .filter(|s| !s.is_empty());
         let oom = self.group.oom_kills() > self.oom_before;
         let (code, signal) = match &status {
             Ok(s) => match (s.code(), s.signal()) {

@@ -56,7 +56,11 @@ impl Agent {
             ..ObjectReference::default()
         };
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_string(),
             note: Some(note.chars().take(1000).collect()),
             action: reason.to_string(),
@@ -69,7 +73,9 @@ impl Agent {
 
     /// The cgroup of a pod (`relative` under the project's directory), or of one of its containers.
     pub fn pod_group(&self, uid: &str, container: Option<&str>) -> Group {
-        let mut path = PathBuf::from(self.config.names.cgroup_dir()).join("pods").join(uid);
+        let mut path = PathBuf::from(self.config.names.cgroup_dir())
+            .join("pods")
+            .join(uid);
         if let Some(c) = container {
             path.push(c);
         }
@@ -120,11 +126,21 @@ impl Registry {
     }
 
     pub fn insert(&self, namespace: &str, name: &str, entry: PodEntry) {
-        self.lock().insert((namespace.to_string(), name.to_string()), entry);
+        self.lock()
+            .insert((namespace.to_string(), name.to_string()), entry);
     }
 
-    pub fn update_container(&self, namespace: &str, name: &str, container: &str, entry: ContainerEntry) {
-        if let Some(pod) = self.lock().get_mut(&(namespace.to_string(), name.to_string())) {
+    pub fn update_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        entry: ContainerEntry,
+    ) {
+        if let Some(pod) = self
+            .lock()
+            .get_mut(&(namespace.to_string(), name.to_string()))
+        {
             pod.containers.insert(container.to_string(), entry);
         }
     }
@@ -138,10 +154,15 @@ impl Registry {
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<PodEntry> {
-        self.lock().get(&(namespace.to_string(), name.to_string())).cloned()
+        self.lock()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<((String, String), PodEntry)> {
-        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }

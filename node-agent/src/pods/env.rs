@@ -56,7 +56,11 @@ pub struct Inputs<'a> {
 }
 
 /// The Service variables for a pod in `namespace`.
-pub fn service_variables(services: &[Service], namespace: &str, links: bool) -> BTreeMap<String, String> {
+pub fn service_variables(
+    services: &[Service],
+    namespace: &str,
+    links: bool,
+) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     for svc in services {
         let svc_ns = svc.metadata.namespace.as_deref().unwrap_or("default");
@@ -67,7 +71,11 @@ pub fn service_variables(services: &[Service], namespace: &str, links: bool) -> 
             continue;
         }
         let Some(spec) = &svc.spec else { continue };
-        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else {
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
             continue;
         };
         let ports = spec.ports.as_deref().unwrap_or_default();
@@ -75,7 +83,9 @@ pub fn service_variables(services: &[Service], namespace: &str, links: bool) -> 
         let prefix = name.to_uppercase().replace('-', "_");
         vars.insert(format!("{prefix}_SERVICE_HOST"), ip.to_string());
         vars.insert(format!("{prefix}_SERVICE_PORT"), first.port.to_string());
-        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
         vars.insert(
             format!("{prefix}_PORT"),
             format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
@@ -83,13 +93,19 @@ pub fn service_variables(services: &[Service], namespace: &str, links: bool) -> 
         for port in ports {
             if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
                 vars.insert(
-                    format!("{prefix}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")),
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
                     port.port.to_string(),
                 );
             }
             let p = proto(port);
             let base = format!("{prefix}_PORT_{}_{}", port.port, p.to_uppercase());
-            vars.insert(base.clone(), format!("{}://{ip}:{}", p.to_lowercase(), port.port));
+            vars.insert(
+                base.clone(),
+                format!("{}://{ip}:{}", p.to_lowercase(), port.port),
+            );
             vars.insert(format!("{base}_PROTO"), p.to_lowercase());
             vars.insert(format!("{base}_PORT"), port.port.to_string());
             vars.insert(format!("{base}_ADDR"), ip.to_string());
@@ -145,7 +161,11 @@ pub fn field(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<Strin
         "metadata.name" => meta.name.clone().unwrap_or_default(),
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.nodeName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
         "spec.serviceAccountName" => pod
             .spec
             .as_ref()
@@ -155,9 +175,17 @@ pub fn field(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<Strin
         "status.hostIP" | "status.hostIPs" => host_ip.to_string(),
         _ => {
             if let Some(key) = map_key("metadata.labels") {
-                meta.labels.as_ref().and_then(|l| l.get(&key)).cloned().unwrap_or_default()
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(&key))
+                    .cloned()
+                    .unwrap_or_default()
             } else if let Some(key) = map_key("metadata.annotations") {
-                meta.annotations.as_ref().and_then(|a| a.get(&key)).cloned().unwrap_or_default()
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(&key))
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 return Err(format!(
                     "fieldRef {path:?} is not supported (metadata.name, .namespace, .uid, .labels['k'], .annotations['k'], spec.nodeName, spec.serviceAccountName, status.podIP(s), status.hostIP(s))"
@@ -168,7 +196,12 @@ pub fn field(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<Strin
 }
 
 /// The value of a `resourceFieldRef` for `container` (its limit, else the node's allocatable; divided, rounded up).
-pub fn resource(container: &Container, resource: &str, divisor: Option<&str>, inputs: &Inputs<'_>) -> Result<String, String> {
+pub fn resource(
+    container: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    inputs: &Inputs<'_>,
+) -> Result<String, String> {
     let resources = container.resources.as_ref();
     let get = |kind: &str, key: &str| -> Option<String> {
         let list = match kind {
@@ -182,20 +215,45 @@ pub fn resource(container: &Container, resource: &str, divisor: Option<&str>, in
         .ok_or_else(|| format!("resourceFieldRef {resource:?} is not limits.X or requests.X"))?;
     let value = match (kind, key) {
         ("limits" | "requests", "cpu") => get(kind, "cpu")
-            .or_else(|| if kind == "requests" { get("limits", "cpu") } else { None })
+            .or_else(|| {
+                if kind == "requests" {
+                    get("limits", "cpu")
+                } else {
+                    None
+                }
+            })
             .and_then(|q| quantity::parse(&q))
-            .unwrap_or(if kind == "limits" { inputs.node_cpu } else { 0.0 }),
+            .unwrap_or(if kind == "limits" {
+                inputs.node_cpu
+            } else {
+                0.0
+            }),
         ("limits" | "requests", "memory" | "ephemeral-storage") => get(kind, key)
-            .or_else(|| if kind == "requests" { get("limits", key) } else { None })
+            .or_else(|| {
+                if kind == "requests" {
+                    get("limits", key)
+                } else {
+                    None
+                }
+            })
             .and_then(|q| quantity::parse(&q))
-            .unwrap_or(if kind == "limits" { inputs.node_memory as f64 } else { 0.0 }),
+            .unwrap_or(if kind == "limits" {
+                inputs.node_memory as f64
+            } else {
+                0.0
+            }),
         _ => return Err(format!("resourceFieldRef {resource:?} is not supported")),
     };
     let divisor = match divisor {
-        Some(d) => quantity::parse(d).filter(|d| *d > 0.0).ok_or_else(|| format!("divisor {d:?} is not a positive quantity"))?,
+        Some(d) => quantity::parse(d)
+            .filter(|d| *d > 0.0)
+            .ok_or_else(|| format!("divisor {d:?} is not a positive quantity"))?,
         None => 1.0,
     };
-    Ok(((value / divisor) - 1e-9).ceil().max(if key == "cpu" { 1.0 } else { 0.0 }).to_string())
+    Ok(((value / divisor) - 1e-9)
+        .ceil()
+        .max(if key == "cpu" { 1.0 } else { 0.0 })
+        .to_string())
 }
 
 fn data_of_config_map(cm: &ConfigMap) -> BTreeMap<String, String> {
@@ -233,9 +291,17 @@ async fn source_data(
         why,
     };
     let data = if kind == "configmap" {
-        objects.config_map(namespace, name).await.map_err(api)?.map(|c| data_of_config_map(&c))
+        objects
+            .config_map(namespace, name)
+            .await
+            .map_err(api)?
+            .map(|c| data_of_config_map(&c))
     } else {
-        objects.secret(namespace, name).await.map_err(api)?.map(|s| data_of_secret(&s))
+        objects
+            .secret(namespace, name)
+            .await
+            .map_err(api)?
+            .map(|s| data_of_secret(&s))
     };
     match data {
         Some(d) => Ok(Some(d)),
@@ -249,17 +315,26 @@ async fn source_data(
 }
 
 /// The container's environment, in the order a process sees it (Service variables, envFrom, env).
-pub async fn build(container: &Container, inputs: &Inputs<'_>, objects: &impl Objects) -> Result<Vec<(String, String)>, EnvError> {
+pub async fn build(
+    container: &Container,
+    inputs: &Inputs<'_>,
+    objects: &impl Objects,
+) -> Result<Vec<(String, String)>, EnvError> {
     let pod = inputs.pod;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut order: Vec<String> = Vec::new();
     let mut values: BTreeMap<String, String> = BTreeMap::new();
-    let set = |order: &mut Vec<String>, values: &mut BTreeMap<String, String>, k: String, v: String| {
-        if values.insert(k.clone(), v).is_none() {
-            order.push(k);
-        }
-    };
+    let set =
+        |order: &mut Vec<String>, values: &mut BTreeMap<String, String>, k: String, v: String| {
+            if values.insert(k.clone(), v).is_none() {
+                order.push(k);
+            }
+        };
     for (k, v) in service_variables(inputs.services, namespace, links) {
         set(&mut order, &mut values, k, v);
     }
@@ -289,9 +364,11 @@ pub async fn build(container: &Container, inputs: &Inputs<'_>, objects: &impl Ob
             }
             Some(from) => {
                 if let Some(f) = &from.field_ref {
-                    field(pod, &f.field_path, inputs.pod_ip, inputs.host_ip).map_err(|why| EnvError::Invalid {
-                        var: var.name.clone(),
-                        why,
+                    field(pod, &f.field_path, inputs.pod_ip, inputs.host_ip).map_err(|why| {
+                        EnvError::Invalid {
+                            var: var.name.clone(),
+                            why,
+                        }
                     })?
                 } else if let Some(r) = &from.resource_field_ref {
                     let target = match r.container_name.as_deref().filter(|c| !c.is_empty()) {
@@ -305,15 +382,41 @@ pub async fn build(container: &Container, inputs: &Inputs<'_>, objects: &impl Ob
                             })?,
                         None => container,
                     };
-                    resource(target, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), inputs)
-                        .map_err(|why| EnvError::Invalid { var: var.name.clone(), why })?
+                    resource(
+                        target,
+                        &r.resource,
+                        r.divisor.as_ref().map(|d| d.0.as_str()),
+                        inputs,
+                    )
+                    .map_err(|why| EnvError::Invalid {
+                        var: var.name.clone(),
+                        why,
+                    })?
                 } else if let Some(k) = &from.config_map_key_ref {
-                    match key_of(objects, "configmap", namespace, &k.name, &k.key, k.optional.unwrap_or(false)).await? {
+                    match key_of(
+                        objects,
+                        "configmap",
+                        namespace,
+                        &k.name,
+                        &k.key,
+                        k.optional.unwrap_or(false),
+                    )
+                    .await?
+                    {
                         Some(v) => v,
                         None => continue,
                     }
                 } else if let Some(k) = &from.secret_key_ref {
-                    match key_of(objects, "secret", namespace, &k.name, &k.key, k.optional.unwrap_or(false)).await? {
+                    match key_of(
+                        objects,
+                        "secret",
+                        namespace,
+                        &k.name,
+                        &k.key,
+                        k.optional.unwrap_or(false),
+                    )
+                    .await?
+                    {
                         Some(v) => v,
                         None => continue,
                     }
@@ -373,20 +476,34 @@ mod tests {
     #[test]
     fn expansion_follows_kubernetes_rules() {
         let lookup = |n: &str| (n == "POD").then(|| "p-1".to_string());
-        assert_eq!(expand("k8s.pod.name=$(POD),x", &lookup), "k8s.pod.name=p-1,x");
-        assert_eq!(expand("$(MISSING) $$(POD) $$ $x", &lookup), "$(MISSING) $(POD) $ $x");
+        assert_eq!(
+            expand("k8s.pod.name=$(POD),x", &lookup),
+            "k8s.pod.name=p-1,x"
+        );
+        assert_eq!(
+            expand("$(MISSING) $$(POD) $$ $x", &lookup),
+            "$(MISSING) $(POD) $ $x"
+        );
         assert_eq!(expand("unterminated $(POD", &lookup), "unterminated $(POD");
     }
 
     fn service(ns: &str, name: &str, ip: &str, ports: &[(&str, i32)]) -> Service {
         Service {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(ns.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
             spec: Some(ServiceSpec {
                 cluster_ip: Some(ip.into()),
                 ports: Some(
                     ports
                         .iter()
-                        .map(|(n, p)| ServicePort { name: Some(n.to_string()), port: *p, ..Default::default() })
+                        .map(|(n, p)| ServicePort {
+                            name: Some(n.to_string()),
+                            port: *p,
+                            ..Default::default()
+                        })
                         .collect(),
                 ),
                 ..Default::default()
@@ -409,8 +526,15 @@ mod tests {
         assert_eq!(vars["CONSUMER_SERVICE_PORT_HTTP"], "8080");
         assert_eq!(vars["CONSUMER_PORT_8080_TCP_ADDR"], "10.96.4.4");
         assert_eq!(vars["CONSUMER_PORT"], "tcp://10.96.4.4:8080");
-        assert!(!vars.keys().any(|k| k.starts_with("CONSUMER_HEADLESS") || k.starts_with("X_")));
+        assert!(
+            !vars
+                .keys()
+                .any(|k| k.starts_with("CONSUMER_HEADLESS") || k.starts_with("X_"))
+        );
         let vars = service_variables(&services, "lab", false);
-        assert!(vars.contains_key("KUBERNETES_SERVICE_HOST") && !vars.contains_key("CONSUMER_SERVICE_HOST"));
+        assert!(
+            vars.contains_key("KUBERNETES_SERVICE_HOST")
+                && !vars.contains_key("CONSUMER_SERVICE_HOST")
+        );
     }
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,8 @@ struct Worker {
 /// Runs every pod bound to the node until `shutdown`, then waits for each to stop.
 pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     let pods: Api<Pod> = Api::all(agent.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.config.args.node_name));
+    let config = watcher::Config::default()
+        .fields(&format!("spec.nodeName={}", agent.config.args.node_name));
     let mut events = watcher::watcher(pods, config).default_backoff().boxed();
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut relisted: Option<BTreeSet<String>> = None;
@@ -79,8 +80,15 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     }
 }
 
-fn feed(agent: &Arc<Agent>, workers: &mut BTreeMap<String, Worker>, pod: Pod, shutdown: &CancellationToken) {
-    let Some(uid) = pod.metadata.uid.clone() else { return };
+fn feed(
+    agent: &Arc<Agent>,
+    workers: &mut BTreeMap<String, Worker>,
+    pod: Pod,
+    shutdown: &CancellationToken,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
     match workers.get(&uid) {
         Some(worker) => {
             worker.latest.send_replace(Some(pod));

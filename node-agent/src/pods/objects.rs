@@ -67,9 +67,13 @@ impl ApiObjects {
             .create_subresource("token", service_account, &PostParams::default(), &body)
             .await
             .map_err(|e| e.to_string())?;
-        let status = answered.status.ok_or("the TokenRequest came back without a status")?;
+        let status = answered
+            .status
+            .ok_or("the TokenRequest came back without a status")?;
         Ok(Token {
-            token: status.token.ok_or("the TokenRequest came back without a token")?,
+            token: status
+                .token
+                .ok_or("the TokenRequest came back without a token")?,
             expires_at: status
                 .expiration_timestamp
                 .map(|t| t.0.as_second())

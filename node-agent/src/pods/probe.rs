@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::shim::ExecInto;
@@ -24,10 +26,17 @@ pub struct Target<'a> {
 
 /// Why a probe type cannot be run (a pod-level error, not a failed probe).
 pub fn check_supported(probe: &Probe) -> Result<(), String> {
-    if probe.http_get.is_some() || probe.tcp_socket.is_some() || probe.grpc.is_some() || probe.exec.is_some() {
+    if probe.http_get.is_some()
+        || probe.tcp_socket.is_some()
+        || probe.grpc.is_some()
+        || probe.exec.is_some()
+    {
         Ok(())
     } else {
-        Err("the probe has no handler the node agent supports (httpGet, tcpSocket, grpc, exec)".into())
+        Err(
+            "the probe has no handler the node agent supports (httpGet, tcpSocket, grpc, exec)"
+                .into(),
+        )
     }
 }
 
@@ -51,7 +60,11 @@ fn port_of(port: &IntOrString, container: &Container) -> Result<u16, String> {
 }
 
 /// Runs one probe (or hook) once; `Ok` when it passed, `Err` with what was seen.
-pub async fn run(handler: &Handler<'_>, target: &Target<'_>, timeout: Duration) -> Result<(), String> {
+pub async fn run(
+    handler: &Handler<'_>,
+    target: &Target<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
     let work = async {
         match handler {
             Handler::Http(h) => http(h, target).await,
@@ -90,7 +103,11 @@ impl<'a> Handler<'a> {
 
 async fn http(h: &HTTPGetAction, target: &Target<'_>) -> Result<(), String> {
     let port = port_of(&h.port, target.container)?;
-    let host = h.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| target.pod_ip.to_string());
+    let host = h
+        .host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| target.pod_ip.to_string());
     let scheme = h.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
     let path = h.path.clone().unwrap_or_else(|| "/".into());
     let url = format!("{scheme}://{host}:{port}{path}");
@@ -104,7 +121,10 @@ async fn http(h: &HTTPGetAction, target: &Target<'_>) -> Result<(), String> {
     for header in h.http_headers.as_deref().unwrap_or_default() {
         request = request.header(&header.name, &header.value);
     }
-    let response = request.send().await.map_err(|e| format!("Get {url:?}: {}", error_chain(&e)))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("Get {url:?}: {}", error_chain(&e)))?;
     let code = response.status().as_u16();
     if (200..400).contains(&code) {
         Ok(())
@@ -126,7 +146,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 async fn tcp(t: &TCPSocketAction, target: &Target<'_>) -> Result<(), String> {
     let port = port_of(&t.port, target.container)?;
-    let host = t.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| target.pod_ip.to_string());
+    let host = t
+        .host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| target.pod_ip.to_string());
     tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map(drop)
@@ -137,12 +161,16 @@ async fn grpc(g: &GRPCAction, target: &Target<'_>) -> Result<(), String> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let port = u16::try_from(g.port).map_err(|_| format!("port {} is out of range", g.port))?;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}:{port}", target.pod_ip))
-        .map_err(|e| e.to_string())?;
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("failed to connect service {}:{port} within timeout: {}", target.pod_ip, error_chain(&e)))?;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{}:{port}", target.pod_ip))
+            .map_err(|e| e.to_string())?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        format!(
+            "failed to connect service {}:{port} within timeout: {}",
+            target.pod_ip,
+            error_chain(&e)
+        )
+    })?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: g.service.clone().unwrap_or_default(),
@@ -151,7 +179,10 @@ async fn grpc(g: &GRPCAction, target: &Target<'_>) -> Result<(), String> {
         .map_err(|s| format!("health rpc failed: {}", s.message()))?;
     match response.into_inner().status() {
         ServingStatus::Serving => Ok(()),
-        other => Err(format!("service unhealthy (responded with \"{}\")", other.as_str_name())),
+        other => Err(format!(
+            "service unhealthy (responded with \"{}\")",
+            other.as_str_name()
+        )),
     }
 }
 
@@ -172,7 +203,8 @@ async fn exec(e: &ExecAction, target: &Target<'_>, timeout: Duration) -> Result<
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     ));
-    std::fs::write(&file, serde_json::to_vec(&spec).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    std::fs::write(&file, serde_json::to_vec(&spec).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
     let output = tokio::time::timeout(
         timeout,
         tokio::process::Command::new(target.agent)
@@ -213,7 +245,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn of(probe: &Probe) -> Settings {
-        let secs = |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
+        let secs =
+            |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
         Settings {
             initial_delay: secs(probe.initial_delay_seconds, 0),
             period: secs(probe.period_seconds, 10).max(Duration::from_secs(1)),

@@ -80,34 +80,78 @@ pub async fn run(ctx: Arc<PodCtx>, spec: Container, kind: Kind) -> Option<Exit> 
             Ok(r) => r,
             Err((reason, message)) => {
                 let retry = reason == "ErrImageNeverPull" || reason.ends_with("ConfigError");
-                ctx.set_state(kind, &name, State::Waiting { reason: reason.to_string(), message: Some(message.clone()) });
-                ctx.agent.event(&ctx.pod, true, if retry { "Failed" } else { "FailedCreate" }, format!("Error: {message}")).await;
-                let wait = if retry { Duration::from_secs(10) } else { backoff.next(Duration::ZERO).max(Duration::from_secs(1)) };
+                ctx.set_state(
+                    kind,
+                    &name,
+                    State::Waiting {
+                        reason: reason.to_string(),
+                        message: Some(message.clone()),
+                    },
+                );
+                ctx.agent
+                    .event(
+                        &ctx.pod,
+                        true,
+                        if retry { "Failed" } else { "FailedCreate" },
+                        format!("Error: {message}"),
+                    )
+                    .await;
+                let wait = if retry {
+                    Duration::from_secs(10)
+                } else {
+                    backoff.next(Duration::ZERO).max(Duration::from_secs(1))
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = ctx.stop.cancelled() => return None,
                 }
             }
         };
-        let container_id = format!("{}://{}-{name}-{restart}", crate::node::RUNTIME_NAME, short(&ctx.uid));
+        let container_id = format!(
+            "{}://{}-{name}-{restart}",
+            crate::node::RUNTIME_NAME,
+            short(&ctx.uid)
+        );
         ctx.with_container(kind, &name, |c| {
-            c.state = State::Running { started_at: running.started_at };
+            c.state = State::Running {
+                started_at: running.started_at,
+            };
             c.container_id = Some(container_id.clone());
             c.started = spec.startup_probe.is_none() && kind != Kind::Init;
             c.ready = false;
         });
         ctx.registry_update(&name, restart, true, &running);
         ctx.notify();
-        ctx.agent.event(&ctx.pod, false, "Started", format!("Started container {name}")).await;
+        ctx.agent
+            .event(
+                &ctx.pod,
+                false,
+                "Started",
+                format!("Started container {name}"),
+            )
+            .await;
 
         let (kill_tx, mut kill_rx) = mpsc::unbounded_channel::<String>();
         let probes = (kind != Kind::Init).then(|| {
-            tokio::spawn(probe_loop(ctx.clone(), spec.clone(), kind, exec_context(&ctx, &spec, &running), kill_tx.clone()))
+            tokio::spawn(probe_loop(
+                ctx.clone(),
+                spec.clone(),
+                kind,
+                exec_context(&ctx, &spec, &running),
+                kill_tx.clone(),
+            ))
         });
         if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
             && let Err(why) = run_hook(&ctx, &spec, hook, &running, Duration::from_secs(30)).await
         {
-            ctx.agent.event(&ctx.pod, true, "FailedPostStartHook", format!("PostStartHook failed: {why}")).await;
+            ctx.agent
+                .event(
+                    &ctx.pod,
+                    true,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {why}"),
+                )
+                .await;
             let _ = kill_tx.send("its postStart hook failed".into());
         }
         let exit = tokio::select! {
@@ -151,7 +195,15 @@ pub async fn run(ctx: Arc<PodCtx>, spec: Container, kind: Kind) -> Option<Exit> 
         ctx.notify();
         if !wait.is_zero() {
             ctx.agent
-                .event(&ctx.pod, true, "BackOff", format!("Back-off restarting failed container {name} in pod {}", ctx.name))
+                .event(
+                    &ctx.pod,
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {name} in pod {}",
+                        ctx.name
+                    ),
+                )
                 .await;
         }
         tokio::select! {
@@ -165,9 +217,20 @@ fn short(uid: &str) -> &str {
     &uid[..uid.len().min(8)]
 }
 
-fn record_exit(ctx: &PodCtx, kind: Kind, name: &str, exit: &Exit, container_id: &str, restart: u32, running: &Running) {
+fn record_exit(
+    ctx: &PodCtx,
+    kind: Kind,
+    name: &str,
+    exit: &Exit,
+    container_id: &str,
+    restart: u32,
+    running: &Running,
+) {
     ctx.with_container(kind, name, |c| {
-        let terminated = State::Terminated { exit: exit.clone(), container_id: container_id.to_string() };
+        let terminated = State::Terminated {
+            exit: exit.clone(),
+            container_id: container_id.to_string(),
+        };
         c.last = Some(terminated.clone());
         c.state = terminated;
         c.ready = false;
@@ -185,20 +248,38 @@ fn spec_grace(ctx: &PodCtx) -> Duration {
 async fn stop_container(ctx: &PodCtx, spec: &Container, running: &mut Running) -> Exit {
     let grace = spec_grace(ctx);
     let begun = Instant::now();
-    ctx.agent.event(&ctx.pod, false, "Killing", format!("Stopping container {}", spec.name)).await;
+    ctx.agent
+        .event(
+            &ctx.pod,
+            false,
+            "Killing",
+            format!("Stopping container {}", spec.name),
+        )
+        .await;
     if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         && let Err(why) = run_hook(ctx, spec, hook, running, grace).await
     {
         ctx.agent
-            .event(&ctx.pod, true, "FailedPreStopHook", format!("PreStopHook failed: {why}"))
+            .event(
+                &ctx.pod,
+                true,
+                "FailedPreStopHook",
+                format!("PreStopHook failed: {why}"),
+            )
             .await;
     }
     // The kubelet leaves at least 2 s for SIGTERM after a hook that used the whole grace period.
-    let left = grace.saturating_sub(begun.elapsed()).max(Duration::from_secs(2));
+    let left = grace
+        .saturating_sub(begun.elapsed())
+        .max(Duration::from_secs(2));
     running.stop(left).await
 }
 
-async fn start(ctx: &PodCtx, spec: &Container, restart: u32) -> Result<Running, (&'static str, String)> {
+async fn start(
+    ctx: &PodCtx,
+    spec: &Container,
+    restart: u32,
+) -> Result<Running, (&'static str, String)> {
     let image_ref = spec.image.clone().unwrap_or_default();
     let command = spec.command.clone().unwrap_or_default();
     let args = spec.args.clone().unwrap_or_default();
@@ -214,7 +295,13 @@ async fn start(ctx: &PodCtx, spec: &Container, restart: u32) -> Result<Running, 
     let pod_env = env::build(spec, &inputs, &ctx.agent.objects)
         .await
         .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
-    let lookup = |name: &str| pod_env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let lookup = |name: &str| {
+        pod_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let command: Vec<String> = command.iter().map(|c| env::expand(c, &lookup)).collect();
     let args: Vec<String> = args.iter().map(|a| env::expand(a, &lookup)).collect();
     let image = ctx
@@ -222,14 +309,17 @@ async fn start(ctx: &PodCtx, spec: &Container, restart: u32) -> Result<Running, 
         .images
         .resolve(&image_ref, &command, &args)
         .map_err(|e| (e.reason(), e.to_string()))?;
-    let identity = container::identity(&ctx.pod, spec, &image).map_err(|e| ("CreateContainerConfigError", e))?;
+    let identity = container::identity(&ctx.pod, spec, &image)
+        .map_err(|e| ("CreateContainerConfigError", e))?;
     let mut environment = image.env.clone();
     environment.retain(|(k, _)| !pod_env.iter().any(|(p, _)| p == k));
     environment.push(("HOSTNAME".into(), ctx.hostname.clone()));
     environment.extend(pod_env.iter().cloned());
     let mounts = {
         let volumes = ctx.volumes.lock().await;
-        volumes.mounts(spec, &pod_env).map_err(|e| ("CreateContainerConfigError", e.to_string()))?
+        volumes
+            .mounts(spec, &pod_env)
+            .map_err(|e| ("CreateContainerConfigError", e.to_string()))?
     };
     let working_dir = spec
         .working_dir
@@ -262,16 +352,30 @@ fn exec_context(ctx: &PodCtx, spec: &Container, running: &Running) -> Option<Exe
     let image = ctx
         .agent
         .images
-        .resolve(spec.image.as_deref().unwrap_or_default(), spec.command.as_deref().unwrap_or_default(), &[])
+        .resolve(
+            spec.image.as_deref().unwrap_or_default(),
+            spec.command.as_deref().unwrap_or_default(),
+            &[],
+        )
         .ok()?;
     let identity = container::identity(&ctx.pod, spec, &image).ok()?;
     let mut env = image.env.clone();
-    env.extend(spec.env.as_deref().unwrap_or_default().iter().filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v))));
+    env.extend(
+        spec.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v))),
+    );
     Some(ExecInto {
         target_pid: running.pid,
         command: Vec::new(),
         env,
-        working_dir: spec.working_dir.clone().or(image.working_dir).unwrap_or_else(|| "/".into()),
+        working_dir: spec
+            .working_dir
+            .clone()
+            .or(image.working_dir)
+            .unwrap_or_else(|| "/".into()),
         uid: Some(identity.uid),
         gid: Some(identity.gid),
         supplemental_groups: identity.supplemental_groups,
@@ -297,7 +401,9 @@ async fn run_hook(
     } else if let Some(e) = &hook.exec {
         Handler::Exec(e)
     } else {
-        return Err("the hook has no handler the node agent supports (exec, httpGet, sleep)".into());
+        return Err(
+            "the hook has no handler the node agent supports (exec, httpGet, sleep)".into(),
+        );
     };
     let scratch = ctx.run_dir.join("exec");
     let target = Target {
@@ -312,7 +418,13 @@ async fn run_hook(
 
 /// Startup, then liveness and readiness, each on its period; a failed startup or liveness verdict asks the runner
 /// to kill the container.
-async fn probe_loop(ctx: Arc<PodCtx>, spec: Container, kind: Kind, exec: Option<ExecInto>, kill: mpsc::UnboundedSender<String>) {
+async fn probe_loop(
+    ctx: Arc<PodCtx>,
+    spec: Container,
+    kind: Kind,
+    exec: Option<ExecInto>,
+    kill: mpsc::UnboundedSender<String>,
+) {
     let name = spec.name.clone();
     let scratch = ctx.run_dir.join("exec");
     let target = Target {
@@ -357,9 +469,25 @@ async fn probe_loop(ctx: Arc<PodCtx>, spec: Container, kind: Kind, exec: Option<
 
 /// Probes on its period. Readiness calls `on_verdict` on every change and never returns; startup returns `true`
 /// on its first success; liveness returns `false` on its failure verdict.
-async fn watch(ctx: &PodCtx, target: &Target<'_>, p: &Probe, what: &str, on_verdict: impl Fn(bool)) -> bool {
+async fn watch(
+    ctx: &PodCtx,
+    target: &Target<'_>,
+    p: &Probe,
+    what: &str,
+    on_verdict: impl Fn(bool),
+) -> bool {
     let Some(handler) = Handler::of(p) else {
-        ctx.agent.event(&ctx.pod, true, "Unhealthy", format!("{what} probe: {}", probe::check_supported(p).err().unwrap_or_default())).await;
+        ctx.agent
+            .event(
+                &ctx.pod,
+                true,
+                "Unhealthy",
+                format!(
+                    "{what} probe: {}",
+                    probe::check_supported(p).err().unwrap_or_default()
+                ),
+            )
+            .await;
         return what != "Liveness" && what != "Startup";
     };
     let settings = Settings::of(p);
@@ -368,7 +496,14 @@ async fn watch(ctx: &PodCtx, target: &Target<'_>, p: &Probe, what: &str, on_verd
     loop {
         let result = probe::run(&handler, target, settings.timeout).await;
         if let Err(why) = &result {
-            ctx.agent.event(&ctx.pod, true, "Unhealthy", format!("{what} probe failed: {why}")).await;
+            ctx.agent
+                .event(
+                    &ctx.pod,
+                    true,
+                    "Unhealthy",
+                    format!("{what} probe failed: {why}"),
+                )
+                .await;
         }
         if let Some(verdict) = prober.record(result.is_ok()) {
             match what {
@@ -405,9 +540,15 @@ mod tests {
     #[test]
     fn backoff_is_the_kubelets() {
         let mut b = Backoff::default();
-        let waits: Vec<u64> = (0..8).map(|_| b.next(Duration::from_secs(1)).as_secs()).collect();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| b.next(Duration::from_secs(1)).as_secs())
+            .collect();
         assert_eq!(waits, vec![0, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(b.next(Duration::from_secs(601)), Duration::ZERO, "a long run resets it");
+        assert_eq!(
+            b.next(Duration::from_secs(601)),
+            Duration::ZERO,
+            "a long run resets it"
+        );
     }
 
     fn exit(code: i32) -> Exit {
@@ -427,7 +568,10 @@ mod tests {
         assert!(!restarts("Never", Kind::App, &exit(1)));
         assert!(restarts("OnFailure", Kind::App, &exit(1)));
         assert!(!restarts("OnFailure", Kind::App, &exit(0)));
-        assert!(restarts("Always", Kind::Init, &exit(1)), "a failed init container is retried");
+        assert!(
+            restarts("Always", Kind::Init, &exit(1)),
+            "a failed init container is retried"
+        );
         assert!(!restarts("Always", Kind::Init, &exit(0)));
         assert!(!restarts("Never", Kind::Init, &exit(1)));
         assert!(restarts("Never", Kind::Sidecar, &exit(0)));

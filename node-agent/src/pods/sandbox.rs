@@ -37,7 +37,10 @@ impl Ipam {
     }
 
     pub fn gateway(&self) -> Ipv4Addr {
-        self.lock().cidr.nth(1).expect("a pod network has a gateway")
+        self.lock()
+            .cidr
+            .nth(1)
+            .expect("a pod network has a gateway")
     }
 
     pub fn prefix(&self) -> u8 {
@@ -55,7 +58,9 @@ impl Ipam {
         for _ in 0..size {
             let n = state.next;
             state.next = if n + 2 >= size { 2 } else { n + 1 };
-            let Some(ip) = state.cidr.nth(n) else { continue };
+            let Some(ip) = state.cidr.nth(n) else {
+                continue;
+            };
             if state.used.insert(ip) {
                 return Some(ip);
             }
@@ -82,7 +87,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Creates the namespace and wires it to the bridge. On failure whatever was created is removed again.
-    pub async fn create(names: &Names, uid: &str, ip: Ipv4Addr, ipam: &Ipam) -> Result<Sandbox, CommandError> {
+    pub async fn create(
+        names: &Names,
+        uid: &str,
+        ip: Ipv4Addr,
+        ipam: &Ipam,
+    ) -> Result<Sandbox, CommandError> {
         let sandbox = Sandbox {
             netns: names.pod_netns(uid),
             veth: Names::pod_veth(uid),
@@ -110,14 +120,52 @@ impl Sandbox {
         )
         .await?;
         host::ip_in(pod, &["link", "set", "lo", "up"]).await?;
-        host::ip_in(&node, &["link", "add", &self.veth, "type", "veth", "peer", "name", POD_INTERFACE, "netns", pod]).await?;
+        host::ip_in(
+            &node,
+            &[
+                "link",
+                "add",
+                &self.veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                POD_INTERFACE,
+                "netns",
+                pod,
+            ],
+        )
+        .await?;
         host::ip_in(&node, &["link", "set", &self.veth, "master", BRIDGE]).await?;
-        host::ip_in(&node, &["link", "set", "dev", &self.veth, "type", "bridge_slave", "hairpin", "on"]).await?;
+        host::ip_in(
+            &node,
+            &[
+                "link",
+                "set",
+                "dev",
+                &self.veth,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ],
+        )
+        .await?;
         host::ip_in(&node, &["link", "set", &self.veth, "up"]).await?;
         let address = format!("{}/{}", self.ip, ipam.prefix());
         host::ip_in(pod, &["addr", "add", &address, "dev", POD_INTERFACE]).await?;
         host::ip_in(pod, &["link", "set", POD_INTERFACE, "up"]).await?;
-        host::ip_in(pod, &["route", "add", "default", "via", &ipam.gateway().to_string()]).await?;
+        host::ip_in(
+            pod,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &ipam.gateway().to_string(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -129,7 +177,9 @@ impl Sandbox {
             tracing::warn!("removing network namespace {}: {e}", self.netns);
         }
         let node = names.node_netns();
-        if host::ip_in(&node, &["link", "show", &self.veth]).await.is_ok()
+        if host::ip_in(&node, &["link", "show", &self.veth])
+            .await
+            .is_ok()
             && let Err(e) = host::ip_in(&node, &["link", "delete", &self.veth]).await
         {
             tracing::warn!("removing veth {}: {e}", self.veth);
@@ -138,7 +188,12 @@ impl Sandbox {
 }
 
 /// The pod's `/etc/hosts`, as the kubelet writes it.
-pub fn hosts_file(ip: Ipv4Addr, hostname: &str, fqdn: Option<&str>, extra: &[(String, Vec<String>)]) -> String {
+pub fn hosts_file(
+    ip: Ipv4Addr,
+    hostname: &str,
+    fqdn: Option<&str>,
+    extra: &[(String, Vec<String>)],
+) -> String {
     let mut out = String::from(
         "# Kubernetes-managed hosts file (the local cluster's node agent).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
@@ -156,8 +211,18 @@ pub fn hosts_file(ip: Ipv4Addr, hostname: &str, fqdn: Option<&str>, extra: &[(St
 }
 
 /// The pod's `/etc/resolv.conf` for `dnsPolicy: ClusterFirst`: the cluster DNS, the namespace's search list, ndots 5.
-pub fn resolv_conf(dns: Ipv4Addr, namespace: &str, domain: &str, extra_search: &[String], options: &[String]) -> String {
-    let mut search = vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.to_string()];
+pub fn resolv_conf(
+    dns: Ipv4Addr,
+    namespace: &str,
+    domain: &str,
+    extra_search: &[String],
+    options: &[String],
+) -> String {
+    let mut search = vec![
+        format!("{namespace}.svc.{domain}"),
+        format!("svc.{domain}"),
+        domain.to_string(),
+    ];
     search.extend(extra_search.iter().cloned());
     let mut opts = vec!["ndots:5".to_string()];
     for o in options {
@@ -167,7 +232,11 @@ pub fn resolv_conf(dns: Ipv4Addr, namespace: &str, domain: &str, extra_search: &
             opts[0] = o.clone();
         }
     }
-    format!("search {}\nnameserver {dns}\noptions {}\n", search.join(" "), opts.join(" "))
+    format!(
+        "search {}\nnameserver {dns}\noptions {}\n",
+        search.join(" "),
+        opts.join(" ")
+    )
 }
 
 #[cfg(test)]
@@ -184,16 +253,27 @@ mod tests {
         assert_eq!(ipam.allocate(), None, "full");
         ipam.release(got[0]);
         assert_eq!(ipam.allocate(), Some(got[0]));
-        assert!(!got.contains(&Ipv4Addr::new(10, 244, 0, 7)), "never the broadcast address");
+        assert!(
+            !got.contains(&Ipv4Addr::new(10, 244, 0, 7)),
+            "never the broadcast address"
+        );
     }
 
     #[test]
     fn resolv_conf_has_the_namespace_search_list() {
-        let text = resolv_conf(Ipv4Addr::new(10, 96, 0, 10), "autoscaling-lab", "cluster.local", &[], &[]);
+        let text = resolv_conf(
+            Ipv4Addr::new(10, 96, 0, 10),
+            "autoscaling-lab",
+            "cluster.local",
+            &[],
+            &[],
+        );
         assert_eq!(
             text,
             "search autoscaling-lab.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
         );
-        assert!(hosts_file(Ipv4Addr::new(10, 244, 0, 5), "p", None, &[]).contains("10.244.0.5\tp\n"));
+        assert!(
+            hosts_file(Ipv4Addr::new(10, 244, 0, 5), "p", None, &[]).contains("10.244.0.5\tp\n")
+        );
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
-    PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -16,9 +16,17 @@ use super::container::Exit;
 /// A container's state as the agent tracks it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: Timestamp },
-    Terminated { exit: Exit, container_id: String },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: Timestamp,
+    },
+    Terminated {
+        exit: Exit,
+        container_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +120,6 @@ fn state_of(state: &State) -> ContainerState {
                 started_at: Some(time(exit.started_at)),
                 finished_at: Some(time(exit.finished_at)),
                 container_id: Some(container_id.clone()),
-                ..ContainerStateTerminated::default()
             }),
             ..ContainerState::default()
         },
@@ -213,7 +220,10 @@ impl View {
         let initialized = self.initialized();
         let containers_ready = initialized && self.containers_ready() && self.ended.is_none();
         let conditions = [
-            ("PodReadyToStartContainers", self.sandbox_ready && self.ended.is_none()),
+            (
+                "PodReadyToStartContainers",
+                self.sandbox_ready && self.ended.is_none(),
+            ),
             ("Initialized", initialized),
             ("ContainersReady", containers_ready),
             ("Ready", containers_ready),
@@ -223,24 +233,38 @@ impl View {
             let at = self.condition(name, value);
             let reason = match (name, value) {
                 ("Initialized", false) => Some("ContainersNotInitialized".to_string()),
-                ("ContainersReady" | "Ready", false) if self.ended.is_some() => Some("PodCompleted".to_string()),
+                ("ContainersReady" | "Ready", false) if self.ended.is_some() => {
+                    Some("PodCompleted".to_string())
+                }
                 ("ContainersReady" | "Ready", false) => Some("ContainersNotReady".to_string()),
                 _ => None,
             };
             let message = match (name, value) {
                 ("ContainersReady" | "Ready", false) if self.ended.is_none() => {
-                    let unready: Vec<&str> =
-                        self.containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
-                    Some(format!("containers with unready status: [{}]", unready.join(" ")))
+                    let unready: Vec<&str> = self
+                        .containers
+                        .iter()
+                        .filter(|c| !c.ready)
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    Some(format!(
+                        "containers with unready status: [{}]",
+                        unready.join(" ")
+                    ))
                 }
                 ("Initialized", false) => {
                     let pending: Vec<&str> = self
                         .init
                         .iter()
-                        .filter(|c| !(c.started || c.terminated().is_some_and(|e| e.exit_code == 0)))
+                        .filter(|c| {
+                            !(c.started || c.terminated().is_some_and(|e| e.exit_code == 0))
+                        })
                         .map(|c| c.name.as_str())
                         .collect();
-                    Some(format!("containers with incomplete status: [{}]", pending.join(" ")))
+                    Some(format!(
+                        "containers with incomplete status: [{}]",
+                        pending.join(" ")
+                    ))
                 }
                 _ => None,
             };
@@ -265,7 +289,8 @@ impl View {
             pod_ip: self.pod_ip.clone(),
             pod_ips: self.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
             start_time: self.start_time.map(time),
-            init_container_statuses: (!self.init.is_empty()).then(|| self.init.iter().map(container_status).collect()),
+            init_container_statuses: (!self.init.is_empty())
+                .then(|| self.init.iter().map(container_status).collect()),
             container_statuses: Some(self.containers.iter().map(container_status).collect()),
             reason: self.ended.as_ref().and_then(|e| e.reason.clone()),
             message: self
@@ -302,7 +327,10 @@ mod tests {
             containers: states
                 .into_iter()
                 .enumerate()
-                .map(|(i, s)| ContainerView { state: s, ..ContainerView::new(&format!("c{i}"), "img") })
+                .map(|(i, s)| ContainerView {
+                    state: s,
+                    ..ContainerView::new(&format!("c{i}"), "img")
+                })
                 .collect(),
             ..View::default()
         }
@@ -310,13 +338,22 @@ mod tests {
 
     #[test]
     fn phases_follow_the_kubelet() {
-        let running = State::Running { started_at: Timestamp::now() };
+        let running = State::Running {
+            started_at: Timestamp::now(),
+        };
         assert_eq!(view("Always", vec![running.clone()]).phase(), "Running");
         assert_eq!(view("Never", vec![exit(0), exit(0)]).phase(), "Succeeded");
         assert_eq!(view("Never", vec![exit(0), exit(3)]).phase(), "Failed");
-        assert_eq!(view("OnFailure", vec![exit(3)]).phase(), "Running", "OnFailure restarts it");
+        assert_eq!(
+            view("OnFailure", vec![exit(3)]).phase(),
+            "Running",
+            "OnFailure restarts it"
+        );
         assert_eq!(view("Never", vec![exit(0), running]).phase(), "Running");
-        let waiting = State::Waiting { reason: "ContainerCreating".into(), message: None };
+        let waiting = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
         assert_eq!(view("Always", vec![waiting]).phase(), "Pending");
         let mut v = view("Never", vec![exit(1)]);
         v.init = vec![ContainerView::new("init", "img")];
@@ -325,14 +362,30 @@ mod tests {
 
     #[test]
     fn conditions_keep_their_transition_times() {
-        let mut v = view("Always", vec![State::Running { started_at: Timestamp::now() }]);
+        let mut v = view(
+            "Always",
+            vec![State::Running {
+                started_at: Timestamp::now(),
+            }],
+        );
         v.sandbox_ready = true;
         let first = v.status();
-        let ready = |s: &PodStatus| s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap();
+        let ready = |s: &PodStatus| {
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+                .unwrap()
+        };
         assert_eq!(ready(&first).status, "False");
         assert!(ready(&first).message.unwrap().contains("[c0]"));
         let again = v.status();
-        assert_eq!(ready(&first).last_transition_time, ready(&again).last_transition_time);
+        assert_eq!(
+            ready(&first).last_transition_time,
+            ready(&again).last_transition_time
+        );
         v.containers[0].ready = true;
         assert_eq!(ready(&v.status()).status, "True");
     }

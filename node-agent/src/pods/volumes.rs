@@ -55,7 +55,10 @@ pub struct Context<'a> {
 }
 
 fn mode_of(item_mode: Option<i32>, default_mode: Option<i32>, fallback: u32) -> u32 {
-    item_mode.or(default_mode).map(|m| m as u32 & 0o7777).unwrap_or(fallback)
+    item_mode
+        .or(default_mode)
+        .map(|m| m as u32 & 0o7777)
+        .unwrap_or(fallback)
 }
 
 /// The owner of volume files: the pod's fsGroup as group (and its runAsUser, for tokens), as the kubelet sets them.
@@ -75,7 +78,12 @@ impl Volumes {
     }
 
     /// Writes (first time) or refreshes the volumes: ConfigMap and Secret content, tokens near expiry.
-    pub async fn update(&mut self, pod: &Pod, ctx: &Context<'_>, first: bool) -> Result<(), VolumeError> {
+    pub async fn update(
+        &mut self,
+        pod: &Pod,
+        ctx: &Context<'_>,
+        first: bool,
+    ) -> Result<(), VolumeError> {
         let spec = pod.spec.as_ref();
         for volume in spec.and_then(|s| s.volumes.as_deref()).unwrap_or_default() {
             let dir = ctx.dir.join(&volume.name);
@@ -88,7 +96,12 @@ impl Volumes {
         Ok(())
     }
 
-    async fn create(&mut self, _pod: &Pod, volume: &Volume, dir: &Path) -> Result<PathBuf, VolumeError> {
+    async fn create(
+        &mut self,
+        _pod: &Pod,
+        volume: &Volume,
+        dir: &Path,
+    ) -> Result<PathBuf, VolumeError> {
         let err = verr(&volume.name);
         if let Some(host) = &volume.host_path {
             let path = PathBuf::from(&host.path);
@@ -103,7 +116,8 @@ impl Volumes {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         if let Some(empty) = &volume.empty_dir {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| err(e.to_string()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| err(e.to_string()))?;
             if empty.medium.as_deref() == Some("Memory") {
                 let size = empty
                     .size_limit
@@ -130,52 +144,111 @@ impl Volumes {
         if !known {
             let kind = serde_json::to_value(volume)
                 .ok()
-                .and_then(|v| v.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()))
+                .and_then(|v| {
+                    v.as_object()
+                        .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+                })
                 .unwrap_or_else(|| "unknown".into());
-            return Err(err(format!("type {kind} is not supported by the node agent (supported: {SUPPORTED})")));
+            return Err(err(format!(
+                "type {kind} is not supported by the node agent (supported: {SUPPORTED})"
+            )));
         }
         Ok(dir.to_path_buf())
     }
 
-    async fn write(&mut self, pod: &Pod, volume: &Volume, dir: &Path, ctx: &Context<'_>, first: bool) -> Result<(), VolumeError> {
+    async fn write(
+        &mut self,
+        pod: &Pod,
+        volume: &Volume,
+        dir: &Path,
+        ctx: &Context<'_>,
+        first: bool,
+    ) -> Result<(), VolumeError> {
         let err = verr(&volume.name);
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let mut files: BTreeMap<String, File> = BTreeMap::new();
         if let Some(cm) = &volume.config_map {
-            let found = ctx.objects.config_map(namespace, &cm.name).await.map_err(&err)?;
+            let found = ctx
+                .objects
+                .config_map(namespace, &cm.name)
+                .await
+                .map_err(&err)?;
             match found {
-                Some(found) => add_items(&mut files, config_map_data(&found), cm.items.as_deref(), cm.default_mode, &volume.name)?,
+                Some(found) => add_items(
+                    &mut files,
+                    config_map_data(&found),
+                    cm.items.as_deref(),
+                    cm.default_mode,
+                    &volume.name,
+                )?,
                 None if cm.optional.unwrap_or(false) => {}
                 None => return Err(err(format!("configmap \"{}\" not found", cm.name))),
             }
         } else if let Some(secret) = &volume.secret {
             let name = secret.secret_name.clone().unwrap_or_default();
             match ctx.objects.secret(namespace, &name).await.map_err(&err)? {
-                Some(found) => add_items(&mut files, secret_data(&found), secret.items.as_deref(), secret.default_mode, &volume.name)?,
+                Some(found) => add_items(
+                    &mut files,
+                    secret_data(&found),
+                    secret.items.as_deref(),
+                    secret.default_mode,
+                    &volume.name,
+                )?,
                 None if secret.optional.unwrap_or(false) => {}
                 None => return Err(err(format!("secret \"{name}\" not found"))),
             }
         } else if let Some(downward) = &volume.downward_api {
             for item in downward.items.as_deref().unwrap_or_default() {
-                add_downward(&mut files, pod, item, downward.default_mode, ctx, &volume.name)?;
+                add_downward(
+                    &mut files,
+                    pod,
+                    item,
+                    downward.default_mode,
+                    ctx,
+                    &volume.name,
+                )?;
             }
         } else if let Some(projected) = &volume.projected {
             for source in projected.sources.as_deref().unwrap_or_default() {
                 if let Some(cm) = &source.config_map {
-                    match ctx.objects.config_map(namespace, &cm.name).await.map_err(&err)? {
-                        Some(found) => add_items(&mut files, config_map_data(&found), cm.items.as_deref(), projected.default_mode, &volume.name)?,
+                    match ctx
+                        .objects
+                        .config_map(namespace, &cm.name)
+                        .await
+                        .map_err(&err)?
+                    {
+                        Some(found) => add_items(
+                            &mut files,
+                            config_map_data(&found),
+                            cm.items.as_deref(),
+                            projected.default_mode,
+                            &volume.name,
+                        )?,
                         None if cm.optional.unwrap_or(false) => {}
                         None => return Err(err(format!("configmap \"{}\" not found", cm.name))),
                     }
                 } else if let Some(s) = &source.secret {
                     match ctx.objects.secret(namespace, &s.name).await.map_err(&err)? {
-                        Some(found) => add_items(&mut files, secret_data(&found), s.items.as_deref(), projected.default_mode, &volume.name)?,
+                        Some(found) => add_items(
+                            &mut files,
+                            secret_data(&found),
+                            s.items.as_deref(),
+                            projected.default_mode,
+                            &volume.name,
+                        )?,
                         None if s.optional.unwrap_or(false) => {}
                         None => return Err(err(format!("secret \"{}\" not found", s.name))),
                     }
                 } else if let Some(d) = &source.downward_api {
                     for item in d.items.as_deref().unwrap_or_default() {
-                        add_downward(&mut files, pod, item, projected.default_mode, ctx, &volume.name)?;
+                        add_downward(
+                            &mut files,
+                            pod,
+                            item,
+                            projected.default_mode,
+                            ctx,
+                            &volume.name,
+                        )?;
                     }
                 } else if let Some(token) = &source.service_account_token {
                     let key = (volume.name.clone(), token.path.clone());
@@ -186,21 +259,30 @@ impl Volumes {
                     let expiration = token.expiration_seconds.unwrap_or(3600).max(600);
                     let renew_at = self.tokens.get(&key).map(|exp| exp - expiration / 5);
                     let existing = dir.join(&token.path);
-                    let value = if first || renew_at.is_none_or(|at| now >= at) || !existing.exists() {
-                        let Token { token: value, expires_at } = request_token(pod, token.audience.clone(), expiration, ctx)
-                            .await
-                            .map_err(&err)?;
-                        self.tokens.insert(key, expires_at);
-                        value.into_bytes()
-                    } else {
-                        std::fs::read(&existing).map_err(|e| err(e.to_string()))?
-                    };
-                    files.insert(token.path.clone(), File {
-                        content: value,
-                        mode: mode_of(None, projected.default_mode, 0o644),
-                    });
+                    let value =
+                        if first || renew_at.is_none_or(|at| now >= at) || !existing.exists() {
+                            let Token {
+                                token: value,
+                                expires_at,
+                            } = request_token(pod, token.audience.clone(), expiration, ctx)
+                                .await
+                                .map_err(&err)?;
+                            self.tokens.insert(key, expires_at);
+                            value.into_bytes()
+                        } else {
+                            std::fs::read(&existing).map_err(|e| err(e.to_string()))?
+                        };
+                    files.insert(
+                        token.path.clone(),
+                        File {
+                            content: value,
+                            mode: mode_of(None, projected.default_mode, 0o644),
+                        },
+                    );
                 } else {
-                    return Err(err(format!("a projected source of a type the node agent does not support (supported: {SUPPORTED})")));
+                    return Err(err(format!(
+                        "a projected source of a type the node agent does not support (supported: {SUPPORTED})"
+                    )));
                 }
             }
         } else {
@@ -211,7 +293,11 @@ impl Volumes {
     }
 
     /// The shim's mounts for a container's `volumeMounts` (`subPath` and `subPathExpr` resolved against `env`).
-    pub fn mounts(&self, container: &Container, env: &[(String, String)]) -> Result<Vec<Mount>, VolumeError> {
+    pub fn mounts(
+        &self,
+        container: &Container,
+        env: &[(String, String)],
+    ) -> Result<Vec<Mount>, VolumeError> {
         let mut mounts = Vec::new();
         for m in container.volume_mounts.as_deref().unwrap_or_default() {
             mounts.push(self.mount(m, env)?);
@@ -224,14 +310,17 @@ impl Volumes {
             mount: m.mount_path.clone(),
             why,
         };
-        let base = self
-            .paths
-            .get(&m.name)
-            .ok_or_else(|| merr(format!("names volume {:?}, which the pod does not have", m.name)))?;
+        let base = self.paths.get(&m.name).ok_or_else(|| {
+            merr(format!(
+                "names volume {:?}, which the pod does not have",
+                m.name
+            ))
+        })?;
         let sub = match (&m.sub_path, &m.sub_path_expr) {
             (Some(p), _) if !p.is_empty() => Some(p.clone()),
             (_, Some(expr)) if !expr.is_empty() => {
-                let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+                let lookup =
+                    |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
                 Some(env::expand(expr, &lookup))
             }
             _ => None,
@@ -240,7 +329,9 @@ impl Volumes {
             None => base.clone(),
             Some(sub) => {
                 if !atomic::valid_path(&sub) {
-                    return Err(merr(format!("subPath {sub:?} must be a relative path without '..'")));
+                    return Err(merr(format!(
+                        "subPath {sub:?} must be a relative path without '..'"
+                    )));
                 }
                 let path = base.join(&sub);
                 if !path.exists() {
@@ -272,7 +363,12 @@ impl Volumes {
     }
 }
 
-async fn request_token(pod: &Pod, audience: Option<String>, expiration: i64, ctx: &Context<'_>) -> Result<Token, String> {
+async fn request_token(
+    pod: &Pod,
+    audience: Option<String>,
+    expiration: i64,
+    ctx: &Context<'_>,
+) -> Result<Token, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let sa = pod
         .spec
@@ -332,19 +428,31 @@ fn add_items(
     match items {
         None => {
             for (key, content) in data {
-                files.insert(key, File { content, mode: mode_of(None, default_mode, 0o644) });
+                files.insert(
+                    key,
+                    File {
+                        content,
+                        mode: mode_of(None, default_mode, 0o644),
+                    },
+                );
             }
         }
         Some(items) => {
             for item in items {
-                let content = data.get(&item.key).cloned().ok_or_else(|| VolumeError::Volume {
-                    volume: volume.to_string(),
-                    why: format!("key {:?} is not in its source", item.key),
-                })?;
-                files.insert(item.path.clone(), File {
-                    content,
-                    mode: mode_of(item.mode, default_mode, 0o644),
-                });
+                let content = data
+                    .get(&item.key)
+                    .cloned()
+                    .ok_or_else(|| VolumeError::Volume {
+                        volume: volume.to_string(),
+                        why: format!("key {:?} is not in its source", item.key),
+                    })?;
+                files.insert(
+                    item.path.clone(),
+                    File {
+                        content,
+                        mode: mode_of(item.mode, default_mode, 0o644),
+                    },
+                );
             }
         }
     }
@@ -383,7 +491,11 @@ fn add_downward(
             .spec
             .as_ref()
             .and_then(|s| s.containers.iter().find(|c| c.name == name))
-            .ok_or_else(|| err(format!("resourceFieldRef names container {name:?}, which the pod does not have")))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "resourceFieldRef names container {name:?}, which the pod does not have"
+                ))
+            })?;
         let inputs = env::Inputs {
             pod,
             pod_ip: ctx.pod_ip,
@@ -392,13 +504,25 @@ fn add_downward(
             node_cpu: ctx.node_cpu,
             node_memory: ctx.node_memory,
         };
-        env::resource(container, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), &inputs).map_err(&err)?
+        env::resource(
+            container,
+            &r.resource,
+            r.divisor.as_ref().map(|d| d.0.as_str()),
+            &inputs,
+        )
+        .map_err(&err)?
     } else {
-        return Err(err(format!("item {:?} has neither fieldRef nor resourceFieldRef", item.path)));
+        return Err(err(format!(
+            "item {:?} has neither fieldRef nor resourceFieldRef",
+            item.path
+        )));
     };
-    files.insert(item.path.clone(), File {
-        content: value.into_bytes(),
-        mode: mode_of(item.mode, default_mode, 0o644),
-    });
+    files.insert(
+        item.path.clone(),
+        File {
+            content: value.into_bytes(),
+            mode: mode_of(item.mode, default_mode, 0o644),
+        },
+    );
     Ok(())
 }

@@ -50,10 +50,22 @@ impl PodCtx {
         self.changed.notify_one();
     }
 
-    pub fn with_container<T>(&self, kind: Kind, name: &str, f: impl FnOnce(&mut ContainerView) -> T) -> T {
+    pub fn with_container<T>(
+        &self,
+        kind: Kind,
+        name: &str,
+        f: impl FnOnce(&mut ContainerView) -> T,
+    ) -> T {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        let list = if kind == Kind::App { &mut view.containers } else { &mut view.init };
-        let c = list.iter_mut().find(|c| c.name == name).expect("every container has a view");
+        let list = if kind == Kind::App {
+            &mut view.containers
+        } else {
+            &mut view.init
+        };
+        let c = list
+            .iter_mut()
+            .find(|c| c.name == name)
+            .expect("every container has a view");
         f(c)
     }
 
@@ -63,27 +75,46 @@ impl PodCtx {
     }
 
     pub fn services(&self) -> Vec<Service> {
-        self.agent.services.state().iter().map(|s| (**s).clone()).collect()
+        self.agent
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect()
     }
 }
 
 fn grace_of(pod: &Pod) -> u64 {
     pod.metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(0) as u64
 }
 
 /// Runs the pod's life on this node until it is gone from the API (or the agent stops).
-pub async fn run(agent: Arc<Agent>, mut pod_rx: watch::Receiver<Option<Pod>>, shutdown: CancellationToken) {
-    let Some(pod) = pod_rx.borrow_and_update().clone() else { return };
+pub async fn run(
+    agent: Arc<Agent>,
+    mut pod_rx: watch::Receiver<Option<Pod>>,
+    shutdown: CancellationToken,
+) {
+    let Some(pod) = pod_rx.borrow_and_update().clone() else {
+        return;
+    };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let log_dir = logs::pod_dir(&agent.logs_root(), &namespace, &name, &uid);
     let pods: Api<Pod> = Api::namespaced(agent.client.clone(), &namespace);
-    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     let done = phase == "Succeeded" || phase == "Failed";
     if !done && pod.metadata.deletion_timestamp.is_none() {
         live(&agent, &pod, &uid, &log_dir, &mut pod_rx, &shutdown).await;
@@ -99,7 +130,10 @@ pub async fn run(agent: Arc<Agent>, mut pod_rx: watch::Receiver<Option<Pod>>, sh
             Some(p) if p.metadata.deletion_timestamp.is_some() => {
                 let params = DeleteParams {
                     grace_period_seconds: Some(0),
-                    preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
                     ..DeleteParams::default()
                 };
                 match pods.delete(&name, &params).await {
@@ -139,7 +173,10 @@ async fn live(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let view = Arc::new(Mutex::new(View {
-        restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+        restart_policy: spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into()),
         host_ip: agent.config.args.node_ip.to_string(),
         start_time: Some(Timestamp::now()),
         init: spec
@@ -158,19 +195,32 @@ async fn live(
     }));
     let changed = Arc::new(Notify::new());
     let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(status_writer(agent.clone(), pod.clone(), view.clone(), changed.clone(), writer_stop.clone()));
+    let writer = tokio::spawn(status_writer(
+        agent.clone(),
+        pod.clone(),
+        view.clone(),
+        changed.clone(),
+        writer_stop.clone(),
+    ));
     changed.notify_one();
 
-    let Some((sandbox, volumes)) = prepare(agent, pod, uid, &view, &changed, pod_rx, shutdown).await else {
+    let Some((sandbox, volumes)) =
+        prepare(agent, pod, uid, &view, &changed, pod_rx, shutdown).await
+    else {
         writer_stop.cancel();
         let _ = writer.await;
         return;
     };
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect());
-    let fqdn = spec
-        .subdomain
-        .as_ref()
-        .map(|sub| format!("{hostname}.{sub}.{namespace}.svc.{}", agent.config.args.cluster_domain));
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| name.chars().take(63).collect());
+    let fqdn = spec.subdomain.as_ref().map(|sub| {
+        format!(
+            "{hostname}.{sub}.{namespace}.svc.{}",
+            agent.config.args.cluster_domain
+        )
+    });
     let aliases: Vec<(String, Vec<String>)> = spec
         .host_aliases
         .as_deref()
@@ -183,7 +233,9 @@ async fn live(
         agent.config.args.cluster_dns,
         &namespace,
         &agent.config.args.cluster_domain,
-        dns.and_then(|d| d.searches.clone()).unwrap_or_default().as_slice(),
+        dns.and_then(|d| d.searches.clone())
+            .unwrap_or_default()
+            .as_slice(),
         &dns.and_then(|d| d.options.clone())
             .unwrap_or_default()
             .iter()
@@ -199,9 +251,15 @@ async fn live(
         uid: uid.to_string(),
         namespace: namespace.clone(),
         name: name.clone(),
-        restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+        restart_policy: spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into()),
         etc_files: vec![
-            ("hosts".into(), sandbox::hosts_file(sandbox.ip, &hostname, fqdn.as_deref(), &aliases)),
+            (
+                "hosts".into(),
+                sandbox::hosts_file(sandbox.ip, &hostname, fqdn.as_deref(), &aliases),
+            ),
             ("resolv.conf".into(), resolv),
             ("hostname".into(), format!("{hostname}\n")),
         ],
@@ -226,7 +284,9 @@ async fn live(
         },
     );
     let containers = tokio::spawn(run_containers(ctx.clone()));
-    let deadline = spec.active_deadline_seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s.max(0) as u64));
+    let deadline = spec
+        .active_deadline_seconds
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s.max(0) as u64));
     let mut refresh = tokio::time::interval(Duration::from_secs(30));
     refresh.tick().await;
     let mut containers = containers;
@@ -283,7 +343,11 @@ async fn live(
         let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
         if v.ended.is_none() && ended_on_its_own {
             let phase = v.phase();
-            v.ended = Some(Ended { phase, reason: None, message: None });
+            v.ended = Some(Ended {
+                phase,
+                reason: None,
+                message: None,
+            });
         }
         v.sandbox_ready = false;
     }
@@ -304,7 +368,9 @@ async fn run_containers(ctx: Arc<PodCtx>) {
             let name = init.name.clone();
             sidecars.push(tokio::spawn(runner::run(c, init, Kind::Sidecar)));
             // The next init container starts once this sidecar has started.
-            while !ctx.with_container(Kind::Sidecar, &name, |c| c.started || matches!(c.state, State::Running { .. })) {
+            while !ctx.with_container(Kind::Sidecar, &name, |c| {
+                c.started || matches!(c.state, State::Running { .. })
+            }) {
                 tokio::select! {
                     _ = ctx.changed.notified() => {}
                     _ = ctx.stop.cancelled() => return,
@@ -320,7 +386,10 @@ async fn run_containers(ctx: Arc<PodCtx>) {
                 ctx.view.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(Ended {
                     phase: "Failed",
                     reason: None,
-                    message: Some(format!("init container {} exited with {}", init.name, exit.exit_code)),
+                    message: Some(format!(
+                        "init container {} exited with {}",
+                        init.name, exit.exit_code
+                    )),
                 });
                 ctx.notify();
                 return;
@@ -347,7 +416,11 @@ async fn run_containers(ctx: Arc<PodCtx>) {
     }
 }
 
-fn volume_ctx<'a>(agent: &'a Agent, dir: &'a std::path::Path, pod_ip: &'a str) -> volumes::Context<'a> {
+fn volume_ctx<'a>(
+    agent: &'a Agent,
+    dir: &'a std::path::Path,
+    pod_ip: &'a str,
+) -> volumes::Context<'a> {
     volumes::Context {
         objects: &agent.objects,
         dir,
@@ -372,14 +445,25 @@ async fn prepare(
         view.lock().unwrap_or_else(|e| e.into_inner()).message = m;
         changed.notify_one();
     };
-    let gone = |rx: &watch::Receiver<Option<Pod>>| rx.borrow().as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+    let gone = |rx: &watch::Receiver<Option<Pod>>| {
+        rx.borrow()
+            .as_ref()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    };
     let sandbox = loop {
         if gone(pod_rx) || shutdown.is_cancelled() {
             return None;
         }
         let Some(ip) = agent.ipam.allocate() else {
             set_message(Some("no free address in the node's pod network".into()));
-            agent.event(pod, true, "FailedCreatePodSandBox", "no free address in the node's pod network".into()).await;
+            agent
+                .event(
+                    pod,
+                    true,
+                    "FailedCreatePodSandBox",
+                    "no free address in the node's pod network".into(),
+                )
+                .await;
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         };
@@ -388,7 +472,14 @@ async fn prepare(
             Err(e) => {
                 agent.ipam.release(ip);
                 set_message(Some(format!("creating the pod's network: {e}")));
-                agent.event(pod, true, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}")).await;
+                agent
+                    .event(
+                        pod,
+                        true,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    )
+                    .await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
@@ -417,13 +508,25 @@ async fn prepare(
             Err(e) => {
                 {
                     let mut waiting = view.lock().unwrap_or_else(|e| e.into_inner());
-                    let View { init, containers, .. } = &mut *waiting;
+                    let View {
+                        init, containers, ..
+                    } = &mut *waiting;
                     for c in init.iter_mut().chain(containers.iter_mut()) {
-                        c.state = State::Waiting { reason: "ContainerCreating".into(), message: Some(e.to_string()) };
+                        c.state = State::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: Some(e.to_string()),
+                        };
                     }
                 }
                 set_message(Some(e.to_string()));
-                agent.event(pod, true, "FailedMount", format!("MountVolume.SetUp failed for {e}")).await;
+                agent
+                    .event(
+                        pod,
+                        true,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed for {e}"),
+                    )
+                    .await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = pod_rx.changed() => {}
@@ -436,7 +539,8 @@ async fn prepare(
 /// After the last container: the pod's processes, cgroup, network and runtime files go; logs stay until deletion.
 async fn teardown(agent: &Arc<Agent>, ctx: &PodCtx) {
     let group = agent.pod_group(&ctx.uid, None);
-    match tokio::task::spawn_blocking(move || group.kill_and_remove(Duration::from_secs(10))).await {
+    match tokio::task::spawn_blocking(move || group.kill_and_remove(Duration::from_secs(10))).await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(pod = %ctx.name, "removing the pod's cgroup: {e}"),
         Err(e) => tracing::warn!(pod = %ctx.name, "removing the pod's cgroup: {e}"),
@@ -454,7 +558,13 @@ async fn teardown(agent: &Arc<Agent>, ctx: &PodCtx) {
 }
 
 /// Posts the pod's status whenever it changes (coalescing bursts), until `stop`; then once more.
-async fn status_writer(agent: Arc<Agent>, pod: Pod, view: Arc<Mutex<View>>, changed: Arc<Notify>, stop: CancellationToken) {
+async fn status_writer(
+    agent: Arc<Agent>,
+    pod: Pod,
+    view: Arc<Mutex<View>>,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(agent.client.clone(), &namespace);
@@ -469,7 +579,10 @@ async fn status_writer(agent: Arc<Agent>, pod: Pod, view: Arc<Mutex<View>>, chan
         let status = view.lock().unwrap_or_else(|e| e.into_inner()).status();
         let body = serde_json::json!({ "status": status });
         if body != last {
-            match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&body)).await {
+            match pods
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&body))
+                .await
+            {
                 Ok(_) => last = body,
                 Err(kube::Error::Api(e)) if e.code == 404 => return,
                 Err(e) => {

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
@@ -30,13 +32,18 @@ pub enum Refused {
 
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// Token reviews by token: when, and who it named (none: not authenticated).
+type TokenCache = Arc<Mutex<BTreeMap<String, (Instant, Option<User>)>>>;
+/// Access reviews by user and subresource: when, and whether allowed.
+type DecisionCache = Arc<Mutex<BTreeMap<(User, String), (Instant, bool)>>>;
+
 /// The API's gate.
 #[derive(Clone)]
 pub struct Gate {
     client: Client,
     node: String,
-    tokens: Arc<Mutex<BTreeMap<String, (Instant, Option<User>)>>>,
-    decisions: Arc<Mutex<BTreeMap<(User, String), (Instant, bool)>>>,
+    tokens: TokenCache,
+    decisions: DecisionCache,
 }
 
 /// The subresource of `nodes` a path is authorized as.
@@ -63,10 +70,18 @@ impl Gate {
     }
 
     /// Authenticates (certificate user, else bearer token) and authorizes one request.
-    pub async fn check(&self, cert_user: Option<User>, bearer: Option<&str>, path: &str) -> Result<User, Refused> {
+    pub async fn check(
+        &self,
+        cert_user: Option<User>,
+        bearer: Option<&str>,
+        path: &str,
+    ) -> Result<User, Refused> {
         let user = match (cert_user, bearer) {
             (Some(u), _) => u,
-            (None, Some(token)) => self.review_token(token).await?.ok_or(Refused::Unauthorized)?,
+            (None, Some(token)) => self
+                .review_token(token)
+                .await?
+                .ok_or(Refused::Unauthorized)?,
             (None, None) => return Err(Refused::Unauthorized),
         };
         let sub = subresource(path);
@@ -81,7 +96,11 @@ impl Gate {
     }
 
     async fn review_token(&self, token: &str) -> Result<Option<User>, Refused> {
-        if let Some((at, user)) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(token)
+        if let Some((at, user)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(user.clone());
@@ -100,7 +119,7 @@ impl Gate {
             .map_err(|e| Refused::Unavailable(format!("TokenReview: {e}")))?;
         let status = answer.status.unwrap_or_default();
         let user = (status.authenticated == Some(true))
-            .then(|| status.user)
+            .then_some(status.user)
             .flatten()
             .map(|u| User {
                 name: u.username.unwrap_or_default(),
@@ -115,7 +134,11 @@ impl Gate {
 
     async fn authorize(&self, user: &User, sub: &str) -> Result<bool, Refused> {
         let key = (user.clone(), sub.to_string());
-        if let Some((at, allowed)) = self.decisions.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+        if let Some((at, allowed)) = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(*allowed);
@@ -154,7 +177,12 @@ impl Gate {
 pub fn user_of_certificate(der: &[u8]) -> Option<User> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
@@ -177,8 +205,12 @@ mod tests {
     #[test]
     fn a_certificate_names_its_user_and_groups() {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:masters");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let user = user_of_certificate(cert.der()).unwrap();

@@ -30,7 +30,8 @@ pub struct LogParams {
 }
 
 fn flag(v: &Option<String>) -> bool {
-    v.as_deref().is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+    v.as_deref()
+        .is_some_and(|v| v.is_empty() || v == "true" || v == "1")
 }
 
 fn bad(status: StatusCode, message: String) -> Response {
@@ -43,23 +44,29 @@ pub async fn container_logs(
     Query(params): Query<LogParams>,
 ) -> Response {
     let Some(entry) = api.agent.registry.get(&namespace, &pod) else {
-        return bad(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not on this node"));
+        return bad(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        );
     };
     let Some(c) = entry.containers.get(&container).cloned() else {
         return bad(
             StatusCode::BAD_REQUEST,
-            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"),
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
         );
     };
     let previous = flag(&params.previous);
     let restart = if previous {
-        let prev = if c.running { c.restart_count.checked_sub(1) } else { c.restart_count.checked_sub(1) };
-        match prev {
+        match c.restart_count.checked_sub(1) {
             Some(r) => r,
             None => {
                 return bad(
                     StatusCode::BAD_REQUEST,
-                    format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
+                    format!(
+                        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+                    ),
                 );
             }
         }
@@ -84,10 +91,20 @@ pub async fn container_logs(
     let (first, offset) = match logs::read(&path, &query) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
-        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("reading {}: {e}", path.display())),
+        Err(e) => {
+            return bad(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {e}", path.display()),
+            );
+        }
     };
     if !flag(&params.follow) || previous {
-        return (StatusCode::OK, [(http::header::CONTENT_TYPE, "text/plain")], first).into_response();
+        return (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "text/plain")],
+            first,
+        )
+            .into_response();
     }
     let registry = api.agent.registry.clone();
     let timestamps = query.timestamps;
@@ -97,7 +114,12 @@ pub async fn container_logs(
             .and_then(|p| p.containers.get(&container).cloned())
             .is_some_and(|now| now.running && now.restart_count == restart)
     });
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response()
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn now() -> f64 {
@@ -107,43 +129,58 @@ fn now() -> f64 {
         .unwrap_or_default()
 }
 
+/// Where a follow is.
+struct Follow {
+    pending: Option<Vec<u8>>,
+    offset: u64,
+    finished: bool,
+}
+
 /// The first chunk, then new lines every 200 ms until the run is over and the file has no more.
 fn async_stream(
     first: Vec<u8>,
     path: std::path::PathBuf,
     offset: u64,
     timestamps: bool,
-    still_running: impl Fn() -> bool + Send + 'static,
+    still_running: impl Fn() -> bool + Send + Sync + 'static,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::unfold(
-        (Some(first), offset, false),
-        move |(pending, mut offset, done)| {
-            let path = path.clone();
-            let running = !done && still_running();
-            async move {
-                if let Some(first) = pending {
-                    return Some((Ok(Bytes::from(first)), (None, offset, false)));
+    let still_running = std::sync::Arc::new(still_running);
+    let start = Follow {
+        pending: Some(first),
+        offset,
+        finished: false,
+    };
+    futures::stream::unfold(start, move |mut follow| {
+        let path = path.clone();
+        let still_running = still_running.clone();
+        async move {
+            if let Some(first) = follow.pending.take() {
+                return Some((Ok(Bytes::from(first)), follow));
+            }
+            if follow.finished {
+                return None;
+            }
+            loop {
+                // Asked before reading, so that lines written just before the end are still sent.
+                let running = still_running();
+                match logs::read_from(&path, follow.offset, timestamps) {
+                    Ok((chunk, next)) => {
+                        follow.offset = next;
+                        if !chunk.is_empty() {
+                            return Some((Ok(Bytes::from(chunk)), follow));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        follow.finished = true;
+                        return Some((Err(e), follow));
+                    }
                 }
-                if done {
+                if !running {
                     return None;
                 }
-                loop {
-                    match logs::read_from(&path, offset, timestamps) {
-                        Ok((chunk, next)) if !chunk.is_empty() => {
-                            return Some((Ok(Bytes::from(chunk)), (None, next, false)));
-                        }
-                        Ok((_, next)) => offset = next,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Some((Err(e), (None, offset, true))),
-                    }
-                    if !running {
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    // The run may have ended while waiting: one more read, then stop.
-                    return Some((Ok(Bytes::new()), (None, offset, false)));
-                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-        },
-    )
+        }
+    })
 }

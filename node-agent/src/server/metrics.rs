@@ -34,7 +34,11 @@ fn now_ms() -> u128 {
 fn node_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
     let busy: u64 = ticks
         .iter()
         .enumerate()
@@ -65,7 +69,12 @@ pub async fn resource(State(api): State<Api>) -> Response {
     let ts = now_ms();
     let mut out = String::new();
     let mut error = 0;
-    header(&mut out, names::CONTAINER_CPU, "counter", "Cumulative cpu time consumed by the container in core-seconds");
+    header(
+        &mut out,
+        names::CONTAINER_CPU,
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+    );
     let pods = api.agent.registry.all();
     let mut memory_lines = String::new();
     let mut start_lines = String::new();
@@ -73,49 +82,113 @@ pub async fn resource(State(api): State<Api>) -> Response {
     let mut pod_memory = String::new();
     for ((namespace, pod), entry) in &pods {
         for (container, c) in entry.containers.iter().filter(|(_, c)| c.running) {
-            let labels = format!("container=\"{container}\",namespace=\"{namespace}\",pod=\"{pod}\"");
+            let labels =
+                format!("container=\"{container}\",namespace=\"{namespace}\",pod=\"{pod}\"");
             match (c.group.cpu_usage_nanos(), c.group.memory_working_set()) {
                 (Some(cpu), Some(mem)) => {
-                    let _ = writeln!(out, "{}{{{labels}}} {} {ts}", names::CONTAINER_CPU, cpu as f64 / 1e9);
-                    let _ = writeln!(memory_lines, "{}{{{labels}}} {mem} {ts}", names::CONTAINER_MEMORY);
+                    let _ = writeln!(
+                        out,
+                        "{}{{{labels}}} {} {ts}",
+                        names::CONTAINER_CPU,
+                        cpu as f64 / 1e9
+                    );
+                    let _ = writeln!(
+                        memory_lines,
+                        "{}{{{labels}}} {mem} {ts}",
+                        names::CONTAINER_MEMORY
+                    );
                     if let Some(start) = c.started_at {
-                        let _ = writeln!(start_lines, "{}{{{labels}}} {start} {ts}", names::CONTAINER_START);
+                        let _ = writeln!(
+                            start_lines,
+                            "{}{{{labels}}} {start} {ts}",
+                            names::CONTAINER_START
+                        );
                     }
                 }
                 _ => error = 1,
             }
         }
         let labels = format!("namespace=\"{namespace}\",pod=\"{pod}\"");
-        if let (Some(cpu), Some(mem)) = (entry.group.cpu_usage_nanos(), entry.group.memory_working_set()) {
-            let _ = writeln!(pod_cpu, "{}{{{labels}}} {} {ts}", names::POD_CPU, cpu as f64 / 1e9);
+        if let (Some(cpu), Some(mem)) = (
+            entry.group.cpu_usage_nanos(),
+            entry.group.memory_working_set(),
+        ) {
+            let _ = writeln!(
+                pod_cpu,
+                "{}{{{labels}}} {} {ts}",
+                names::POD_CPU,
+                cpu as f64 / 1e9
+            );
             let _ = writeln!(pod_memory, "{}{{{labels}}} {mem} {ts}", names::POD_MEMORY);
         }
     }
-    header(&mut out, names::CONTAINER_MEMORY, "gauge", "Current working set of the container in bytes");
+    header(
+        &mut out,
+        names::CONTAINER_MEMORY,
+        "gauge",
+        "Current working set of the container in bytes",
+    );
     out.push_str(&memory_lines);
-    header(&mut out, names::CONTAINER_START, "gauge", "Start time of the container since unix epoch in seconds");
+    header(
+        &mut out,
+        names::CONTAINER_START,
+        "gauge",
+        "Start time of the container since unix epoch in seconds",
+    );
     out.push_str(&start_lines);
-    header(&mut out, names::NODE_CPU, "counter", "Cumulative cpu time consumed by the node in core-seconds");
+    header(
+        &mut out,
+        names::NODE_CPU,
+        "counter",
+        "Cumulative cpu time consumed by the node in core-seconds",
+    );
     if let Some(cpu) = node_cpu_seconds() {
         let _ = writeln!(out, "{} {cpu} {ts}", names::NODE_CPU);
     }
-    header(&mut out, names::NODE_MEMORY, "gauge", "Current working set of the node in bytes");
+    header(
+        &mut out,
+        names::NODE_MEMORY,
+        "gauge",
+        "Current working set of the node in bytes",
+    );
     if let Some(mem) = node_memory_bytes() {
         let _ = writeln!(out, "{} {mem} {ts}", names::NODE_MEMORY);
     }
-    header(&mut out, names::POD_CPU, "counter", "Cumulative cpu time consumed by the pod in core-seconds");
+    header(
+        &mut out,
+        names::POD_CPU,
+        "counter",
+        "Cumulative cpu time consumed by the pod in core-seconds",
+    );
     out.push_str(&pod_cpu);
-    header(&mut out, names::POD_MEMORY, "gauge", "Current working set of the pod in bytes");
+    header(
+        &mut out,
+        names::POD_MEMORY,
+        "gauge",
+        "Current working set of the pod in bytes",
+    );
     out.push_str(&pod_memory);
-    header(&mut out, names::SCRAPE_ERROR, "gauge", "1 if there was an error while getting container metrics, 0 otherwise");
+    header(
+        &mut out,
+        names::SCRAPE_ERROR,
+        "gauge",
+        "1 if there was an error while getting container metrics, 0 otherwise",
+    );
     let _ = writeln!(out, "{} {error}", names::SCRAPE_ERROR);
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }
 
 /// The pods bound to this node, as a PodList (from the API server: the agent's view is the API's).
 pub async fn pods(State(api): State<Api>) -> Response {
     let pods: KubeApi<Pod> = KubeApi::all(api.agent.client.clone());
-    let params = ListParams::default().fields(&format!("spec.nodeName={}", api.agent.config.args.node_name));
+    let params = ListParams::default().fields(&format!(
+        "spec.nodeName={}",
+        api.agent.config.args.node_name
+    ));
     match pods.list(&params).await {
         Ok(list) => axum::Json(serde_json::json!({
             "kind": "PodList",

@@ -31,15 +31,26 @@ use crate::pods::context::Agent;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("{what} {path}: {why}")]
-    Pem { what: &'static str, path: String, why: String },
+    Pem {
+        what: &'static str,
+        path: String,
+        why: String,
+    },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let err = |why: String| ServerError::Pem { what: "certificate", path: path.display().to_string(), why };
+    let err = |why: String| ServerError::Pem {
+        what: "certificate",
+        path: path.display().to_string(),
+        why,
+    };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     rustls_pemfile::certs(&mut bytes.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -47,7 +58,11 @@ fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
 }
 
 fn read_pem_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, ServerError> {
-    let err = |why: String| ServerError::Pem { what: "key", path: path.display().to_string(), why };
+    let err = |why: String| ServerError::Pem {
+        what: "key",
+        path: path.display().to_string(),
+        why,
+    };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     rustls_pemfile::private_key(&mut bytes.as_slice())
         .map_err(|e| err(e.to_string()))?
@@ -66,7 +81,10 @@ pub struct Api {
 struct CertUser(Option<auth::User>);
 
 /// Binds the kubelet port and returns the serving task.
-pub async fn serve(agent: Arc<Agent>, shutdown: CancellationToken) -> Result<impl std::future::Future<Output = ()>, ServerError> {
+pub async fn serve(
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()>, ServerError> {
     let args = &agent.config.args;
     let certs = read_pem_certs(&args.tls_cert_file)?;
     let key = read_pem_key(&args.tls_private_key_file)?;
@@ -88,7 +106,9 @@ pub async fn serve(agent: Arc<Agent>, shutdown: CancellationToken) -> Result<imp
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let addr = SocketAddr::from((args.node_ip, args.kubelet_port));
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
     tracing::info!(message = "listening", kind = "https", addr = %addr);
     let api = Api {
         gate: auth::Gate::new(agent.client.clone(), agent.config.args.node_name.clone()),
@@ -124,7 +144,8 @@ pub async fn serve(agent: Arc<Agent>, shutdown: CancellationToken) -> Result<imp
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|c| auth::user_of_certificate(c));
-                let service = TowerToHyperService::new(router.layer(axum::Extension(CertUser(user))));
+                let service =
+                    TowerToHyperService::new(router.layer(axum::Extension(CertUser(user))));
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 tokio::select! {
@@ -139,7 +160,10 @@ pub async fn serve(agent: Arc<Agent>, shutdown: CancellationToken) -> Result<imp
 fn router(api: Api) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::container_logs))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(logs::container_logs),
+        )
         .route("/metrics/resource", get(metrics::resource))
         .route("/pods", get(metrics::pods))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
@@ -153,7 +177,10 @@ async fn gate(State(api): State<Api>, request: Request, next: Next) -> Response 
     if path == "/healthz" {
         return next.run(request).await;
     }
-    let cert = request.extensions().get::<CertUser>().and_then(|c| c.0.clone());
+    let cert = request
+        .extensions()
+        .get::<CertUser>()
+        .and_then(|c| c.0.clone());
     let bearer = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -162,10 +189,16 @@ async fn gate(State(api): State<Api>, request: Request, next: Next) -> Response 
         .map(str::to_string);
     match api.gate.check(cert, bearer.as_deref(), &path).await {
         Ok(_) => next.run(request).await,
-        Err(auth::Refused::Unauthorized) => (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response(),
-        Err(auth::Refused::Forbidden(why)) => (StatusCode::FORBIDDEN, format!("{why}\n")).into_response(),
-        Err(auth::Refused::Unavailable(why)) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot check the request: {why}\n")).into_response()
+        Err(auth::Refused::Unauthorized) => {
+            (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response()
         }
+        Err(auth::Refused::Forbidden(why)) => {
+            (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+        }
+        Err(auth::Refused::Unavailable(why)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot check the request: {why}\n"),
+        )
+            .into_response(),
     }
 }

@@ -99,7 +99,10 @@ pub fn exec_into(spec_path: &Path) -> i32 {
     {
         Ok(spec) => spec,
         Err(e) => {
-            eprintln!("node-agent shim-exec: cannot read {}: {e}", spec_path.display());
+            eprintln!(
+                "node-agent shim-exec: cannot read {}: {e}",
+                spec_path.display()
+            );
             return START_ERROR_EXIT;
         }
     };
@@ -132,7 +135,8 @@ fn enter(spec: &ExecInto) -> Result<(), StartError> {
     // Every namespace file is opened before the first is entered: entering the mount namespace changes what
     // /proc/PID names.
     let open = |ns: &str| {
-        std::fs::File::open(format!("/proc/{}/ns/{ns}", spec.target_pid)).map_err(step("open the container's namespaces"))
+        std::fs::File::open(format!("/proc/{}/ns/{ns}", spec.target_pid))
+            .map_err(step("open the container's namespaces"))
     };
     let namespaces = [
         (open("net")?, CloneFlags::CLONE_NEWNET),
@@ -146,9 +150,17 @@ fn enter(spec: &ExecInto) -> Result<(), StartError> {
     set_identity(spec.uid, spec.gid, &spec.supplemental_groups)
 }
 
-fn set_identity(uid: Option<u32>, gid: Option<u32>, supplemental: &[u32]) -> Result<(), StartError> {
+fn set_identity(
+    uid: Option<u32>,
+    gid: Option<u32>,
+    supplemental: &[u32],
+) -> Result<(), StartError> {
     if uid.is_some() || gid.is_some() {
-        let groups: Vec<Gid> = gid.into_iter().chain(supplemental.iter().copied()).map(Gid::from_raw).collect();
+        let groups: Vec<Gid> = gid
+            .into_iter()
+            .chain(supplemental.iter().copied())
+            .map(Gid::from_raw)
+            .collect();
         nix::unistd::setgroups(&groups).map_err(nix_step("supplemental groups"))?;
         if let Some(gid) = gid {
             nix::unistd::setgid(Gid::from_raw(gid)).map_err(nix_step("runAsGroup"))?;
@@ -168,8 +180,10 @@ fn prepare(launch: &Launch) -> Result<(), StartError> {
     if let Some(netns) = &launch.netns {
         isolate::enter_netns(netns).map_err(step("enter the pod's network namespace"))?;
     }
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP)
-        .map_err(nix_step("new mount, UTS and cgroup namespaces"))?;
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP,
+    )
+    .map_err(nix_step("new mount, UTS and cgroup namespaces"))?;
     rootfs::build(launch)?;
     nix::unistd::sethostname(&launch.hostname).map_err(nix_step("hostname"))?;
     if launch.no_new_privileges {

@@ -39,8 +39,14 @@ fn host(path: &Path) -> PathBuf {
 
 pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
     let cgroup_mounts = cgroup_mounts();
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(nix_step("make the mounts private"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(nix_step("make the mounts private"))?;
     let root = launch.root();
     fs::create_dir_all(&root).map_err(step("create the container's root"))?;
     mount(
@@ -51,8 +57,10 @@ pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
         Some("mode=0755"),
     )
     .map_err(nix_step("mount the container's root"))?;
-    fs::create_dir(root.join(HOST.trim_start_matches('/'))).map_err(step("create the host's mount point"))?;
-    nix::unistd::pivot_root(&root, &root.join(HOST.trim_start_matches('/'))).map_err(nix_step("pivot_root"))?;
+    fs::create_dir(root.join(HOST.trim_start_matches('/')))
+        .map_err(step("create the host's mount point"))?;
+    nix::unistd::pivot_root(&root, &root.join(HOST.trim_start_matches('/')))
+        .map_err(nix_step("pivot_root"))?;
     nix::unistd::chdir("/").map_err(nix_step("chdir /"))?;
 
     let upper = |name: &str| host(&launch.dir.join("upper").join(name));
@@ -72,8 +80,14 @@ pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
         } else if kind.is_dir() {
             fs::create_dir(&target).map_err(step("create a top-level directory"))?;
             if SHARED.contains(&name.as_str()) {
-                mount(Some(&entry.path()), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                    .map_err(nix_step("mount /proc, /sys or /dev"))?;
+                mount(
+                    Some(&entry.path()),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(nix_step("mount /proc, /sys or /dev"))?;
             } else {
                 overlay(&entry.path(), &target, &upper(&name), &work(&name))?;
                 read_only_later.push(target);
@@ -81,13 +95,26 @@ pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
         }
     }
     fs::create_dir("/run").map_err(step("create /run"))?;
-    mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .map_err(nix_step("mount /run"))?;
+    mount(
+        Some("tmpfs"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(nix_step("mount /run"))?;
     let tmp = host(&launch.dir.join("tmp"));
     fs::create_dir_all(&tmp).map_err(step("create /tmp"))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(step("create /tmp"))?;
     fs::create_dir("/tmp").map_err(step("create /tmp"))?;
-    mount(Some(&tmp), "/tmp", None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_step("mount /tmp"))?;
+    mount(
+        Some(&tmp),
+        "/tmp",
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(nix_step("mount /tmp"))?;
     read_only_later.push("/tmp".into());
     read_only_later.push("/run".into());
 
@@ -102,8 +129,14 @@ pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
         for path in read_only_later {
             remount_read_only(&path)?;
         }
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(nix_step("readOnlyRootFilesystem"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(nix_step("readOnlyRootFilesystem"))?;
     }
     Ok(())
 }
@@ -119,13 +152,25 @@ fn overlay(lower: &Path, target: &Path, upper: &Path, work: &Path) -> Result<(),
         upper.display(),
         work.display()
     );
-    if let Err(e) = mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str())) {
+    if let Err(e) = mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    ) {
         eprintln!(
             "node-agent shim: {} is the host's, read-only (an overlay was refused: {e})",
             target.display()
         );
-        mount(Some(lower), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(nix_step("bind a top-level directory"))?;
+        mount(
+            Some(lower),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nix_step("bind a top-level directory"))?;
         remount_read_only(target)?;
     }
     Ok(())
@@ -182,11 +227,18 @@ fn mount_cgroups(mounts: &[CgroupMount]) -> Result<(), StartError> {
         && only.fstype == "cgroup2"
         && only.mount_point == base
     {
-        mount(Some("cgroup2"), base, Some("cgroup2"), flags, None::<&str>).map_err(nix_step("mount cgroup2"))?;
+        mount(Some("cgroup2"), base, Some("cgroup2"), flags, None::<&str>)
+            .map_err(nix_step("mount cgroup2"))?;
         return Ok(());
     }
-    mount(Some("tmpfs"), base, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .map_err(nix_step("mount /sys/fs/cgroup"))?;
+    mount(
+        Some("tmpfs"),
+        base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(nix_step("mount /sys/fs/cgroup"))?;
     for m in mounts {
         let Ok(relative) = m.mount_point.strip_prefix(base) else {
             continue;
@@ -199,11 +251,17 @@ fn mount_cgroups(mounts: &[CgroupMount]) -> Result<(), StartError> {
             m.options.clone()
         };
         let data = (!data.is_empty()).then_some(data);
-        mount(Some(m.fstype.as_str()), &target, Some(m.fstype.as_str()), flags, data.as_deref())
-            .map_err(|e| StartError::Step {
-                step: "mount a cgroup hierarchy",
-                source: io::Error::other(format!("{} ({}): {e}", target.display(), m.options)),
-            })?;
+        mount(
+            Some(m.fstype.as_str()),
+            &target,
+            Some(m.fstype.as_str()),
+            flags,
+            data.as_deref(),
+        )
+        .map_err(|e| StartError::Step {
+            step: "mount a cgroup hierarchy",
+            source: io::Error::other(format!("{} ({}): {e}", target.display(), m.options)),
+        })?;
     }
     mount(
         None::<&str>,
@@ -225,7 +283,8 @@ fn write_etc_files(launch: &Launch) -> Result<(), StartError> {
             fs::remove_file(&path).map_err(step("replace a file in /etc"))?;
         }
         fs::write(&path, content).map_err(step("write a file in /etc"))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(step("write a file in /etc"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+            .map_err(step("write a file in /etc"))?;
     }
     Ok(())
 }
@@ -236,7 +295,14 @@ fn mount_program(program: &Path) -> Result<(), StartError> {
         fs::create_dir_all(parent).map_err(step("create the program's mount point"))?;
     }
     fs::File::create(target).map_err(step("create the program's mount point"))?;
-    mount(Some(program), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| StartError::Step {
+    mount(
+        Some(program),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| StartError::Step {
         step: "mount the program",
         source: io::Error::other(format!("{}: {e}", program.display())),
     })
@@ -262,10 +328,16 @@ fn mount_volumes(launch: &Launch) -> Result<(), StartError> {
                 fs::File::create(target).map_err(step("create a volume's mount point"))?;
             }
         }
-        let flags = if is_dir { MsFlags::MS_BIND | MsFlags::MS_REC } else { MsFlags::MS_BIND };
-        mount(Some(&source), target, None::<&str>, flags, None::<&str>).map_err(|e| StartError::Step {
-            step: "mount a volume",
-            source: io::Error::other(format!("{} at {}: {e}", source.display(), m.target)),
+        let flags = if is_dir {
+            MsFlags::MS_BIND | MsFlags::MS_REC
+        } else {
+            MsFlags::MS_BIND
+        };
+        mount(Some(&source), target, None::<&str>, flags, None::<&str>).map_err(|e| {
+            StartError::Step {
+                step: "mount a volume",
+                source: io::Error::other(format!("{} at {}: {e}", source.display(), m.target)),
+            }
         })?;
         if m.read_only {
             remount_read_only(target)?;
