@@ -266,12 +266,11 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
         });
         std::fs::write(&reader_config, serde_json::to_string(&reader).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let as_reader = |args: &[&str]| {
-            let out = std::process::Command::new("kubectl")
+            std::process::Command::new("kubectl")
                 .arg(format!("--kubeconfig={}", reader_config.display()))
                 .args(args)
                 .output()
-                .expect("kubectl");
-            out
+                .expect("kubectl")
         };
         let list = as_reader(&["get", "pods"]);
         if !list.status.success() {
