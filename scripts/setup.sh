@@ -16,6 +16,10 @@ command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 # Kafka (scripts/kafka/broker.sh, docs/kafka-broker.md): Java 17 runs the broker, Maven fetches its jars.
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || apt_missing+=(maven)
+# The local cluster (cluster/, docs/kubernetes.md): nftables for its guard and kube-proxy, iproute2 for its links.
+command -v nft >/dev/null 2>&1 || apt_missing+=(nftables)
+command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || apt_missing+=(util-linux)
 # The console's browser test (tests/browser/) drives Debian's Chromium; Playwright never downloads a browser here.
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 if [ "$want_bench" = 1 ]; then
@@ -59,6 +63,15 @@ fi
 if [ "$want_bench" = 1 ] && ! "$py" -c 'import locust' >/dev/null 2>&1; then
   say "installing locust (pip) for the benchmarks"
   "$py" -m pip install -q --disable-pip-version-check locust
+fi
+
+# The local cluster's upstream binaries (Kubernetes, etcd, CoreDNS) from the Go modules under cluster/upstream/, built
+# once per version into a cache outside the repo (scripts/cluster/build-upstream.sh); seconds when cached.
+if ! command -v go >/dev/null 2>&1; then
+  say "go is missing: the local cluster's Kubernetes is built from source with Go 1.26 (https://go.dev/dl/)"; exit 1
+fi
+if ! bash "$root/scripts/cluster/build-upstream.sh" >/dev/null; then
+  say "building the local cluster's upstream binaries failed (the Go module proxy unreachable?)"; exit 1
 fi
 
 # The web console (console/): npm ci and a Vite build into console/dist/, which the lab embeds.

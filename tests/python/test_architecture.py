@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT
 
-WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "procs", "testkit", "timeline"]
+WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "procs", "testkit", "timeline",
+             "node-agent", "cluster"]
 
 # crate -> the workspace crates it may link (normal dependencies, transitively). Anything else is a violation.
 ALLOWED = {
@@ -23,6 +24,8 @@ ALLOWED = {
     "generator": {"contract", "timeline"},
     "scaler": {"contract", "keda-proto", "autoscaler"},
     "lab": {"contract", "keda-proto", "autoscaler", "generator", "procs", "timeline"},
+    "node-agent": {"contract", "procs"},
+    "cluster": {"contract", "node-agent", "procs"},
 }
 SOURCE_LINES_LIMIT = 700
 
