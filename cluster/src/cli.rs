@@ -204,6 +204,7 @@ fn forwarded(args: &ClusterArgs, cluster: &Cluster) -> Vec<String> {
         format!("--link-cidr={}", args.link_cidr),
         format!("--api-port={}", args.api_port),
         format!("--kubelet-port={}", args.kubelet_port),
+        format!("--max-pods={}", args.max_pods),
     ]
 }
 

@@ -192,6 +192,9 @@ pub fn node_agent(cluster: &Cluster, pki: &Pki) -> Component {
         ),
     ];
     args.push(flag("kubernetes-version", KUBERNETES_VERSION));
+    args.push(flag("max-pods", cluster.max_pods));
+    // `cluster down` stops pods quickly, as `kind delete` does; a pod's own shorter grace period still wins.
+    args.push(flag("shutdown-grace", "5s"));
     Component {
         name: "node-agent",
         program: cluster.program_dir.join("node-agent"),

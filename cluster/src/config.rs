@@ -50,6 +50,9 @@ pub struct ClusterArgs {
     /// The node agent's kubelet API port on the link address.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Pods the node accepts (the kubelet's default; its /24 holds at most 253).
+    #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..=253))]
+    pub max_pods: u32,
 }
 
 /// Why the settings were refused.
@@ -80,6 +83,7 @@ pub struct Cluster {
     pub link_cidr: Cidr,
     pub api_port: u16,
     pub kubelet_port: u16,
+    pub max_pods: u32,
 }
 
 fn home() -> Result<PathBuf, ConfigError> {
@@ -178,6 +182,7 @@ impl ClusterArgs {
             link_cidr: self.link_cidr,
             api_port: self.api_port,
             kubelet_port: self.kubelet_port,
+            max_pods: self.max_pods,
         })
     }
 }
