@@ -54,6 +54,34 @@ pub async fn client(config: &Config) -> Result<Client, AgentError> {
     Client::try_from(kube_config).map_err(|e| err(e.to_string()))
 }
 
+/// What an earlier agent of this cluster left when it died (its pods' processes died with it): their network
+/// namespaces, cgroups and runtime files. The pods still bound here start again from scratch, as containers do when a
+/// node restarts.
+async fn remove_stale_pods(config: &Config, hierarchy: &Hierarchy) -> Result<(), AgentError> {
+    let prefix = config.names.pod_netns_prefix();
+    let stale: Vec<String> = host::netns_names().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    for ns in &stale {
+        host::ip(&["netns", "delete", ns]).await?;
+    }
+    let pods = hierarchy.group(&std::path::Path::new(&config.names.cgroup_dir()).join("pods"));
+    if pods.exists() {
+        tokio::task::spawn_blocking(move || pods.kill_and_remove(std::time::Duration::from_secs(10)))
+            .await
+            .map_err(|e| AgentError::Other(e.to_string()))?
+            .map_err(|e| AgentError::Other(e.to_string()))?;
+    }
+    let run_pods = config.args.run_dir.join("pods");
+    match std::fs::remove_dir_all(&run_pods) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AgentError::Other(format!("{}: {e}", run_pods.display()))),
+    }
+    if !stale.is_empty() {
+        tracing::info!(count = stale.len(), "removed the sandboxes of an earlier agent");
+    }
+    Ok(())
+}
+
 /// Runs the agent until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
     let client = client(&config).await?;
@@ -102,6 +130,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     let hierarchy = Hierarchy::detect()
         .map_err(|e| AgentError::Other(e.to_string()))?
         .outside(&config.names.cgroup_dir());
+    remove_stale_pods(&config, &hierarchy).await?;
     let (services, writer) = reflector::store::<Service>();
     let service_stream = reflector::reflector(
         writer,
