@@ -32,10 +32,21 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 async fn measure(client: &Client, n: usize) -> Result<serde_json::Value, String> {
     let ns = format!("bench-start-{n}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).map_err(|e| e.to_string())?;
-    namespaces.create(&PostParams::default(), &namespace).await.map_err(|e| e.to_string())?;
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    while accounts.get_opt("default").await.map_err(|e| e.to_string())?.is_none() {
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .map_err(|e| e.to_string())?;
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .map_err(|e| e.to_string())?;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &ns);
+    while accounts
+        .get_opt("default")
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -64,16 +75,26 @@ async fn measure(client: &Client, n: usize) -> Result<serde_json::Value, String>
     .map_err(|e| e.to_string())?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let asked = Instant::now();
-    deployments.create(&PostParams::default(), &deployment).await.map_err(|e| e.to_string())?;
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut latencies: BTreeMap<String, f64> = BTreeMap::new();
     let deadline = Duration::from_secs(600);
     while latencies.len() < n && asked.elapsed() < deadline {
         let event = tokio::time::timeout(Duration::from_secs(30), events.next()).await;
-        let Ok(Some(Ok(Event::Apply(pod) | Event::InitApply(pod)))) = event else { continue };
+        let Ok(Some(Ok(Event::Apply(pod) | Event::InitApply(pod)))) = event else {
+            continue;
+        };
         if !ready(&pod) || latencies.contains_key(&pod.name_any()) {
             continue;
         }
-        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0).ok_or("a pod without creationTimestamp")?;
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .ok_or("a pod without creationTimestamp")?;
         let observed = k8s_openapi::jiff::Timestamp::now();
         let seconds = (observed.as_nanosecond() - created.as_nanosecond()) as f64 / 1e9;
         latencies.insert(pod.name_any(), seconds);
@@ -81,8 +102,16 @@ async fn measure(client: &Client, n: usize) -> Result<serde_json::Value, String>
     let all_ready = asked.elapsed().as_secs_f64();
     let mut sorted: Vec<f64> = latencies.values().copied().collect();
     sorted.sort_by(f64::total_cmp);
-    namespaces.delete(&ns, &DeleteParams::default()).await.map_err(|e| e.to_string())?;
-    while namespaces.get_opt(&ns).await.map_err(|e| e.to_string())?.is_some() {
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    while namespaces
+        .get_opt(&ns)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(serde_json::json!({
@@ -104,7 +133,9 @@ async fn main() {
         std::process::exit(2);
     }
     let kubeconfig = kube::config::Kubeconfig::read_from(&args[1]).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
     let client = Client::try_from(config).expect("client");
     for n in &args[2..] {
         let n: usize = n.parse().expect("a pod count");

@@ -140,6 +140,26 @@ pub async fn find(cluster: &Cluster) -> Leftovers {
     }
 }
 
+/// A removal that found its object already gone succeeded.
+fn gone_is_fine(result: Result<String, host::CommandError>) -> Result<(), host::CommandError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if [
+                "Cannot find device",
+                "No such file",
+                "No such process",
+                "does not exist",
+            ]
+            .iter()
+            .any(|m| e.message.contains(m)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes everything [`find`] finds; fails naming what could not be removed.
 pub async fn remove(cluster: &Cluster) -> Result<Leftovers, CleanupError> {
     let found = find(cluster).await;

@@ -59,16 +59,21 @@ pub async fn client(config: &Config) -> Result<Client, AgentError> {
 /// node restarts.
 async fn remove_stale_pods(config: &Config, hierarchy: &Hierarchy) -> Result<(), AgentError> {
     let prefix = config.names.pod_netns_prefix();
-    let stale: Vec<String> = host::netns_names().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    let stale: Vec<String> = host::netns_names()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
     for ns in &stale {
         host::ip(&["netns", "delete", ns]).await?;
     }
     let pods = hierarchy.group(&std::path::Path::new(&config.names.cgroup_dir()).join("pods"));
     if pods.exists() {
-        tokio::task::spawn_blocking(move || pods.kill_and_remove(std::time::Duration::from_secs(10)))
-            .await
-            .map_err(|e| AgentError::Other(e.to_string()))?
-            .map_err(|e| AgentError::Other(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            pods.kill_and_remove(std::time::Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))?
+        .map_err(|e| AgentError::Other(e.to_string()))?;
     }
     let run_pods = config.args.run_dir.join("pods");
     match std::fs::remove_dir_all(&run_pods) {
@@ -77,7 +82,10 @@ async fn remove_stale_pods(config: &Config, hierarchy: &Hierarchy) -> Result<(),
         Err(e) => return Err(AgentError::Other(format!("{}: {e}", run_pods.display()))),
     }
     if !stale.is_empty() {
-        tracing::info!(count = stale.len(), "removed the sandboxes of an earlier agent");
+        tracing::info!(
+            count = stale.len(),
+            "removed the sandboxes of an earlier agent"
+        );
     }
     Ok(())
 }

@@ -63,15 +63,21 @@ fn main() {
     };
     let second = libtest_mimic::run(&serial_args, trials(cluster, SERIAL));
     failed += second.num_failed;
-    let down = cluster.down();
+    // SIGINT stops it as `cluster down`'s SIGTERM does: nothing may be left even before `down` looks.
+    let interrupted = support::interrupt_supervisor(cluster);
     let mut flags = vec!["leftovers".to_string()];
     flags.extend(cluster_flags(&cluster.state_dir));
     let left = cluster_command(&cluster.kubeconfig_home, &flags);
+    let down = cluster.down();
+    if let Err(e) = &interrupted {
+        eprintln!("SIGINT to the supervisor: {e}");
+        failed += 1;
+    }
     if !down.status.success() || !left.status.success() {
         eprintln!(
-            "cluster down:\n{}\nleftovers:\n{}",
-            text(&down),
-            text(&left)
+            "leftovers after SIGINT:\n{}\ncluster down:\n{}",
+            text(&left),
+            text(&down)
         );
         failed += 1;
     }
@@ -102,12 +108,12 @@ const PARALLEL: &[(&str, Check)] = &[
         workloads::delete_drains_and_replaces,
     ),
     (
-        "platform::pod_isolation_and_environment",
-        platform::pod_isolation_and_environment,
+        "workloads::probes_hooks_and_previous_logs",
+        workloads::probes_hooks_and_previous_logs,
     ),
     (
-        "platform::cpu_limit_throttles",
-        platform::cpu_limit_throttles,
+        "platform::pod_isolation_and_environment",
+        platform::pod_isolation_and_environment,
     ),
     (
         "platform::guard_keeps_pod_traffic_on_the_machine",
@@ -130,7 +136,10 @@ const PARALLEL: &[(&str, Check)] = &[
 
 const SERIAL: &[(&str, Check)] = &[
     // Alone: a CPU limit is measured against the CPU the machine has free.
-    ("platform::cpu_limit_throttles", platform::cpu_limit_throttles),
+    (
+        "platform::cpu_limit_throttles",
+        platform::cpu_limit_throttles,
+    ),
     (
         "lifecycle::api_server_restart_and_process_death",
         lifecycle::api_server_restart_and_process_death,

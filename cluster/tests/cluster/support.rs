@@ -377,3 +377,26 @@ pub async fn delete_pod(client: &Client, ns: &str, name: &str) -> Result<(), Str
 pub fn name_of(p: &Pod) -> String {
     p.name_any()
 }
+
+/// Sends SIGINT to the cluster's supervisor and waits (bounded) for it to finish stopping.
+pub fn interrupt_supervisor(c: &TestCluster) -> TestResult {
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.state_dir.join("cluster.json"))
+            .map_err(|e| format!("cluster.json: {e}"))?,
+    )
+    .map_err(|e| e.to_string())?;
+    let pid = status["supervisor_pid"]
+        .as_u64()
+        .ok_or("no supervisor pid")? as u32;
+    if !procs::send_signal(pid, 2) {
+        return Err(format!("the supervisor (pid {pid}) is not running"));
+    }
+    let started = Instant::now();
+    while !procs::is_gone(pid) {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!("the supervisor did not stop within 60 s of SIGINT"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

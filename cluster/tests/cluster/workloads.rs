@@ -322,3 +322,73 @@ spec:
         Ok(())
     })
 }
+
+pub fn probes_hooks_and_previous_logs(c: &TestCluster) -> TestResult {
+    runtime().block_on(async {
+        let ns = c.namespace("probes").await?;
+        c.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+    - name: c
+      image: busybox:1.36
+      command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo starting; sleep 2; touch /tmp/started; echo started; while true; do sleep 0.1; done"]
+      startupProbe: {{exec: {{command: [test, -f, /tmp/started]}}, periodSeconds: 1, failureThreshold: 20}}
+      readinessProbe: {{exec: {{command: [test, -f, /tmp/started]}}, periodSeconds: 1}}
+      lifecycle: {{preStop: {{exec: {{command: [sh, -c, "sleep 2"]}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: dies, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: c
+      image: busybox:1.36
+      command: ["sh", "-c", "touch /tmp/alive; echo run-begins; sleep 2; rm /tmp/alive; echo alive-file-removed; while true; do sleep 0.1; done"]
+      livenessProbe: {{exec: {{command: [test, -f, /tmp/alive]}}, periodSeconds: 1, failureThreshold: 2}}
+"#
+        ))?;
+        let probed = wait_pod(&c.client, &ns, "probed", Duration::from_secs(60), "became Ready", ready).await?;
+        let started = probed.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).and_then(|c| c.started);
+        if started != Some(true) {
+            return Err(format!("a Ready container is not `started` ({started:?})"));
+        }
+        let log = logs(&c.client, &ns, "probed", None).await?;
+        if !log.contains("started") {
+            return Err(format!("Ready before its startup probe could pass:\n{log}"));
+        }
+        // The liveness probe fails 2 s into each run: the container is killed and restarted.
+        wait_pod(&c.client, &ns, "dies", Duration::from_secs(60), "was restarted by its liveness probe", |p| {
+            p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).is_some_and(|c| c.restart_count >= 1)
+        })
+        .await?;
+        if !events(&c.client, &ns, "dies").await.contains("failed liveness probe, will be restarted") {
+            return Err(format!("no Killing event for the liveness failure:\n{}", events(&c.client, &ns, "dies").await));
+        }
+        let previous = c.kubectl(&["-n", &ns, "logs", "dies", "--previous"], None);
+        if !String::from_utf8_lossy(&previous.stdout).contains("alive-file-removed") {
+            return Err(format!("kubectl logs --previous lacks the first run:\n{}", text(&previous)));
+        }
+        // The preStop hook (2 s) runs before the SIGTERM.
+        let client = c.client.clone();
+        let ns2 = ns.clone();
+        let follower = tokio::spawn(async move {
+            let seen = follow_until(&client, &ns2, "probed", None, "got TERM", Duration::from_secs(20)).await;
+            (seen, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        delete_pod(&c.client, &ns, "probed").await?;
+        let (seen, at) = follower.await.map_err(|e| e.to_string())?;
+        seen?;
+        let after = at.duration_since(asked);
+        if after < Duration::from_millis(1800) {
+            return Err(format!("SIGTERM came {after:?} after the deletion: the 2 s preStop hook did not run first"));
+        }
+        Ok(())
+    })
+}
