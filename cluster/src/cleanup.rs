@@ -192,20 +192,27 @@ pub async fn remove(cluster: &Cluster) -> Result<Leftovers, CleanupError> {
         })?;
     }
     for ns in our_netns(cluster) {
-        host::ip(&["netns", "delete", &ns]).await?;
+        gone_is_fine(host::ip(&["netns", "delete", &ns]).await)?;
     }
+    // The link goes with the node's namespace, a moment after it: deleting it may find it already gone.
     let link = cluster.names.host_link();
     if Path::new("/sys/class/net").join(&link).exists() {
-        host::ip(&["link", "delete", &link]).await?;
+        gone_is_fine(host::ip(&["link", "delete", &link]).await)?;
     }
     if !find(cluster).await.nft_tables.is_empty() {
-        host::nft_args(
-            None,
-            &["delete", "table", "inet", &cluster.names.nft_table()],
-        )
-        .await?;
+        let table = cluster.names.nft_table();
+        gone_is_fine(host::nft_args(None, &["delete", "table", "inet", &table]).await)?;
     }
-    let _ = std::fs::remove_dir_all(cluster.run_dir());
+    match std::fs::remove_dir_all(cluster.run_dir()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(CleanupError::Command(host::CommandError {
+                command: format!("rm -r {}", cluster.run_dir().display()),
+                message: e.to_string(),
+            }));
+        }
+    }
     let remaining = find(cluster).await;
     if !remaining.is_empty() {
         return Err(CleanupError::Remaining(remaining));
