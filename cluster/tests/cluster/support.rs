@@ -394,7 +394,7 @@ pub fn interrupt_supervisor(c: &TestCluster) -> TestResult {
     let started = Instant::now();
     while !procs::is_gone(pid) {
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("the supervisor did not stop within 60 s of SIGINT"));
+            return Err("the supervisor did not stop within 60 s of SIGINT".to_string());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
