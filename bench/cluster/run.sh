@@ -4,13 +4,14 @@
 #      COLD=1, cold (a fresh Go build cache; the module cache is kept) - each component on its own;
 #   2. bring-up time of a cluster to a Ready node (`cluster up`, measured by its status file);
 #   3. the control plane's memory after IDLE seconds (RSS of each component);
-#   4. pod start latency (creation to observed Ready; p50/p99/max) for Deployments of each size in PODS, against the
+#   4. pod start latency (creation to observed Ready; p50/p99/max; creationTimestamp has whole seconds, so also from
+#      the watch's first sight of each pod) for Deployments of each size in PODS, against the
 #      SIG Scalability SLO of p99 <= 5 s: the largest size that holds it is this machine's figure.
-# Needs root (the local cluster does). Env: PODS (default "10 25 50 100 150 200"), IDLE (default 30), COLD (0).
+# Needs root (the local cluster does). Env: PODS (default "10 50 100 200 240"; the node takes 250 with CoreDNS among them), IDLE (30), COLD (0).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-PODS="${PODS:-10 25 50 100 150 200}"
+PODS="${PODS:-10 50 100 200 240}"
 IDLE="${IDLE:-30}"
 COLD="${COLD:-0}"
 [ "$(id -u)" = 0 ] || { echo "bench/cluster needs root (the local cluster does)"; exit 7; }
@@ -24,7 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building the lab (release) and the upstream binaries (cached)"
-cargo build --release --quiet -p cluster -p node-agent -p consumer -p generator -p scaler --example pod_start_latency
+cargo build --release --quiet -p cluster -p node-agent -p consumer -p generator -p scaler
+cargo build --release --quiet -p cluster --example pod_start_latency
 BIN="$(bash scripts/cluster/build-upstream.sh)"
 
 echo "== 1. build times (go build of each component, the module cache warm)"
@@ -72,13 +74,17 @@ print(f"  {'total':<24} {total:>5} MiB")
 PY
 
 echo "== 4. pod start latency (creation to observed Ready), SLO p99 <= 5 s"
-./target/release/examples/pod_start_latency "$WORK/state/kubeconfig/admin.conf" $PODS | python3 -c '
+./target/release/examples/pod_start_latency "$WORK/state/kubeconfig/admin.conf" $PODS >"$WORK/starts.jsonl"
+python3 - "$WORK/starts.jsonl" <<'PY'
 import json, sys
 best = 0
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     r = json.loads(line)
     ok = r["slo_p99_5s"]
     best = r["pods"] if ok else best
-    print(f"  {r[\"pods\"]:>4} pods: p50 {r[\"p50_s\"]:.2f} s  p99 {r[\"p99_s\"]:.2f} s  max {r[\"max_s\"]:.2f} s  all Ready after {r[\"all_ready_after_s\"]:.1f} s  {\"within\" if ok else \"OVER\"} the SLO")
+    verdict = "within" if ok else "OVER"
+    print(f"  {r['pods']:>4} pods: p50 {r['p50_s']:.2f} s  p99 {r['p99_s']:.2f} s  max {r['max_s']:.2f} s  "
+          f"(first seen to Ready: p50 {r['seen_to_ready_p50_s']:.2f} s, p99 {r['seen_to_ready_p99_s']:.2f} s)  "
+          f"all Ready after {r['all_ready_after_s']:.1f} s  {verdict} the SLO")
 print(f"  largest burst within the SLO here: {best} pods")
-'
+PY
