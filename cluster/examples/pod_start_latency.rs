@@ -89,7 +89,9 @@ async fn measure(client: &Client, n: usize) -> Result<serde_json::Value, String>
         let Ok(Some(Ok(Event::Apply(pod) | Event::InitApply(pod)))) = event else {
             continue;
         };
-        let seen = *first_seen.entry(pod.name_any()).or_insert_with(Instant::now);
+        let seen = *first_seen
+            .entry(pod.name_any())
+            .or_insert_with(Instant::now);
         if !ready(&pod) || latencies.contains_key(&pod.name_any()) {
             continue;
         }

@@ -112,7 +112,9 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
             format!("{}: {e}", cluster.logs_dir().display()),
         );
     }
-    let _ = std::fs::remove_file(cluster.status_file());
+    if let Err(e) = node_agent::host::remove_path(&cluster.status_file()) {
+        return refuse(exit::RUNTIME_ERROR, e);
+    }
     let log_path = cluster.supervisor_log();
     let log = match std::fs::File::create(&log_path) {
         Ok(f) => f,
@@ -173,6 +175,7 @@ pub fn up(args: &ClusterArgs, no_switch: bool, wait: Duration) -> i32 {
             return ready(&cluster, &status, no_switch, started.elapsed());
         }
         if started.elapsed() > wait {
+            // It may have ended on its own meanwhile: then there is nothing to stop.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
@@ -303,6 +306,7 @@ pub async fn down(args: &ClusterArgs) -> i32 {
                 status.supervisor_pid
             ));
             let pid = nix::unistd::Pid::from_raw(status.supervisor_pid as i32);
+            // Gone meanwhile is what is wanted.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(120);
             while !procs::is_gone(status.supervisor_pid) && Instant::now() < deadline {
@@ -334,10 +338,11 @@ pub async fn down(args: &ClusterArgs) -> i32 {
             Err(e) => return refuse(exit::RUNTIME_ERROR, format!("kubeconfig: {e}")),
         }
     }
-    for dir in ["etcd", "node", "pki", "kubeconfig"] {
-        let _ = std::fs::remove_dir_all(cluster.state_dir.join(dir));
+    for path in ["etcd", "node", "pki", "kubeconfig", "cluster.json"] {
+        if let Err(e) = node_agent::host::remove_path(&cluster.state_dir.join(path)) {
+            return refuse(exit::RUNTIME_ERROR, e);
+        }
     }
-    let _ = std::fs::remove_file(cluster.status_file());
     if code == exit::OK {
         say(format!(
             "{} is down; nothing left behind (logs kept in {})",

@@ -68,7 +68,10 @@ impl Pki {
     /// Generates everything into `cluster.pki_dir()`, replacing what was there.
     pub fn generate(cluster: &Cluster) -> Result<Pki, PkiError> {
         let dir = cluster.pki_dir();
-        let _ = fs::remove_dir_all(&dir);
+        node_agent::host::remove_path(&dir).map_err(|source| PkiError::Write {
+            path: dir.clone(),
+            source,
+        })?;
         fs::create_dir_all(&dir).map_err(|source| PkiError::Write {
             path: dir.clone(),
             source,

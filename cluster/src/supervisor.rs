@@ -162,7 +162,9 @@ pub async fn run(cluster: Cluster, shutdown: CancellationToken) -> Result<(), Su
         Err(e) => tracing::error!("clean-up: {e}"),
     }
     if result.is_ok() {
-        let _ = std::fs::remove_file(cluster.status_file());
+        if let Err(e) = node_agent::host::remove_path(&cluster.status_file()) {
+            tracing::warn!("{e}");
+        }
     }
     result
 }
@@ -203,7 +205,8 @@ async fn start(
     }
     let hierarchy = Hierarchy::detect().map_err(|e| setup_err("cgroups")(e.to_string()))?;
     for dir in ["etcd", "node"] {
-        let _ = std::fs::remove_dir_all(cluster.state_dir.join(dir));
+        node_agent::host::remove_path(&cluster.state_dir.join(dir))
+            .map_err(|e| setup_err("state directory")(e.to_string()))?;
     }
     std::fs::create_dir_all(cluster.run_dir())
         .map_err(|e| setup_err("runtime directory")(e.to_string()))?;

@@ -143,3 +143,18 @@ pub fn netns_names() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// Removes a file or a directory tree; one that is already gone is removed.
+pub fn remove_path(path: &std::path::Path) -> std::io::Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("removing {}: {e}", path.display()))
+        }),
+    }
+}

@@ -144,7 +144,7 @@ pub async fn start(s: Start<'_>) -> Result<Running, (&'static str, String)> {
     s.group
         .set_limits(s.limits)
         .map_err(|e| fail(e.to_string()))?;
-    let _ = std::fs::remove_dir_all(&s.run_dir);
+    crate::host::remove_path(&s.run_dir).map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(&s.run_dir)
         .map_err(|e| fail(format!("{}: {e}", s.run_dir.display())))?;
     let start_error_file = s.run_dir.join("start-error");
@@ -297,7 +297,16 @@ impl Running {
         // Orphans of the main process die with it, as they would with a container's PID namespace.
         self.kill_group().await;
         for reader in &mut self.readers {
-            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+            // A grandchild holding the pipe open must not hold the exit: the log readers get 2 s to finish.
+            if !reader.is_finished()
+                && tokio::time::timeout(Duration::from_secs(2), reader)
+                    .await
+                    .is_err()
+            {
+                tracing::debug!(
+                    "a container's output stayed open after its exit (a process it left holds it)"
+                );
+            }
         }
         let start_error = std::fs::read_to_string(&self.start_error_file)
             .ok()
@@ -311,7 +320,9 @@ impl Running {
             },
             Err(_) => (-1, None),
         };
-        let _ = std::fs::remove_dir_all(&self.run_dir);
+        if let Err(e) = crate::host::remove_path(&self.run_dir) {
+            tracing::warn!("{e}");
+        }
         let (exit_code, reason, message) = if let Some(why) = start_error {
             (START_ERROR_EXIT, "StartError", Some(why))
         } else if oom {

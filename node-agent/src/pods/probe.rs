@@ -215,7 +215,9 @@ async fn exec(e: &ExecAction, target: &Target<'_>, timeout: Duration) -> Result<
             .output(),
     )
     .await;
-    let _ = std::fs::remove_file(&file);
+    if let Err(e) = crate::host::remove_path(&file) {
+        tracing::warn!("{e}");
+    }
     let output = output
         .map_err(|_| format!("command timed out after {timeout:?}"))?
         .map_err(|e| e.to_string())?;

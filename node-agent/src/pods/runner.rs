@@ -152,6 +152,7 @@ pub async fn run(ctx: Arc<PodCtx>, spec: Container, kind: Kind) -> Option<Exit> 
                     format!("PostStartHook failed: {why}"),
                 )
                 .await;
+            // The runner is waiting on this channel while the container runs; a closed one means it ended anyway.
             let _ = kill_tx.send("its postStart hook failed".into());
         }
         let exit = tokio::select! {

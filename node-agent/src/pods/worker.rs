@@ -208,7 +208,9 @@ async fn live(
         prepare(agent, pod, uid, &view, &changed, pod_rx, shutdown).await
     else {
         writer_stop.cancel();
-        let _ = writer.await;
+        if let Err(e) = writer.await {
+            tracing::error!("the pod's status writer failed: {e}");
+        }
         return;
     };
     let hostname = spec
@@ -354,7 +356,9 @@ async fn live(
     changed.notify_one();
     teardown(agent, &ctx).await;
     writer_stop.cancel();
-    let _ = writer.await;
+    if let Err(e) = writer.await {
+        tracing::error!(pod = %name, "the pod's status writer failed: {e}");
+    }
 }
 
 /// Runs init containers in order (a sidecar starts and stays), then every app container until each ends for
@@ -412,7 +416,9 @@ async fn run_containers(ctx: Arc<PodCtx>) {
     // The app containers ended for good: sidecars stop with the pod.
     ctx.stop.cancel();
     for sidecar in sidecars {
-        let _ = sidecar.await;
+        if let Err(e) = sidecar.await {
+            tracing::error!(pod = %ctx.name, "a sidecar task failed: {e}");
+        }
     }
 }
 
