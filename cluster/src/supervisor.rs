@@ -161,10 +161,10 @@ pub async fn run(cluster: Cluster, shutdown: CancellationToken) -> Result<(), Su
         Ok(removed) => tracing::info!("removed {removed}"),
         Err(e) => tracing::error!("clean-up: {e}"),
     }
-    if result.is_ok() {
-        if let Err(e) = node_agent::host::remove_path(&cluster.status_file()) {
-            tracing::warn!("{e}");
-        }
+    if result.is_ok()
+        && let Err(e) = node_agent::host::remove_path(&cluster.status_file())
+    {
+        tracing::warn!("{e}");
     }
     result
 }
