@@ -245,6 +245,9 @@ async fn start(
     let client = admin_client(cluster).await?;
     wait_for("kube-apiserver", cluster, || api_ready(&client)).await?;
 
+    apply::apply_yaml(&client, include_str!("../addons/node-agent.yaml"))
+        .await
+        .map_err(|e| setup_err("the node agent's RBAC")(e.to_string()))?;
     launch
         .start(components::controller_manager(cluster, &pki, ports))
         .await?;

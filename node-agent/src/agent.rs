@@ -194,6 +194,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         .await
         .map_err(|e| AgentError::Other(e.to_string()))?;
     tasks.spawn(server);
+    tasks.spawn(crate::netpol::run(agent.clone(), shutdown.clone()));
     let _ = ready_tx.send((true, "node agent is posting ready status".to_string()));
     tracing::info!("running pods");
     pods::run(agent.clone(), shutdown.clone()).await;

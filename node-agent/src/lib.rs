@@ -13,6 +13,7 @@ pub mod images;
 pub mod isolate;
 pub mod logs;
 pub mod names;
+pub mod netpol;
 pub mod node;
 pub mod pods;
 pub mod quantity;

@@ -19,6 +19,7 @@ version() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
 key() { printf '%s-%s' "$1" "$(sha256sum "$2/go.sum" | cut -c1-12)"; }
 
 # build NAME DIR KEY PKG...: build the packages' commands into $cache/NAME-KEY unless they are there, link into bin/.
+# A PKG written BINARY=PKG is built under that name (several upstreams call their command `operator`).
 build() {
   local name=$1 dir=$2 k=$3; shift 3
   local out="$cache/$name-$k"
@@ -28,7 +29,16 @@ build() {
     say "building $name $k (cold: minutes; cached afterwards in $out)"
     local started=$SECONDS
     rm -rf "$out.partial" && mkdir -p "$out.partial"
-    (cd "$dir" && go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$out.partial/" "$@")
+    local plain=() pkg
+    for pkg in "$@"; do
+      case "$pkg" in
+        *=*) (cd "$dir" && go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$out.partial/${pkg%%=*}" "${pkg#*=}");;
+        *) plain+=("$pkg");;
+      esac
+    done
+    if [ "${#plain[@]}" -gt 0 ]; then
+      (cd "$dir" && go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$out.partial/" "${plain[@]}")
+    fi
     touch "$out.partial/.complete"
     rm -rf "$out" && mv "$out.partial" "$out"
     say "built $name in $((SECONDS - started)) s"
@@ -57,5 +67,23 @@ LDFLAGS="" build etcd "$etcd_dir" "$(key "$(version "$etcd_dir" go.etcd.io/etcd/
 coredns_dir="$upstream/coredns"
 LDFLAGS="" build coredns "$coredns_dir" "$(key "$(version "$coredns_dir" github.com/coredns/coredns)" "$coredns_dir")" \
   github.com/coredns/coredns
+
+keda_dir="$upstream/keda"
+keda_version=$(version "$keda_dir" github.com/kedacore/keda/v2)
+LDFLAGS="-X github.com/kedacore/keda/v2/version.Version=$keda_version" build keda "$keda_dir" "$(key "$keda_version" "$keda_dir")" \
+  keda=github.com/kedacore/keda/v2/cmd/operator keda-adapter=github.com/kedacore/keda/v2/cmd/adapter \
+  keda-admission-webhooks=github.com/kedacore/keda/v2/cmd/webhooks
+
+ms_dir="$upstream/metrics-server"
+ms_version=$(version "$ms_dir" sigs.k8s.io/metrics-server)
+LDFLAGS="-X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$ms_version" build metrics-server "$ms_dir" \
+  "$(key "$ms_version" "$ms_dir")" sigs.k8s.io/metrics-server/cmd/metrics-server
+
+po_dir="$upstream/prometheus-operator"
+po_version=$(version "$po_dir" github.com/prometheus-operator/prometheus-operator)
+LDFLAGS="-X github.com/prometheus/common/version.Version=${po_version#v}" build prometheus-operator "$po_dir" \
+  "$(key "$po_version" "$po_dir")" \
+  prometheus-operator=github.com/prometheus-operator/prometheus-operator/cmd/operator \
+  prometheus-config-reloader=github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader
 
 printf '%s\n' "$bin"

@@ -121,6 +121,10 @@ const PARALLEL: &[(&str, Check)] = &[
     ),
     ("platform::rbac_is_enforced", platform::rbac_is_enforced),
     (
+        "platform::network_policy_partition_cuts_traffic",
+        platform::network_policy_partition_cuts_traffic,
+    ),
+    (
         "platform::overlays_pass_server_dry_run",
         platform::overlays_pass_server_dry_run,
     ),

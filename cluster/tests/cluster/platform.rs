@@ -423,3 +423,75 @@ spec:
         Ok(())
     })
 }
+
+/// A deny-all NetworkPolicy (the chaos partition's) really cuts the pod off, both ways, and its removal heals it;
+/// the node's probes still pass meanwhile.
+pub fn network_policy_partition_cuts_traffic(c: &TestCluster) -> TestResult {
+    runtime().block_on(async {
+        let ns = c.namespace("netpol").await?;
+        c.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: target, namespace: {ns}, labels: {{app: target}}}}
+spec:
+  containers:
+    - name: consumer
+      image: autoscaling-lab:dev
+      args: ["--host", "0.0.0.0"]
+      env: [{{name: POD_NAME, value: target}}]
+      ports: [{{name: http, containerPort: 8080}}]
+      readinessProbe: {{httpGet: {{path: /ready, port: http}}, periodSeconds: 1}}
+    - name: outward
+      image: busybox:1.36
+      command: ["bash", "-c"]
+      args:
+        - |
+          while true; do
+            if timeout 1 bash -c "exec 3<>/dev/tcp/kubernetes.default.svc.cluster.local/443"; then echo "out ok"; else echo "out blocked"; fi
+            sleep 0.5
+          done
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: target, namespace: {ns}}}
+spec:
+  selector: {{app: target}}
+  ports: [{{port: 8080, targetPort: http}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: {ns}}}
+spec:
+  containers:
+    - name: c
+      image: busybox:1.36
+      command: ["bash", "-c"]
+      args:
+        - |
+          while true; do
+            if timeout 1 bash -c "exec 3<>/dev/tcp/target.{ns}.svc.cluster.local/8080"; then echo "reach ok"; else echo "reach blocked"; fi
+            sleep 0.5
+          done
+"#
+        ))?;
+        wait_pod(&c.client, &ns, "target", Duration::from_secs(60), "became Ready", ready).await?;
+        follow_until(&c.client, &ns, "client", None, "reach ok", Duration::from_secs(30)).await?;
+        follow_until(&c.client, &ns, "target", Some("outward"), "out ok", Duration::from_secs(30)).await?;
+        c.apply(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: cut, namespace: {ns}}}\nspec:\n  podSelector: {{matchLabels: {{app: target}}}}\n  policyTypes: [Ingress, Egress]\n"
+        ))?;
+        follow_until(&c.client, &ns, "client", None, "reach blocked", Duration::from_secs(20)).await?;
+        // Cut both ways: the target cannot reach out either (the API server through its Service).
+        follow_until(&c.client, &ns, "target", Some("outward"), "out blocked", Duration::from_secs(20)).await?;
+        let still_ready = wait_pod(&c.client, &ns, "target", Duration::from_secs(5), "stayed Ready (the node's probes pass)", ready).await;
+        still_ready?;
+        c.kubectl(&["-n", &ns, "delete", "networkpolicy", "cut"], None);
+        let before = logs(&c.client, &ns, "client", None).await?.lines().count();
+        let healed = poll(Duration::from_secs(20), || async {
+            let log = logs(&c.client, &ns, "client", None).await.ok()?;
+            log.lines().skip(before).any(|l| l == "reach ok").then_some(())
+        })
+        .await;
+        healed.map_err(|e| format!("the pod was not reachable again after the policy went: {e}"))
+    })
+}

@@ -109,6 +109,9 @@ pub struct ContainerEntry {
 #[derive(Debug, Clone)]
 pub struct PodEntry {
     pub uid: String,
+    /// The pod's labels now (NetworkPolicies select on them), and its veth on the node's bridge.
+    pub labels: BTreeMap<String, String>,
+    pub veth: String,
     pub log_dir: PathBuf,
     pub containers: BTreeMap<String, ContainerEntry>,
     pub group: Group,
@@ -142,6 +145,15 @@ impl Registry {
             .get_mut(&(namespace.to_string(), name.to_string()))
         {
             pod.containers.insert(container.to_string(), entry);
+        }
+    }
+
+    pub fn set_labels(&self, namespace: &str, name: &str, labels: BTreeMap<String, String>) {
+        if let Some(pod) = self
+            .lock()
+            .get_mut(&(namespace.to_string(), name.to_string()))
+        {
+            pod.labels = labels;
         }
     }
 

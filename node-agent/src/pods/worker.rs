@@ -280,6 +280,8 @@ async fn live(
         &name,
         PodEntry {
             uid: uid.to_string(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            veth: ctx.sandbox.veth.clone(),
             log_dir: log_dir.to_path_buf(),
             containers: Default::default(),
             group: agent.pod_group(uid, None),
@@ -304,7 +306,10 @@ async fn live(
             changed = pod_rx.changed() => {
                 let latest = pod_rx.borrow_and_update().clone();
                 match (changed, latest) {
-                    (Ok(()), Some(p)) if p.metadata.deletion_timestamp.is_none() => continue,
+                    (Ok(()), Some(p)) if p.metadata.deletion_timestamp.is_none() => {
+                        agent.registry.set_labels(&namespace, &name, p.metadata.labels.clone().unwrap_or_default());
+                        continue;
+                    }
                     (_, latest) => {
                         let grace = latest.as_ref().map(grace_of).unwrap_or(0);
                         ctx.grace_seconds.store(grace, Ordering::SeqCst);

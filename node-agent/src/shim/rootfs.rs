@@ -126,8 +126,17 @@ pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
     umount2(HOST, MntFlags::MNT_DETACH).map_err(nix_step("unmount the host's root"))?;
     fs::remove_dir(HOST).map_err(step("remove the host's mount point"))?;
     if launch.read_only_root {
+        // A remount changes the top mount at a path: where a volume is mounted over a root directory (an emptyDir
+        // at /tmp), that is the volume, which keeps its own flags.
+        let volume_targets: BTreeSet<&Path> = launch
+            .mounts
+            .iter()
+            .map(|m| Path::new(m.target.as_str()))
+            .collect();
         for path in read_only_later {
-            remount_read_only(&path)?;
+            if !volume_targets.contains(path.as_path()) {
+                remount_read_only(&path)?;
+            }
         }
         mount(
             None::<&str>,
