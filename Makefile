@@ -51,9 +51,42 @@ SET_IMAGE := sed 's\#image: autoscaling-lab:dev\#image: $(IMAGE)\#'
 require = @missing=""; for t in $(1); do command -v "$$t" >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "make $@: missing tool(s):$$missing. $(2)" >&2; exit 127; fi
 
-.PHONY: dev cluster cluster-local cluster-down cluster-status stack image image-load kind-load apply watch grafana clean clean-all
+.PHONY: dev dev-local dev-remote stack-local cluster cluster-local cluster-kind cluster-k3d cluster-context cluster-invalid cluster-down cluster-status stack image image-load kind-load apply watch grafana clean clean-all
 
-dev: cluster stack image image-load apply ## the lab on a cluster: current context (or a new kind/k3d one), KEDA + Prometheus + Grafana + Tempo, image, overlay
+# `make dev` on the local cluster (no kube context, CLUSTER=local, or its own context current) or on another one.
+# Decided when make reads this file, so `make -n dev` prints the plan that would run.
+CLUSTER ?= auto
+LOCAL_CLUSTER ?= local
+LOCAL_CONTEXT := autoscaling-lab-$(LOCAL_CLUSTER)
+CLUSTER_BIN := ./target/release/cluster
+LAB_TIME_SCALE ?= 1
+CLUSTER_MODE := $(shell ctx=$$(kubectl config current-context 2>/dev/null || true); \
+	if [ "$(CLUSTER)" = auto ]; then \
+		if [ -z "$$ctx" ] || [ "$$ctx" = "autoscaling-lab-$(LOCAL_CLUSTER)" ]; then echo local; else echo context; fi; \
+	elif [ "$(CLUSTER)" = local ] || [ "$(CLUSTER)" = kind ] || [ "$(CLUSTER)" = k3d ]; then echo "$(CLUSTER)"; \
+	else echo invalid; fi)
+DEV_TARGET := $(if $(filter local,$(CLUSTER_MODE)),dev-local,dev-remote)
+
+dev: $(DEV_TARGET) ## the lab on a cluster: the local one (no Docker; LAB_TIME_SCALE=0.25 for short runs), or the current context / CLUSTER=kind|k3d with helm and an image
+
+dev-local: cluster-local stack-local ## the lab on the local cluster: KEDA, metrics-server, Prometheus, the release binaries, the overlay
+	kubectl kustomize manifests/overlays/$(OVERLAY) | python3 scripts/cluster/time_scale.py $(LAB_TIME_SCALE) | kubectl apply --server-side --force-conflicts -f -
+	kubectl -n $(NAMESPACE) rollout status deployment/scaler --timeout=180s
+	kubectl -n $(NAMESPACE) rollout status deployment/consumer --timeout=180s
+	@echo
+	@echo "The lab runs on the local cluster (context $(LOCAL_CONTEXT)) in namespace $(NAMESPACE), overlay $(OVERLAY), time scale $(LAB_TIME_SCALE); images are this build's binaries (cluster/images.yaml). Next:"
+	@echo "  first job: make load-heavy   (= kubectl apply -f manifests/components/load-generator/job-heavy.yaml)"
+	@echo "  follow:    kubectl -n $(NAMESPACE) logs -f job/load-test-heavy     watch: make watch  (or kubectl -n $(NAMESPACE) get hpa,scaledobject,pods -w)"
+	@echo "  k9s:       k9s -n $(NAMESPACE)   then :scaledobjects  :hpa  :deploy  :pods  :jobs"
+	@echo "  resources: kubectl top pods -n $(NAMESPACE)   (metrics-server from the node agent's cgroup figures)"
+	@echo "  Prometheus: http://$$(kubectl -n monitoring get svc kube-prometheus-stack-prometheus -o jsonpath='{.spec.clusterIP}'):9090   (Service IPs are reachable from this machine)"
+	@echo "  Grafana and Tempo are AGPL and not installed here: the lab's console and Prometheus take their place"
+
+stack-local: ## KEDA, metrics-server and prometheus-operator + Prometheus on the local cluster, each from its own manifests
+	$(call require,kubectl go python3,Run make setup)
+	bash scripts/cluster/stack.sh
+
+dev-remote: cluster stack image image-load apply
 	@echo
 	@echo "The lab runs in namespace $(NAMESPACE) (overlay $(OVERLAY), image $(IMAGE)). Next:"
 	@echo "  Grafana:   kubectl -n monitoring port-forward svc/grafana 3000:80   (or: make grafana)"
@@ -65,28 +98,23 @@ dev: cluster stack image image-load apply ## the lab on a cluster: current conte
 
 # The local cluster (docs/kubernetes.md, "The local cluster"): the upstream control plane built from cluster/upstream,
 # the project's node agent running pods as processes. CLUSTER=auto picks it with no kube context or with its own.
-CLUSTER ?= auto
-LOCAL_CLUSTER ?= local
-LOCAL_CONTEXT := autoscaling-lab-$(LOCAL_CLUSTER)
-CLUSTER_BIN := ./target/release/cluster
 
-cluster: ## the local cluster with no kube context (or CLUSTER=local, or its own context); CLUSTER=kind|k3d; else the current context
+cluster: cluster-$(CLUSTER_MODE) ## the local cluster with no kube context (or CLUSTER=local, or its own context); CLUSTER=kind|k3d; else the current context
+
+cluster-kind:
+	$(call require,kind kubectl,CLUSTER=kind needs kind: https://kind.sigs.k8s.io)
+	kind create cluster --name $(KIND_CLUSTER) --config manifests/helm/kind-cluster.yaml --wait 120s
+
+cluster-k3d:
+	$(call require,k3d kubectl,CLUSTER=k3d needs k3d: https://k3d.io)
+	k3d cluster create $(KIND_CLUSTER) --agents 1 --wait
+
+cluster-context:
 	$(call require,kubectl,Install kubectl: https://kubernetes.io/docs/tasks/tools/)
-	@ctx=$$(kubectl config current-context 2>/dev/null || true); mode="$(CLUSTER)"; \
-	if [ "$$mode" = auto ]; then \
-		if [ -z "$$ctx" ] || [ "$$ctx" = "$(LOCAL_CONTEXT)" ]; then mode=local; else mode=context; fi; \
-	fi; \
-	case "$$mode" in \
-	local) $(MAKE) --no-print-directory cluster-local;; \
-	kind) command -v kind >/dev/null 2>&1 || { echo "make $@: CLUSTER=kind but kind is not installed (https://kind.sigs.k8s.io)" >&2; exit 127; }; \
-		echo "cluster: creating kind cluster $(KIND_CLUSTER)"; \
-		kind create cluster --name $(KIND_CLUSTER) --config manifests/helm/kind-cluster.yaml --wait 120s;; \
-	k3d) command -v k3d >/dev/null 2>&1 || { echo "make $@: CLUSTER=k3d but k3d is not installed (https://k3d.io)" >&2; exit 127; }; \
-		echo "cluster: creating k3d cluster $(KIND_CLUSTER)"; \
-		k3d cluster create $(KIND_CLUSTER) --agents 1 --wait;; \
-	context) echo "cluster: using kube context $$ctx";; \
-	*) echo "make $@: CLUSTER=$(CLUSTER) is not one of auto, local, kind, k3d" >&2; exit 2;; \
-	esac
+	@echo "cluster: using kube context $$(kubectl config current-context)"
+
+cluster-invalid:
+	@echo "make cluster: CLUSTER=$(CLUSTER) is not one of auto, local, kind, k3d" >&2; exit 2
 
 # Exit codes as docs/exit-codes.md has them: 8 not Linux, 7 not root.
 cluster-local: ## start the local cluster (builds the upstream binaries once, cached by version, and the lab's)

@@ -615,8 +615,8 @@ def make(*args, env=None, path=None):
                           env=full_env, timeout=60)
 
 
-def test_make_dry_run_dev_prints_the_plan_without_a_cluster():
-    proc = make("-n", "dev")
+def test_make_dry_run_dev_prints_the_plan_for_kind():
+    proc = make("-n", "dev", "CLUSTER=kind")
     assert proc.returncode == 0, proc.stderr
     plan = proc.stdout
     steps = ["kind create cluster", "helm upgrade --install kube-prometheus-stack", "helm upgrade --install tempo",
@@ -627,6 +627,21 @@ def test_make_dry_run_dev_prints_the_plan_without_a_cluster():
     assert positions == sorted(positions), "dev runs cluster, stack, image, load, apply, then prints the next steps"
     for pin in ("--version 2.20.2", "--version 88.0.0"):
         assert pin in plan
+
+
+def test_make_dry_run_dev_without_a_context_is_the_local_cluster():
+    proc = make("-n", "dev", "LAB_TIME_SCALE=0.25")
+    assert proc.returncode == 0, proc.stderr
+    plan = proc.stdout
+    steps = ["scripts/cluster/build-upstream.sh", "cargo build --release -p cluster -p node-agent",
+             "./target/release/cluster up --name local", "bash scripts/cluster/stack.sh",
+             "kubectl kustomize manifests/overlays/development | python3 scripts/cluster/time_scale.py 0.25",
+             "kubectl apply --server-side", "rollout status deployment/consumer", "make load-heavy"]
+    positions = [plan.find(s) for s in steps]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions) if p < 0]
+    assert positions == sorted(positions)
+    for remote in ("docker build", "helm upgrade", "kind create"):
+        assert remote not in plan, f"the local plan runs {remote}"
 
 
 def test_make_dry_run_load_and_overrides():
@@ -665,7 +680,7 @@ def test_make_cluster_without_context_is_the_local_cluster_and_names_its_tools(t
     else:
         assert proc.returncode == 2 and "needs root" in proc.stderr, proc.stderr
     proc = make("cluster", "CLUSTER=kind", path=str(bindir))
-    assert proc.returncode != 0 and "CLUSTER=kind but kind is not installed" in proc.stderr, proc.stderr
+    assert proc.returncode != 0 and "make cluster-kind: missing tool(s): kind" in proc.stderr, proc.stderr
     proc = make("cluster", "CLUSTER=minikube", path=str(bindir))
     assert "CLUSTER=minikube is not one of auto, local, kind, k3d" in proc.stderr, proc.stderr
 

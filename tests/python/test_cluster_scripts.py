@@ -1,0 +1,70 @@
+"""The local cluster's manifest filters: the time scale `make dev LAB_TIME_SCALE=...` applies to an overlay, and the
+adjustments scripts/cluster/stack.sh makes to upstream manifests."""
+
+import subprocess
+import sys
+
+import yaml
+
+from conftest import ROOT
+
+SCRIPTS = ROOT / "scripts" / "cluster"
+
+
+def rendered(overlay="development"):
+    proc = subprocess.run(["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return proc.stdout
+
+
+def filtered(script, *args, stdin):
+    return subprocess.run([sys.executable, str(SCRIPTS / script), *args], input=stdin, capture_output=True, text=True,
+                          timeout=60)
+
+
+def scaled_object(docs):
+    return next(d for d in docs if d["kind"] == "ScaledObject")
+
+
+def test_time_scale_shrinks_every_window_of_the_scaledobject_and_the_jobs_profile():
+    original = list(yaml.safe_load_all(rendered()))
+    proc = filtered("time_scale.py", "0.25", stdin=rendered())
+    assert proc.returncode == 0, proc.stderr
+    docs = list(yaml.safe_load_all(proc.stdout))
+    before, after = scaled_object(original)["spec"], scaled_object(docs)["spec"]
+    assert after["pollingInterval"] == max(1, round(before["pollingInterval"] * 0.25))
+    assert after["cooldownPeriod"] == round(before["cooldownPeriod"] * 0.25)
+    down_before = before["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    down_after = after["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert down_after["stabilizationWindowSeconds"] == round(down_before["stabilizationWindowSeconds"] * 0.25)
+    for b, a in zip(down_before["policies"], down_after["policies"]):
+        assert a["periodSeconds"] == max(1, round(b["periodSeconds"] * 0.25))
+        assert isinstance(a["periodSeconds"], int)
+    windows = [t["metadata"].get("window") for t in after["triggers"] if "window" in t["metadata"]]
+    assert windows and all(w.endswith("s") for w in windows)
+    settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "load-generator-settings")
+    assert settings["data"]["LOAD_TIME_SCALE"] == "0.25"
+    assert len(docs) == len(original), "nothing is added or dropped"
+
+
+def test_time_scale_one_changes_nothing_and_bad_factors_are_refused():
+    text = rendered()
+    proc = filtered("time_scale.py", "1", stdin=text)
+    assert list(yaml.safe_load_all(proc.stdout)) == list(yaml.safe_load_all(text))
+    for bad in ("0", "2", "x", "-0.5"):
+        proc = filtered("time_scale.py", bad, stdin=text)
+        assert proc.returncode != 0 and "LAB_TIME_SCALE" in proc.stderr + proc.stdout or "usage" in proc.stderr, bad
+
+
+def test_stack_filter_sets_keda_release_images_and_metrics_server_kubelet_ca():
+    keda = yaml.safe_dump_all([{"kind": "Deployment", "metadata": {"name": "keda-operator", "labels": {"app.kubernetes.io/version": "main"}},
+                                "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/kedacore/keda:main"}]}}}}])
+    proc = filtered("stack_filter.py", "keda", "2.21.0", stdin=keda)
+    assert "ghcr.io/kedacore/keda:2.21.0" in proc.stdout and ":main" not in proc.stdout, proc.stdout + proc.stderr
+    ms = yaml.safe_dump({"kind": "Deployment", "metadata": {"name": "metrics-server"}, "spec": {"template": {"spec": {
+        "containers": [{"args": ["--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname", "--secure-port=10250"]}]}}}})
+    proc = filtered("stack_filter.py", "metrics-server", "v0.8.0", stdin=ms)
+    args = yaml.safe_load(proc.stdout)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kubelet-preferred-address-types=InternalIP" in args
+    assert "--kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt" in args
+    assert "--secure-port=10250" in args and len([a for a in args if "preferred" in a]) == 1
