@@ -70,7 +70,7 @@ DEV_TARGET := $(if $(filter local,$(CLUSTER_MODE)),dev-local,dev-remote)
 dev: $(DEV_TARGET) ## the lab on a cluster: the local one (no Docker; LAB_TIME_SCALE=0.25 for short runs), or the current context / CLUSTER=kind|k3d with helm and an image
 
 dev-local: cluster-local stack-local ## the lab on the local cluster: KEDA, metrics-server, Prometheus, the release binaries, the overlay
-	kubectl kustomize manifests/overlays/$(OVERLAY) | python3 scripts/cluster/time_scale.py $(LAB_TIME_SCALE) | kubectl apply --server-side --force-conflicts -f -
+	kubectl kustomize manifests/overlays/$(OVERLAY) | python3 scripts/cluster/local_overlay.py $(LAB_TIME_SCALE) | kubectl apply --server-side --force-conflicts -f -
 	kubectl -n $(NAMESPACE) rollout status deployment/scaler --timeout=180s
 	kubectl -n $(NAMESPACE) rollout status deployment/consumer --timeout=180s
 	@echo

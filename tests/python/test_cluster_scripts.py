@@ -28,7 +28,7 @@ def scaled_object(docs):
 
 def test_time_scale_shrinks_every_window_of_the_scaledobject_and_the_jobs_profile():
     original = list(yaml.safe_load_all(rendered()))
-    proc = filtered("time_scale.py", "0.25", stdin=rendered())
+    proc = filtered("local_overlay.py", "0.25", stdin=rendered())
     assert proc.returncode == 0, proc.stderr
     docs = list(yaml.safe_load_all(proc.stdout))
     before, after = scaled_object(original)["spec"], scaled_object(docs)["spec"]
@@ -47,12 +47,17 @@ def test_time_scale_shrinks_every_window_of_the_scaledobject_and_the_jobs_profil
     assert len(docs) == len(original), "nothing is added or dropped"
 
 
-def test_time_scale_one_changes_nothing_and_bad_factors_are_refused():
+def test_time_scale_one_changes_nothing_but_the_otlp_endpoints_and_bad_factors_are_refused():
     text = rendered()
-    proc = filtered("time_scale.py", "1", stdin=text)
-    assert list(yaml.safe_load_all(proc.stdout)) == list(yaml.safe_load_all(text))
+    proc = filtered("local_overlay.py", "1", stdin=text)
+    expected = list(yaml.safe_load_all(text))
+    for doc in expected:
+        if doc["kind"] == "ConfigMap":
+            doc.get("data", {}).pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    assert any("OTEL_EXPORTER_OTLP_ENDPOINT" in d.get("data", {}) for d in yaml.safe_load_all(text) if d["kind"] == "ConfigMap")
+    assert list(yaml.safe_load_all(proc.stdout)) == expected
     for bad in ("0", "2", "x", "-0.5"):
-        proc = filtered("time_scale.py", bad, stdin=text)
+        proc = filtered("local_overlay.py", bad, stdin=text)
         assert proc.returncode != 0 and "LAB_TIME_SCALE" in proc.stderr + proc.stdout or "usage" in proc.stderr, bad
 
 

@@ -635,7 +635,7 @@ def test_make_dry_run_dev_without_a_context_is_the_local_cluster():
     plan = proc.stdout
     steps = ["scripts/cluster/build-upstream.sh", "cargo build --release -p cluster -p node-agent",
              "./target/release/cluster up --name local", "bash scripts/cluster/stack.sh",
-             "kubectl kustomize manifests/overlays/development | python3 scripts/cluster/time_scale.py 0.25",
+             "kubectl kustomize manifests/overlays/development | python3 scripts/cluster/local_overlay.py 0.25",
              "kubectl apply --server-side", "rollout status deployment/consumer", "make load-heavy"]
     positions = [plan.find(s) for s in steps]
     assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions) if p < 0]

@@ -1,9 +1,10 @@
-"""Time-scales a rendered overlay for short runs on a cluster (`make dev LAB_TIME_SCALE=0.25`): every duration of the
-ScaledObjects shrinks by the factor (pollingInterval, cooldownPeriod, initialCooldownPeriod, the HPA behavior's
+"""Fits a rendered overlay to the local cluster (`make dev` there): the OTLP endpoints go, since no Tempo runs there (the
+binaries export nothing without one, instead of failing every batch); and with a time scale below 1
+(`make dev LAB_TIME_SCALE=0.25`, for short runs) every duration of the ScaledObjects shrinks by the factor (pollingInterval, cooldownPeriod, initialCooldownPeriod, the HPA behavior's
 stabilization windows and policy periods, the triggers' rate windows), whole seconds and at least 1 as Kubernetes
 takes them, and the load Jobs' settings get LOAD_TIME_SCALE so their profiles shrink alike (the generator's
 --time-scale). A factor of 1 changes nothing. Reads YAML documents on stdin, writes them to stdout.
-Usage: time_scale.py FACTOR"""
+Usage: local_overlay.py FACTOR"""
 
 import re
 import sys
@@ -21,7 +22,7 @@ def scale_window(text, factor):
     """A duration string such as 30s, 1m or 1m30s, scaled; whole seconds, at least 1 s."""
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise SystemExit(f"time_scale.py: {text!r} is not a duration like 30s or 1m")
+        raise SystemExit(f"local_overlay.py: {text!r} is not a duration like 30s or 1m")
     total = sum(float(n) * UNITS[u] for n, u in parts)
     return f"{seconds(total, factor)}s"
 
@@ -53,10 +54,13 @@ def main():
     try:
         factor = float(sys.argv[1])
     except (IndexError, ValueError):
-        raise SystemExit("usage: time_scale.py FACTOR (a number in (0, 1])")
+        raise SystemExit("usage: local_overlay.py FACTOR (a number in (0, 1])")
     if not 0 < factor <= 1:
-        raise SystemExit(f"time_scale.py: LAB_TIME_SCALE={sys.argv[1]} is not in (0, 1]")
+        raise SystemExit(f"local_overlay.py: LAB_TIME_SCALE={sys.argv[1]} is not in (0, 1]")
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap":
+            doc.get("data", {}).pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     if factor != 1:
         for doc in docs:
             if doc.get("kind") == "ScaledObject":
