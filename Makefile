@@ -23,6 +23,7 @@ console: setup ## build in release mode and serve the lab's web console on http:
 
 test: setup ## run every test: Rust (unit + integration, real Prometheus/OTLP/gRPC) and Python (wire, manifests, dashboards)
 	$(call require,$(CARGO) python3 kubectl promtool prometheus,Run make setup; kubectl: https://kubernetes.io/docs/tasks/tools/ and Rust: https://rustup.rs)
+	$(CARGO) build --workspace --bins # the cluster tests run these binaries as the node's pods (cluster/images.yaml)
 	$(CARGO) test --workspace --all-targets
 	python3 -m pytest -q tests/python
 

@@ -3,6 +3,7 @@
 //! first, the workload tests run in parallel, the disruptive ones after them one by one, then `cluster down`, and
 //! a check that nothing of the cluster is left on the machine.
 
+mod lab;
 mod lifecycle;
 mod platform;
 mod support;
@@ -45,7 +46,7 @@ fn main() {
         .tempdir()
         .expect("a temporary directory");
     let cluster = match TestCluster::up(root.path()) {
-        Ok(c) => Box::leak(Box::new(c)),
+        Ok(c) => &*Box::leak(Box::new(c)),
         Err(e) => {
             eprintln!("{e}");
             let log = std::fs::read_to_string(root.path().join("state/logs/supervisor.log"))
@@ -61,6 +62,27 @@ fn main() {
         test_threads: Some(1),
         ..args.clone()
     };
+    // The lab as `make dev` installs it, once; its tests share it, one at a time.
+    let installed = cluster
+        .remove_test_namespaces()
+        .and_then(|()| lab::install(cluster));
+    let lab_trials: Vec<Trial> = LAB
+        .iter()
+        .map(|(name, check)| {
+            let check = *check;
+            let installed = installed.clone();
+            Trial::test(*name, move || match &installed {
+                Ok(()) => check(cluster).map_err(Failed::from),
+                Err(e) => Err(Failed::from(format!("installing the lab failed: {e}"))),
+            })
+        })
+        .collect();
+    let lab_run = libtest_mimic::run(&serial_args, lab_trials);
+    failed += lab_run.num_failed;
+    if let Err(e) = cluster.remove_test_namespaces() {
+        eprintln!("{e}");
+        failed += 1;
+    }
     let second = libtest_mimic::run(&serial_args, trials(cluster, SERIAL));
     failed += second.num_failed;
     // SIGINT stops it as `cluster down`'s SIGTERM does: nothing may be left even before `down` looks.
@@ -135,6 +157,29 @@ const PARALLEL: &[(&str, Check)] = &[
     (
         "lifecycle::bad_starts_are_refused",
         lifecycle::bad_starts_are_refused,
+    ),
+];
+
+const LAB: &[(&str, Check)] = &[
+    (
+        "lab::keda_webhook_refuses_with_kedas_message",
+        lab::keda_webhook_refuses_with_kedas_message,
+    ),
+    (
+        "lab::a_job_before_the_lab_waits_then_fails",
+        lab::a_job_before_the_lab_waits_then_fails,
+    ),
+    (
+        "lab::monitor_from_the_host_and_its_rbac",
+        lab::monitor_from_the_host_and_its_rbac,
+    ),
+    (
+        "lab::chaos_faults_on_the_real_api",
+        lab::chaos_faults_on_the_real_api,
+    ),
+    (
+        "lab::heavy_job_scales_with_keda_and_the_hpa",
+        lab::heavy_job_scales_with_keda_and_the_hpa,
     ),
 ];
 

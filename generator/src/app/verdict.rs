@@ -75,6 +75,8 @@ pub fn judge(report: &mut Report, thresholds: &[Threshold]) {
         exit::GENERATOR_SATURATED
     } else if !failed.is_empty() {
         exit::THRESHOLDS_BREACHED
+    } else if monitor_never_observed(report).is_some() {
+        exit::RUNTIME_ERROR
     } else {
         exit::OK
     };
@@ -96,7 +98,102 @@ pub fn judge(report: &mut Report, thresholds: &[Threshold]) {
             "GENERATOR SATURATED {summary}: {}",
             report.self_check.message
         ),
+        exit::RUNTIME_ERROR => format!(
+            "FAIL --monitor: {}; {summary}",
+            monitor_never_observed(report).unwrap_or_default()
+        ),
         _ => format!("FAIL thresholds breached: {}; {summary}", failed.join(", ")),
     };
     report.exit_code = code;
+}
+
+/// Why `--monitor` gave no scaling report worth the name: every observation failed (RBAC refused, the API
+/// unreachable). Such a run fails rather than print a report that silently says nothing about scaling.
+fn monitor_never_observed(report: &Report) -> Option<String> {
+    let scaling = report.scaling.as_ref()?;
+    (scaling.observations == 0 && scaling.observation_errors > 0).then(|| {
+        format!(
+            "none of {} observations of {} succeeded, the last: {}",
+            scaling.observation_errors,
+            scaling.source,
+            scaling.last_error.as_deref().unwrap_or("not recorded")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::engine::RunData;
+    use crate::model::{ArrivalMode, ReplicaSnapshot, Split, TimelinePoint};
+    use crate::profile::{Profile, RequestSpec};
+    use crate::stats::{LatencySummary, Shard};
+
+    /// A run as the engine hands it over, monitored, with `observed` successful observations and `errors` failed.
+    fn monitored(observed: usize, errors: u64) -> Report {
+        let timeline = (0..observed)
+            .map(|i| TimelinePoint {
+                t_s: i as f64,
+                snapshot: ReplicaSnapshot {
+                    ready: Some(1),
+                    ..ReplicaSnapshot::default()
+                },
+            })
+            .collect();
+        Report::assemble(RunData {
+            profile: Profile::constant(
+                1.0,
+                Duration::from_secs(2),
+                RequestSpec::new("GET", "/", None),
+            ),
+            mode: ArrivalMode::Open,
+            split: Split::default(),
+            started_at: SystemTime::UNIX_EPOCH,
+            load_elapsed: Duration::from_secs(2),
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+            unfinished: 0,
+            endpoint_names: vec!["GET /".into()],
+            totals: Shard::new(1),
+            intervals: Vec::new(),
+            timeline,
+            monitor_name: Some("kubernetes deployment lab/consumer".into()),
+            monitor_errors: errors,
+            monitor_last_error: (errors > 0)
+                .then(|| "deployments.apps \"consumer\" is forbidden".into()),
+            scaling_record: None,
+            slo: None,
+            expected_requests: 2.0,
+            load_end_s: 2.0,
+            schedule_lag: LatencySummary::default(),
+            generator_cpu_seconds: None,
+            targets: vec!["http://127.0.0.1:1".into()],
+        })
+    }
+
+    #[test]
+    fn a_monitor_that_never_observed_fails_the_run_naming_the_last_error() {
+        let mut report = monitored(0, 12);
+        judge(&mut report, &[]);
+        assert_eq!(report.exit_code, exit::RUNTIME_ERROR, "{}", report.verdict);
+        assert!(
+            report
+                .verdict
+                .starts_with("FAIL --monitor: none of 12 observations"),
+            "{}",
+            report.verdict
+        );
+        assert!(report.verdict.contains("forbidden"), "{}", report.verdict);
+    }
+
+    #[test]
+    fn a_monitor_that_observed_at_least_once_does_not_fail_the_run() {
+        for (observed, errors) in [(3, 12), (3, 0)] {
+            let mut report = monitored(observed, errors);
+            judge(&mut report, &[]);
+            assert_eq!(report.exit_code, exit::OK, "{}", report.verdict);
+        }
+    }
 }
