@@ -78,7 +78,7 @@ impl std::fmt::Debug for KubeSource {
 }
 
 impl KubeSource {
-    /// A source for an explicit API URL (no auth; used against a stand-in API or `kubectl proxy`).
+    /// A source for an explicit API URL (no auth: `kubectl proxy`'s, or a closed port in the tests).
     pub fn for_url(url: &str, target: KubeTarget) -> Result<KubeSource, MonitorError> {
         let uri: http::Uri = url
             .parse()

@@ -3,9 +3,13 @@ binaries export nothing without one, instead of failing every batch); and with a
 (`make dev LAB_TIME_SCALE=0.25`, for short runs) every duration of the ScaledObjects shrinks by the factor (pollingInterval, cooldownPeriod, initialCooldownPeriod, the HPA behavior's
 stabilization windows and policy periods, the triggers' rate windows), whole seconds and at least 1 as Kubernetes
 takes them, and the load Jobs' settings get LOAD_TIME_SCALE so their profiles shrink alike (the generator's
---time-scale). A factor of 1 changes nothing. Reads YAML documents on stdin, writes them to stdout.
+--time-scale). A factor of 1 changes nothing. No Strimzi operator runs there: a Strimzi `Kafka` with its
+`KafkaNodePool` and `KafkaTopic`s becomes one broker pod (the repo's KRaft broker, scripts/kafka/broker.sh serve) behind
+the Service name Strimzi would give it (`<name>-kafka-bootstrap`, port 9092), with the topics and partitions the
+KafkaTopics name and the node pool's resources. Reads YAML documents on stdin, writes them to stdout.
 Usage: local_overlay.py FACTOR"""
 
+import pathlib
 import re
 import sys
 
@@ -50,6 +54,80 @@ def scale_scaled_object(doc, factor):
     return doc
 
 
+BROKER_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "kafka" / "broker.sh"
+STRIMZI = "kafka.strimzi.io/"
+KAFKA_CACHE = "/var/cache/autoscaling-lab/kafka-4.4.0"
+
+
+def broker_in_place_of_strimzi(docs):
+    """The Strimzi objects replaced by a broker Deployment and its bootstrap Service (see the module's text)."""
+    clusters = [d for d in docs if d.get("kind") == "Kafka" and d.get("apiVersion", "").startswith(STRIMZI)]
+    if not clusters:
+        return docs
+    if len(clusters) > 1:
+        raise SystemExit("local_overlay.py: more than one Strimzi Kafka; the local cluster runs one broker")
+    kafka = clusters[0]
+    name, namespace = kafka["metadata"]["name"], kafka["metadata"].get("namespace", "default")
+    topics, resources = [], {}
+    for doc in docs:
+        labels = doc.get("metadata", {}).get("labels", {})
+        if doc.get("kind") == "KafkaTopic" and labels.get("strimzi.io/cluster") == name:
+            spec = doc.get("spec", {})
+            topics.append(f"{spec.get('topicName', doc['metadata']['name'])}:{spec.get('partitions', 1)}")
+        elif doc.get("kind") == "KafkaNodePool" and labels.get("strimzi.io/cluster") == name:
+            resources = doc.get("spec", {}).get("resources", {})
+    bootstrap = f"{name}-kafka-bootstrap"
+    labels = {"app.kubernetes.io/name": "kafka", "app.kubernetes.io/component": "broker", "strimzi.io/cluster": name}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{name}-broker", "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"strimzi.io/cluster": name, "app.kubernetes.io/component": "broker"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    # The lab's namespace enforces Pod Security `restricted`.
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "kafka",
+                        # cluster/images.yaml: this machine's bash and Java run the repo's broker script.
+                        "image": "autoscaling-lab-kafka:4.4.0",
+                        "command": ["bash", str(BROKER_SCRIPT), "serve", "/tmp/kafka"],
+                        "env": [
+                            # scripts/cluster/stack.sh fetches the jars there, readable by the pod's user.
+                            {"name": "KAFKA_CACHE", "value": KAFKA_CACHE},
+                            {"name": "KAFKA_ADVERTISED", "value": f"{bootstrap}.{namespace}.svc.cluster.local:9092"},
+                            {"name": "KAFKA_TOPICS", "value": ",".join(topics)},
+                            {"name": "KAFKA_READY_TIMEOUT", "value": "120"},
+                        ],
+                        "ports": [{"name": "tcp-clients", "containerPort": 9092}],
+                        "readinessProbe": {"tcpSocket": {"port": 9092}, "periodSeconds": 2, "failureThreshold": 90},
+                        "resources": resources,
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    }],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": bootstrap, "namespace": namespace, "labels": labels},
+        "spec": {
+            "selector": {"strimzi.io/cluster": name, "app.kubernetes.io/component": "broker"},
+            "ports": [{"name": "tcp-clients", "port": 9092, "targetPort": 9092}],
+        },
+    }
+    kept = [d for d in docs if not d.get("apiVersion", "").startswith(STRIMZI)]
+    return kept + [deployment, service]
+
+
 def main():
     try:
         factor = float(sys.argv[1])
@@ -57,7 +135,7 @@ def main():
         raise SystemExit("usage: local_overlay.py FACTOR (a number in (0, 1])")
     if not 0 < factor <= 1:
         raise SystemExit(f"local_overlay.py: LAB_TIME_SCALE={sys.argv[1]} is not in (0, 1]")
-    docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+    docs = broker_in_place_of_strimzi([d for d in yaml.safe_load_all(sys.stdin) if d])
     for doc in docs:
         if doc.get("kind") == "ConfigMap":
             doc.get("data", {}).pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)

@@ -6,6 +6,8 @@
 #   metrics-server v0.8.0: its manifests/overlays/release, told the kubelet API's address type and CA (the cluster's);
 #   prometheus-operator v0.85.0: its bundle.yaml (CRDs, operator), then a Prometheus selecting every ServiceMonitor,
 #     PodMonitor and PrometheusRule (cluster/addons/prometheus.yaml).
+#   the Kafka jars for the broker pod the kafka overlays get there (scripts/cluster/local_overlay.py), in a cache any
+#     pod's user can read (/var/cache/autoscaling-lab; root's own cache is not readable by a non-root pod).
 # Idempotent; waits until each answers. Usage: bash scripts/cluster/stack.sh [--kubeconfig FILE]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -34,6 +36,9 @@ say "prometheus-operator ${po_version} and a Prometheus for the lab"
 "${kubectl[@]}" apply --server-side --force-conflicts -f "$po_dir/bundle.yaml" >/dev/null
 "${kubectl[@]}" wait --for=condition=Established crd/prometheuses.monitoring.coreos.com --timeout=60s >/dev/null
 "${kubectl[@]}" apply --server-side --force-conflicts -f "$root/cluster/addons/prometheus.yaml" >/dev/null
+
+KAFKA_CACHE=/var/cache/autoscaling-lab/kafka-4.4.0 bash "$root/scripts/kafka/broker.sh" fetch
+chmod -R a+rX /var/cache/autoscaling-lab
 
 say "waiting for KEDA, metrics-server, prometheus-operator and Prometheus"
 "${kubectl[@]}" -n keda rollout status deployment/keda-operator --timeout=180s >/dev/null

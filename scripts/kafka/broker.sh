@@ -13,6 +13,9 @@
 #   broker.sh groups DIR ARGS...    org.apache.kafka.tools.consumer.group.ConsumerGroupCommand (kafka-consumer-groups)
 #   broker.sh run DIR CLASS ARGS... any main class from the cache; DIR/client.properties names the broker
 #   broker.sh classpath             print the classpath (for callers that start their own JVM)
+#   broker.sh serve DIR             in the foreground, as a pod of the local cluster: listen on KAFKA_LISTEN_HOST
+#                                   (default 0.0.0.0) port 9092, advertise KAFKA_ADVERTISED (host:port), create
+#                                   KAFKA_TOPICS (`name:partitions,...`) once ready, stop with the JVM on SIGTERM
 #
 # The tool subcommands pass the broker's address with --bootstrap-server before ARGS.
 # `start` always gives a fresh, empty broker (DIR's data is wiped) unless one already runs in DIR, which it reuses.
@@ -171,14 +174,14 @@ live_pid() {
 }
 
 write_configs() {
-  local dir=$1 bport=$2 cport=$3
+  local dir=$1 bport=$2 cport=$3 host=${4:-127.0.0.1} advertised=${5:-127.0.0.1:$2}
   cat >"$dir/server.properties" <<PROPS
-# Written by scripts/kafka/broker.sh: single-node KRaft for tests, 127.0.0.1 only.
+# Written by scripts/kafka/broker.sh: single-node KRaft for tests (127.0.0.1) or one pod of the local cluster.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$bport
+listeners=PLAINTEXT://$host:$bport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -348,6 +351,54 @@ resume() {
   die "the broker in $dir could not bind its ports again after 3 attempts"
 }
 
+# One broker as a pod's only process tree: a fresh storage in DIR, the listener on the pod's addresses, the topics the
+# overlay's KafkaTopics name, then the JVM in the foreground (SIGTERM/SIGINT reach it; its exit is the pod's).
+serve() {
+  local dir=${1:?usage: broker.sh serve DIR}
+  local advertised=${KAFKA_ADVERTISED:?KAFKA_ADVERTISED (host:port clients reach this broker at) is required}
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  fetch
+  local bport=9092 cport=9093 t0 pid
+  t0=$(date +%s%N)
+  rm -rf "$dir/data" "$dir/logs"
+  mkdir -p "$dir/data" "$dir/logs"
+  write_configs "$dir" "$bport" "$cport" "${KAFKA_LISTEN_HOST:-0.0.0.0}" "$advertised"
+  local -a jvm
+  mapfile -t jvm < <(jvm_common "$dir")
+  java "${jvm[@]}" -Xmx256m "-Dlog4j2.configurationFile=$dir/log4j2-tools.properties" \
+    kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" -c "$dir/server.properties" >&2 \
+    || die "formatting the storage in $dir/data failed"
+  # shellcheck disable=SC2086 # heap and JVM options are lists of words
+  java "${jvm[@]}" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} ${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} \
+    "-Dlog4j2.configurationFile=$dir/log4j2-server.properties" kafka.Kafka "$dir/server.properties" </dev/null &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+  local deadline=$((SECONDS + ${KAFKA_READY_TIMEOUT:-60}))
+  until probe "$bport"; do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; die "the broker exited before it was ready"; }
+    [ "$SECONDS" -lt "$deadline" ] || { kill -TERM "$pid"; wait "$pid"; die "not ready within ${KAFKA_READY_TIMEOUT:-60}s"; }
+    sleep 0.2
+  done
+  say "ready in $((($(date +%s%N) - t0) / 1000000)) ms on $bport, advertised as $advertised"
+  local topic
+  for topic in ${KAFKA_TOPICS//,/ }; do
+    java "${jvm[@]}" ${KAFKA_TOOL_HEAP_OPTS:--Xmx256m} "-Dlog4j2.configurationFile=$dir/log4j2-tools.properties" \
+      org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$bport" --create --if-not-exists \
+      --topic "${topic%%:*}" --partitions "${topic##*:}" --replication-factor 1 >&2 \
+      || { kill -TERM "$pid"; wait "$pid"; die "creating topic ${topic%%:*} failed"; }
+    say "topic ${topic%%:*} (${topic##*:} partitions)"
+  done
+  # A trapped signal ends the first wait early; then the JVM's own exit is waited for.
+  local rc=0
+  wait "$pid" || rc=$?
+  if kill -0 "$pid" 2>/dev/null; then
+    rc=0
+    wait "$pid" || rc=$?
+  fi
+  return "$rc"
+}
+
 stop() {
   local dir=${1:?usage: broker.sh stop DIR} pid i
   [ -d "$dir" ] || return 0
@@ -392,6 +443,7 @@ case "$cmd" in
   start) start "$@" ;;
   stop) stop "$@" ;;
   resume) resume "$@" ;;
+  serve) serve "$@" ;;
   status) d=$(cd "${1:?usage: broker.sh status DIR}" && pwd); live_pid "$d" >/dev/null && probe "$(sed 's/.*://' "$d/bootstrap")" ;;
   perf)
     d=$(cd "${1:?usage: broker.sh perf DIR ARGS}" && pwd); shift; bs=$(bootstrap_of "$d")

@@ -61,6 +61,30 @@ def test_time_scale_one_changes_nothing_but_the_otlp_endpoints_and_bad_factors_a
         assert proc.returncode != 0 and "LAB_TIME_SCALE" in proc.stderr + proc.stdout or "usage" in proc.stderr, bad
 
 
+def test_kafka_overlay_gets_the_repos_broker_in_place_of_strimzi_under_strimzis_service_name():
+    original = list(yaml.safe_load_all(rendered("kafka")))
+    proc = filtered("local_overlay.py", "1", stdin=rendered("kafka"))
+    assert proc.returncode == 0, proc.stderr
+    docs = list(yaml.safe_load_all(proc.stdout))
+    assert not [d for d in docs if d["apiVersion"].startswith("kafka.strimzi.io/")]
+    topics = {d["spec"]["topicName"]: d["spec"]["partitions"] for d in original if d["kind"] == "KafkaTopic"}
+    assert "load-test" in topics
+    broker = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kafka-broker")
+    container = broker["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][0] == "bash" and container["command"][1].endswith("scripts/kafka/broker.sh")
+    assert container["command"][2] == "serve"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert sorted(env["KAFKA_TOPICS"].split(",")) == sorted(f"{n}:{p}" for n, p in topics.items())
+    # Every client of the overlay names Strimzi's bootstrap address; that Service now selects the broker pod.
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "kafka-kafka-bootstrap")
+    assert env["KAFKA_ADVERTISED"] == "kafka-kafka-bootstrap.autoscaling-lab.svc.cluster.local:9092"
+    labels = broker["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    assert "kafka-kafka-bootstrap.autoscaling-lab.svc.cluster.local:9092" in proc.stdout.replace(env["KAFKA_ADVERTISED"], "", 1)
+    pool = next(d for d in original if d["kind"] == "KafkaNodePool")
+    assert container["resources"] == pool["spec"]["resources"]
+
+
 def test_stack_filter_sets_keda_release_images_and_metrics_server_kubelet_ca():
     keda = yaml.safe_dump_all([{"kind": "Deployment", "metadata": {"name": "keda-operator", "labels": {"app.kubernetes.io/version": "main"}},
                                 "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/kedacore/keda:main"}]}}}}])

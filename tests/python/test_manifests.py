@@ -385,8 +385,8 @@ def grants(role):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_load_generator_chaos_rbac_is_the_least_the_cluster_faults_need(overlay):
-    """The chaos Role and the opt-in node-chaos ClusterRole grant exactly what generator::chaos calls (the stand-in API
-    tests enforce these same files and prove each rule is needed); nothing else in the lab is cluster-scoped, and
+    """The chaos Role and the opt-in node-chaos ClusterRole grant exactly what generator::chaos calls (the cluster tests
+    bind these same files on the local cluster, where the real authorizer proves each grant needed); nothing else in the lab is cluster-scoped, and
     production ships no cluster-wide grant."""
     docs = rendered(overlay)
     role = by_kind(docs, "Role", "load-generator-chaos")[0]

@@ -11,11 +11,11 @@ use kube::api::Api;
 
 use crate::support::*;
 
-const LAB: &str = "autoscaling-lab";
+pub const LAB: &str = "autoscaling-lab";
 /// The time scale of the lab's overlay and Jobs in these tests.
 pub const TIME_SCALE: &str = "0.2";
 
-fn repo() -> std::path::PathBuf {
+pub fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -30,24 +30,7 @@ pub fn install(c: &TestCluster) -> TestResult {
     if !stack.status.success() {
         return Err(format!("scripts/cluster/stack.sh:\n{}", text(&stack)));
     }
-    let rendered = std::process::Command::new("kubectl")
-        .args([
-            "kustomize",
-            &repo()
-                .join("manifests/overlays/development")
-                .display()
-                .to_string(),
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let overlay = filter(&String::from_utf8_lossy(&rendered.stdout), TIME_SCALE)?;
-    let out = c.kubectl(
-        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-        Some(&overlay),
-    );
-    if !out.status.success() {
-        return Err(format!("applying the development overlay:\n{}", text(&out)));
-    }
+    apply_overlay(c, "development")?;
     for deployment in ["scaler", "consumer"] {
         let out = c.kubectl(
             &[
@@ -63,6 +46,32 @@ pub fn install(c: &TestCluster) -> TestResult {
         if !out.status.success() {
             return Err(format!("rollout of {deployment}:\n{}", text(&out)));
         }
+    }
+    Ok(())
+}
+
+/// An overlay as `make dev OVERLAY=NAME LAB_TIME_SCALE=...` applies it: kustomize, the local filter, server-side apply.
+pub fn apply_overlay(c: &TestCluster, overlay: &str) -> TestResult {
+    let dir = repo().join("manifests/overlays").join(overlay);
+    let rendered = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !rendered.status.success() {
+        return Err(format!(
+            "kubectl kustomize {}:\n{}",
+            dir.display(),
+            text(&rendered)
+        ));
+    }
+    let objects = filter(&String::from_utf8_lossy(&rendered.stdout), TIME_SCALE)?;
+    let out = c.kubectl(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&objects),
+    );
+    if !out.status.success() {
+        return Err(format!("applying the {overlay} overlay:\n{}", text(&out)));
     }
     Ok(())
 }
@@ -160,14 +169,15 @@ pub fn heavy_job_scales_with_keda_and_the_hpa(c: &TestCluster) -> TestResult {
     })
 }
 
-fn consumer_url(c: &TestCluster) -> Result<String, String> {
+/// A Service's cluster IP in the lab's namespace.
+pub fn service_ip(c: &TestCluster, service: &str) -> Result<String, String> {
     let out = c.kubectl(
         &[
             "-n",
             LAB,
             "get",
             "service",
-            "consumer",
+            service,
             "-o",
             "jsonpath={.spec.clusterIP}",
         ],
@@ -175,13 +185,17 @@ fn consumer_url(c: &TestCluster) -> Result<String, String> {
     );
     let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if ip.is_empty() {
-        return Err(format!("no consumer Service:\n{}", text(&out)));
+        return Err(format!("no {service} Service:\n{}", text(&out)));
     }
-    Ok(format!("http://{ip}:8080"))
+    Ok(ip)
+}
+
+pub fn consumer_url(c: &TestCluster) -> Result<String, String> {
+    Ok(format!("http://{}:8080", service_ip(c, "consumer")?))
 }
 
 /// The generator on this machine against the lab's Service address (this machine reaches Service IPs).
-fn generator(
+pub fn generator(
     c: &TestCluster,
     kubeconfig: &std::path::Path,
     extra: &[&str],
@@ -197,8 +211,6 @@ fn generator(
             &url,
             "--rate",
             "20",
-            "--duration",
-            "8s",
             "--no-metrics",
             "--monitor",
             "--namespace",
@@ -209,6 +221,11 @@ fn generator(
         .arg("--report")
         .arg(&report)
         .args(extra)
+        .args(if extra.contains(&"--duration") {
+            &[][..]
+        } else {
+            &["--duration", "8s"][..]
+        })
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .output()
         .map_err(|e| e.to_string())?;
@@ -221,7 +238,7 @@ fn generator(
 }
 
 /// A kubeconfig for a ServiceAccount of the lab's namespace (its token only).
-fn service_account_kubeconfig(
+pub fn service_account_kubeconfig(
     c: &TestCluster,
     account: &str,
 ) -> Result<std::path::PathBuf, String> {
@@ -253,112 +270,10 @@ fn service_account_kubeconfig(
     Ok(path)
 }
 
-/// `--monitor` from this machine with kubeconfig auth; with a ServiceAccount that may read nothing, the run fails
-/// with a runtime error naming what was refused.
-pub fn monitor_from_the_host_and_its_rbac(c: &TestCluster) -> TestResult {
-    let (out, report) = generator(c, &c.admin_kubeconfig, &[])?;
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success()
-        || !said.contains("scaling (kubernetes deployment autoscaling-lab/consumer")
-    {
-        return Err(format!("--monitor from the host:\n{}", text(&out)));
-    }
-    if report.is_null() {
-        return Err("no report.json".into());
-    }
-    let apply = c.kubectl(
-        &["-n", LAB, "create", "serviceaccount", "nobody-here"],
-        None,
-    );
-    if !apply.status.success() && !String::from_utf8_lossy(&apply.stderr).contains("AlreadyExists")
-    {
-        return Err(text(&apply));
-    }
-    let kubeconfig = service_account_kubeconfig(c, "nobody-here")?;
-    let (out, _) = generator(c, &kubeconfig, &[])?;
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.code() != Some(contract::exit::RUNTIME_ERROR)
-        || !all.contains("forbidden")
-        || !all.contains("deployments")
-    {
-        return Err(format!(
-            "a monitor without RBAC did not fail naming the refusal:\n{}",
-            text(&out)
-        ));
-    }
-    Ok(())
-}
-
-fn faults(report: &serde_json::Value) -> Vec<serde_json::Value> {
-    report["chaos"]["faults"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Each cluster fault against the real API during a real load, done and undone, with the load-generator
-/// ServiceAccount's own RBAC (the manifests' Roles); an eviction a PodDisruptionBudget forbids comes back 429 and is
-/// retried within its bound.
-pub fn chaos_faults_on_the_real_api(c: &TestCluster) -> TestResult {
-    let kubeconfig = service_account_kubeconfig(c, "load-generator")?;
-    let mut problems = Vec::new();
-    for (action, extra) in [
-        ("delete-pod", ""),
-        ("partition-pod", ",duration=3s"),
-        ("scaler-to-zero", ",duration=4s"),
-        ("cordon-node", ",duration=2s"),
-    ] {
-        let chaos = format!("at=2s,action={action}{extra}");
-        let (out, report) = generator(c, &kubeconfig, &["--chaos", &chaos])?;
-        let fault = faults(&report).into_iter().next().unwrap_or_default();
-        if !out.status.success() || fault["status"] != "done" {
-            problems.push(format!(
-                "{action}: status {} exit {:?}\n{}",
-                fault["status"],
-                out.status.code(),
-                text(&out)
-            ));
-        }
-    }
-    // A budget that allows no disruption: the eviction is refused with 429, retried, then reported blocked.
-    c.apply(&format!(
-        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: consumer-test-budget, namespace: {LAB}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app.kubernetes.io/name: consumer}}}}\n"
-    ))?;
-    let (out, report) = generator(c, &kubeconfig, &["--chaos", "at=2s,action=evict-pod"])?;
-    let fault = faults(&report).into_iter().next().unwrap_or_default();
-    let retries = fault["retries"].as_u64().unwrap_or(0);
-    if fault["status"] != "blocked" || retries == 0 {
-        problems.push(format!(
-            "evict-pod against a PDB: status {} retries {retries}\n{}",
-            fault["status"],
-            text(&out)
-        ));
-    }
-    c.kubectl(&["-n", LAB, "delete", "pdb", "consumer-test-budget"], None);
-    let (out, report) = generator(c, &kubeconfig, &["--chaos", "at=2s,action=evict-pod"])?;
-    let fault = faults(&report).into_iter().next().unwrap_or_default();
-    if fault["status"] != "done" {
-        problems.push(format!(
-            "evict-pod without a PDB: status {}\n{}",
-            fault["status"],
-            text(&out)
-        ));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n\n"))
-    }
-}
-
 /// The real KEDA webhook refuses a ScaledObject KEDA would refuse, with KEDA's message.
 pub fn keda_webhook_refuses_with_kedas_message(c: &TestCluster) -> TestResult {
     let second = format!(
-        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: second, namespace: {LAB}}}\nspec:\n  scaleTargetRef: {{name: consumer}}\n  triggers: [{{type: cpu, metricType: Utilization, metadata: {{value: \"50\"}}}}]\n"
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: second, namespace: {LAB}}}\nspec:\n  minReplicaCount: 1\n  scaleTargetRef: {{name: consumer}}\n  triggers: [{{type: cpu, metricType: Utilization, metadata: {{value: \"50\"}}}}]\n"
     );
     let out = c.kubectl(&["apply", "-f", "-"], Some(&second));
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -394,6 +309,208 @@ pub fn a_job_before_the_lab_waits_then_fails(c: &TestCluster) -> TestResult {
         let log = logs(&c.client, &ns, &name_of(&pod), Some("wait-for-consumer")).await?;
         if outcome != "Failed" || !log.contains("not ready") {
             return Err(format!("the early Job {outcome}; its init container said:\n{log}"));
+        }
+        Ok(())
+    })
+}
+
+/// The lab's pods that are not Ready, with why: `name: Pending (Unschedulable: 0/1 nodes are available: ...)`.
+fn pods_not_ready(pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<(String, bool, String)> {
+    pods.iter()
+        .filter(|p| !ready(p) && p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let unscheduled = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+            let why = unscheduled
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c.reason.clone().unwrap_or_default(),
+                        c.message.clone().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| phase(p).to_string());
+            (
+                name_of(p),
+                unscheduled.is_some_and(|c| c.reason.as_deref() == Some("Unschedulable")),
+                why,
+            )
+        })
+        .collect()
+}
+
+/// The production overlay applied for real over the lab: KEDA takes its bounds (the HPA's minimum 3), two scalers and
+/// the consumer's budget exist, and every pod runs or is left unscheduled by the real scheduler for lack of room on
+/// this one node (printed, with the scheduler's reason). Then compare-hpa: the ScaledObject removed, the plain CPU and
+/// memory HPA reads utilisation from metrics-server (the node agent's cgroup figures). Runs after every other lab test.
+pub fn production_and_compare_hpa_overlays_run(c: &TestCluster) -> TestResult {
+    apply_overlay(c, "production")?;
+    runtime().block_on(async {
+        let min3 = poll(Duration::from_secs(90), || async {
+            (hpa(c).await?.spec.min_replicas == Some(3)).then_some(())
+        })
+        .await;
+        min3.map_err(|e| {
+            format!("KEDA did not give keda-hpa-consumer the production minimum of 3: {e}")
+        })?;
+        // Settled: every consumer and scaler pod Ready or refused by the scheduler.
+        let settled = poll(Duration::from_secs(120), || async {
+            let consumers = pods_of(&c.client, LAB, "app.kubernetes.io/name=consumer").await;
+            let scalers = pods_of(&c.client, LAB, "app.kubernetes.io/name=scaler").await;
+            let live = |ps: &[k8s_openapi::api::core::v1::Pod]| {
+                ps.iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .count()
+            };
+            let all: Vec<_> = consumers.iter().chain(scalers.iter()).cloned().collect();
+            let stuck = pods_not_ready(&all);
+            (live(&consumers) >= 3
+                && live(&scalers) == 2
+                && stuck.iter().all(|(_, unscheduled, _)| *unscheduled))
+            .then_some(stuck)
+        })
+        .await
+        .map_err(|e| {
+            let out = c.kubectl(&["-n", LAB, "get", "pods", "-o", "wide"], None);
+            format!("the production overlay did not settle: {e}\n{}", text(&out))
+        })?;
+        for (name, _, why) in &settled {
+            println!("production on one node: {name} not scheduled: {why}");
+        }
+        let pdb = c.kubectl(&["-n", LAB, "get", "pdb", "-o", "name"], None);
+        if !String::from_utf8_lossy(&pdb.stdout).contains("poddisruptionbudget") {
+            return Err(format!(
+                "no PodDisruptionBudget from the production overlay:\n{}",
+                text(&pdb)
+            ));
+        }
+        Ok(())
+    })?;
+    let out = c.kubectl(
+        &[
+            "-n",
+            LAB,
+            "delete",
+            "scaledobject",
+            "consumer",
+            "--wait=true",
+        ],
+        None,
+    );
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    runtime().block_on(async {
+        poll(Duration::from_secs(60), || async {
+            hpa(c).await.is_none().then_some(())
+        })
+        .await
+        .map_err(|e| format!("KEDA left keda-hpa-consumer after its ScaledObject went: {e}"))
+    })?;
+    apply_overlay(c, "compare-hpa")?;
+    runtime().block_on(async {
+        let api = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), LAB);
+        poll(Duration::from_secs(150), || async {
+            let status = api.get_opt("consumer").await.ok()??.status?;
+            status.current_metrics?.iter().find_map(|m| {
+                let r = m.resource.as_ref()?;
+                (r.name == "cpu").then_some(r.current.average_utilization?)
+            })
+        })
+        .await
+        .map(|cpu| {
+            println!("compare-hpa: the CPU HPA reads {cpu}% utilisation from metrics-server")
+        })
+        .map_err(|e| {
+            let out = c.kubectl(&["-n", LAB, "describe", "hpa", "consumer"], None);
+            format!(
+                "the compare-hpa HPA never read CPU from metrics-server: {e}\n{}",
+                text(&out)
+            )
+        })
+    })
+}
+
+/// The kafka overlay on the local cluster, where no Strimzi operator runs: the repo's KRaft broker as a pod behind
+/// Strimzi's bootstrap Service name (scripts/cluster/local_overlay.py), KEDA's own kafka scaler reading the consumer
+/// group's lag from it, then `job-kafka-light.yaml` and `job-kafka-verify.yaml` as written: every message produced is
+/// processed, none lost.
+pub fn kafka_overlay_runs_its_jobs(c: &TestCluster) -> TestResult {
+    apply_overlay(c, "kafka")?;
+    for deployment in ["kafka-broker", "consumer-kafka"] {
+        let out = c.kubectl(
+            &[
+                "-n",
+                LAB,
+                "rollout",
+                "status",
+                &format!("deployment/{deployment}"),
+                "--timeout=180s",
+            ],
+            None,
+        );
+        if !out.status.success() {
+            let pods = c.kubectl(&["-n", LAB, "get", "pods", "-o", "wide"], None);
+            return Err(format!(
+                "rollout of {deployment}:\n{}\n{}",
+                text(&out),
+                text(&pods)
+            ));
+        }
+    }
+    runtime().block_on(async {
+        // KEDA's kafka scaler connected: the ScaledObject is Ready.
+        poll(Duration::from_secs(90), || async {
+            let out = c.kubectl(
+                &[
+                    "-n",
+                    LAB,
+                    "get",
+                    "scaledobject",
+                    "consumer-kafka",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            );
+            (String::from_utf8_lossy(&out.stdout).trim() == "True").then_some(())
+        })
+        .await
+        .map_err(|e| {
+            let out = c.kubectl(
+                &["-n", LAB, "describe", "scaledobject", "consumer-kafka"],
+                None,
+            );
+            format!(
+                "KEDA's kafka trigger never became Ready against the broker pod: {e}\n{}",
+                text(&out)
+            )
+        })?;
+        for (file, job, container) in [
+            ("job-kafka-light.yaml", "load-test-kafka-light", "producer"),
+            ("job-kafka-verify.yaml", "load-test-kafka-verify", "verify"),
+        ] {
+            let path = repo().join("manifests/components/kafka").join(file);
+            let out = c.kubectl(&["apply", "-f", &path.display().to_string()], None);
+            if !out.status.success() {
+                return Err(format!("kubectl apply -f {file}:\n{}", text(&out)));
+            }
+            let outcome = wait_job(&c.client, LAB, job, Duration::from_secs(300)).await?;
+            let pod = pods_of(&c.client, LAB, &format!("job-name={job}"))
+                .await
+                .into_iter()
+                .next()
+                .ok_or(format!("no pod of {job}"))?;
+            let log = logs(&c.client, LAB, &name_of(&pod), Some(container)).await?;
+            if outcome != "Complete" {
+                return Err(format!("{job} {outcome}:\n{log}"));
+            }
+            println!("{job}: {}", log.lines().last().unwrap_or(""));
         }
         Ok(())
     })

@@ -4,6 +4,8 @@
 //! a check that nothing of the cluster is left on the machine.
 
 mod lab;
+mod lab_chaos;
+mod lab_monitor;
 mod lifecycle;
 mod platform;
 mod support;
@@ -170,16 +172,42 @@ const LAB: &[(&str, Check)] = &[
         lab::a_job_before_the_lab_waits_then_fails,
     ),
     (
-        "lab::monitor_from_the_host_and_its_rbac",
-        lab::monitor_from_the_host_and_its_rbac,
+        "lab_monitor::monitor_from_the_host_and_its_rbac",
+        lab_monitor::monitor_from_the_host_and_its_rbac,
     ),
     (
-        "lab::chaos_faults_on_the_real_api",
-        lab::chaos_faults_on_the_real_api,
+        "lab_monitor::monitor_names_the_inputs_it_could_not_read",
+        lab_monitor::monitor_names_the_inputs_it_could_not_read,
     ),
     (
         "lab::heavy_job_scales_with_keda_and_the_hpa",
         lab::heavy_job_scales_with_keda_and_the_hpa,
+    ),
+    (
+        "lab::kafka_overlay_runs_its_jobs",
+        lab::kafka_overlay_runs_its_jobs,
+    ),
+    (
+        "lab_chaos::chaos_faults_on_the_real_api",
+        lab_chaos::chaos_faults_on_the_real_api,
+    ),
+    (
+        "lab_chaos::chaos_rbac_is_sufficient_and_each_grant_needed",
+        lab_chaos::chaos_rbac_is_sufficient_and_each_grant_needed,
+    ),
+    (
+        "lab_chaos::a_cancelled_run_undoes_its_faults",
+        lab_chaos::a_cancelled_run_undoes_its_faults,
+    ),
+    // Late: it evicts every pod of the node but the consumer's.
+    (
+        "lab_chaos::drain_respects_the_budget_and_the_pods_come_back",
+        lab_chaos::drain_respects_the_budget_and_the_pods_come_back,
+    ),
+    // After every other lab test: it replaces the development overlay.
+    (
+        "lab::production_and_compare_hpa_overlays_run",
+        lab::production_and_compare_hpa_overlays_run,
     ),
 ];
 

@@ -122,7 +122,9 @@ impl RunPlan {
             headers: headers.clone(),
             tracing: None,
             monitor_interval: args.monitor_opts.monitor_interval,
-            watch_after: args.monitor_opts.watch_after,
+            // The scale-down it waits for is time-scaled with the profile (the overlay scales the ScaledObject's
+            // windows by the same factor), so the watch is too.
+            watch_after: args.monitor_opts.watch_after.mul_f64(args.time_scale),
             metrics: None,
             slo,
             rate: None,

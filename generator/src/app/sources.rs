@@ -90,7 +90,7 @@ pub async fn build_monitor(args: &RunArgs) -> Result<Arc<dyn ReplicaSource>, Str
 }
 
 /// A Kubernetes client for the cluster faults, from the same flags as `--monitor`'s: `--kube-api-url` (no auth: a
-/// stand-in API or `kubectl proxy`), else `--kubeconfig`, else in-cluster config / `$KUBECONFIG`.
+/// `kubectl proxy`), else `--kubeconfig`, else in-cluster config / `$KUBECONFIG`.
 pub async fn kube_client(m: &crate::cli::MonitorArgs) -> Result<kube::Client, String> {
     let namespace = m.namespace.clone().unwrap_or_else(namespace_default);
     let mut config = match (&m.kube_api_url, &m.kubeconfig) {
