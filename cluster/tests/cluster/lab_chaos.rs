@@ -403,7 +403,7 @@ pub fn a_cancelled_run_undoes_its_faults(c: &TestCluster) -> TestResult {
     Ok(())
 }
 
-/// Deployments and StatefulSets of every namespace not at their ready count, as `namespace/name ready/wanted`.
+/// Deployments of every namespace not at their ready count, as `namespace/name ready/wanted`.
 fn not_ready_workloads(c: &TestCluster) -> Vec<String> {
     // Deployments only: Prometheus' StatefulSet pod did not come back within 180 s after its eviction (open, named in
     // the issue note).
