@@ -449,8 +449,7 @@ pub fn production_and_compare_hpa_overlays_run(c: &TestCluster) -> TestResult {
 
 /// The kafka overlay on the local cluster, where no Strimzi operator runs: the repo's KRaft broker as a pod behind
 /// Strimzi's bootstrap Service name (scripts/cluster/local_overlay.py), KEDA's own kafka scaler reading the consumer
-/// group's lag from it, then `job-kafka-light.yaml` as written: every message acked (verify is open: see below).
-/// processed, none lost.
+/// group's lag from it, then `job-kafka-light.yaml` as written: every message acked (verify is open: see the issue note).
 pub fn kafka_overlay_runs_its_jobs(c: &TestCluster) -> TestResult {
     apply_overlay(c, "kafka")?;
     for deployment in ["kafka-broker", "consumer-kafka"] {
