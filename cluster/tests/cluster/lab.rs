@@ -32,22 +32,33 @@ pub fn install(c: &TestCluster) -> TestResult {
     }
     apply_overlay(c, "development")?;
     for deployment in ["scaler", "consumer"] {
-        let out = c.kubectl(
-            &[
-                "-n",
-                LAB,
-                "rollout",
-                "status",
-                &format!("deployment/{deployment}"),
-                "--timeout=120s",
-            ],
-            None,
-        );
-        if !out.status.success() {
-            return Err(format!("rollout of {deployment}:\n{}", text(&out)));
-        }
+        rollout(c, deployment, "120s")?;
     }
     Ok(())
+}
+
+/// `kubectl rollout status` of a Deployment of the lab, failing with the namespace's pods.
+fn rollout(c: &TestCluster, deployment: &str, timeout: &str) -> TestResult {
+    let out = c.kubectl(
+        &[
+            "-n",
+            LAB,
+            "rollout",
+            "status",
+            &format!("deployment/{deployment}"),
+            &format!("--timeout={timeout}"),
+        ],
+        None,
+    );
+    if out.status.success() {
+        return Ok(());
+    }
+    let pods = c.kubectl(&["-n", LAB, "get", "pods", "-o", "wide"], None);
+    Err(format!(
+        "rollout of {deployment}:\n{}\n{}",
+        text(&out),
+        text(&pods)
+    ))
 }
 
 /// An overlay as `make dev OVERLAY=NAME LAB_TIME_SCALE=...` applies it: kustomize, the local filter, server-side apply.
@@ -453,25 +464,7 @@ pub fn production_and_compare_hpa_overlays_run(c: &TestCluster) -> TestResult {
 pub fn kafka_overlay_runs_its_jobs(c: &TestCluster) -> TestResult {
     apply_overlay(c, "kafka")?;
     for deployment in ["kafka-broker", "consumer-kafka"] {
-        let out = c.kubectl(
-            &[
-                "-n",
-                LAB,
-                "rollout",
-                "status",
-                &format!("deployment/{deployment}"),
-                "--timeout=180s",
-            ],
-            None,
-        );
-        if !out.status.success() {
-            let pods = c.kubectl(&["-n", LAB, "get", "pods", "-o", "wide"], None);
-            return Err(format!(
-                "rollout of {deployment}:\n{}\n{}",
-                text(&out),
-                text(&pods)
-            ));
-        }
+        rollout(c, deployment, "180s")?;
     }
     runtime().block_on(async {
         // KEDA's kafka scaler connected: the ScaledObject is Ready.

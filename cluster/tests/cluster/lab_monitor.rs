@@ -27,11 +27,7 @@ pub fn monitor_from_the_host_and_its_rbac(c: &TestCluster) -> TestResult {
     }
     let kubeconfig = service_account_kubeconfig(c, "nobody-here")?;
     let (out, _) = generator(c, &kubeconfig, &[])?;
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = printed(&out);
     if out.status.code() != Some(contract::exit::RUNTIME_ERROR)
         || !all.contains("forbidden")
         || !all.contains("deployments")
@@ -141,11 +137,7 @@ pub fn monitor_names_the_inputs_it_could_not_read(c: &TestCluster) -> TestResult
         &c.admin_kubeconfig,
         &["--deployment", "no-such-consumer"],
     )?;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = printed(&out);
     if out.status.code() != Some(contract::exit::RUNTIME_ERROR)
         || !said.contains("no-such-consumer")
     {
@@ -156,4 +148,13 @@ pub fn monitor_names_the_inputs_it_could_not_read(c: &TestCluster) -> TestResult
     } else {
         Err(problems.join("\n\n"))
     }
+}
+
+/// What a run printed, stdout then stderr.
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
