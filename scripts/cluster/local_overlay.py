@@ -9,6 +9,7 @@ the Service name Strimzi would give it (`<name>-kafka-bootstrap`, port 9092), wi
 KafkaTopics name and the node pool's resources. Reads YAML documents on stdin, writes them to stdout.
 Usage: local_overlay.py FACTOR"""
 
+import hashlib
 import pathlib
 import re
 import sys
@@ -57,6 +58,9 @@ def scale_scaled_object(doc, factor):
 BROKER_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "kafka" / "broker.sh"
 STRIMZI = "kafka.strimzi.io/"
 KAFKA_CACHE = "/var/cache/autoscaling-lab/kafka-4.4.0"
+# The script travels in a ConfigMap rather than by its path on this machine: a pod gets a private /tmp (a clone under
+# /tmp is not there) and its user may not enter the directory the clone lives in.
+BROKER_SCRIPT_DIR = "/opt/autoscaling-lab-kafka"
 
 
 def broker_in_place_of_strimzi(docs):
@@ -77,6 +81,8 @@ def broker_in_place_of_strimzi(docs):
         elif doc.get("kind") == "KafkaNodePool" and labels.get("strimzi.io/cluster") == name:
             resources = doc.get("spec", {}).get("resources", {})
     bootstrap = f"{name}-kafka-bootstrap"
+    script = BROKER_SCRIPT.read_text()
+    script_map = f"{name}-broker-script"
     labels = {"app.kubernetes.io/name": "kafka", "app.kubernetes.io/component": "broker", "strimzi.io/cluster": name}
     deployment = {
         "apiVersion": "apps/v1",
@@ -87,9 +93,12 @@ def broker_in_place_of_strimzi(docs):
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {"strimzi.io/cluster": name, "app.kubernetes.io/component": "broker"}},
             "template": {
-                "metadata": {"labels": labels},
+                # A changed script rolls the broker: a ConfigMap's new content alone would not restart it.
+                "metadata": {"labels": labels, "annotations": {
+                    "autoscaling-lab.io/broker-script-sha256": hashlib.sha256(script.encode()).hexdigest()}},
                 "spec": {
                     "enableServiceLinks": False,
+                    "volumes": [{"name": "broker-script", "configMap": {"name": script_map, "defaultMode": 0o555}}],
                     "terminationGracePeriodSeconds": 30,
                     # The lab's namespace enforces Pod Security `restricted`.
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
@@ -98,7 +107,8 @@ def broker_in_place_of_strimzi(docs):
                         "name": "kafka",
                         # cluster/images.yaml: this machine's bash and Java run the repo's broker script.
                         "image": "autoscaling-lab-kafka:4.4.0",
-                        "command": ["bash", str(BROKER_SCRIPT), "serve", "/tmp/kafka"],
+                        "command": ["bash", f"{BROKER_SCRIPT_DIR}/broker.sh", "serve", "/tmp/kafka"],
+                        "volumeMounts": [{"name": "broker-script", "mountPath": BROKER_SCRIPT_DIR, "readOnly": True}],
                         "env": [
                             # scripts/cluster/stack.sh fetches the jars there, readable by the pod's user.
                             {"name": "KAFKA_CACHE", "value": KAFKA_CACHE},
@@ -115,6 +125,12 @@ def broker_in_place_of_strimzi(docs):
             },
         },
     }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": script_map, "namespace": namespace, "labels": labels},
+        "data": {"broker.sh": script},
+    }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -125,7 +141,7 @@ def broker_in_place_of_strimzi(docs):
         },
     }
     kept = [d for d in docs if not d.get("apiVersion", "").startswith(STRIMZI)]
-    return kept + [deployment, service]
+    return kept + [config_map, deployment, service]
 
 
 def main():

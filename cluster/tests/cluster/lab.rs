@@ -54,8 +54,27 @@ fn rollout(c: &TestCluster, deployment: &str, timeout: &str) -> TestResult {
         return Ok(());
     }
     let pods = c.kubectl(&["-n", LAB, "get", "pods", "-o", "wide"], None);
+    // What the Deployment's containers printed last, the previous (crashed) run's too: the reason is usually there.
+    let target = format!("deployment/{deployment}");
+    let mut logs = String::new();
+    for previous in ["--previous=true", "--previous=false"] {
+        let out = c.kubectl(
+            &[
+                "-n",
+                LAB,
+                "logs",
+                &target,
+                "--all-containers",
+                "--prefix",
+                "--tail=40",
+                previous,
+            ],
+            None,
+        );
+        logs.push_str(&format!("logs {previous}:\n{}\n", text(&out)));
+    }
     Err(format!(
-        "rollout of {deployment}:\n{}\n{}",
+        "rollout of {deployment}:\n{}\n{}\n{logs}",
         text(&out),
         text(&pods)
     ))
