@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use generator::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
 
+use crate::LabError;
 use crate::keda::{ScalerLink, local_metadata};
 use crate::replicas::ReplicaPool;
 use crate::view::DecisionRecord;
@@ -71,6 +72,32 @@ impl ReplicaSource for LabSource {
     }
 }
 
+/// The running control loop. Joined once the load is over: a loop that panicked fails the run (exit 6), since a run
+/// without its decisions would otherwise read as a successful one that never scaled.
+pub(crate) struct ControlTask(JoinHandle<()>);
+
+impl ControlTask {
+    pub(crate) async fn finish(self) -> Result<(), LabError> {
+        match self.0.await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_panic() => {
+                let panic = error.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(LabError::Runtime(format!(
+                    "the control loop panicked ({message}): no decision was made after it"
+                )))
+            }
+            Err(error) => Err(LabError::Runtime(format!(
+                "the control loop ended early: {error}"
+            ))),
+        }
+    }
+}
+
 /// Everything the control loop reads and writes.
 pub(crate) struct ControlLoop {
     pub config: ScalingConfig,
@@ -97,14 +124,14 @@ pub(crate) struct ControlLoop {
 impl ControlLoop {
     /// Runs the loop in a task until `stop` is cancelled, at once even in the middle of a poll (a step has no state
     /// that an interruption could leave half-written: applying a decision is one synchronous call).
-    pub fn spawn(self) -> JoinHandle<()> {
+    pub fn spawn(self) -> ControlTask {
         let stop = self.stop.clone();
-        tokio::spawn(async move {
+        ControlTask(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = self.run() => {}
             }
-        })
+        }))
     }
 
     async fn run(self) {
@@ -224,5 +251,27 @@ impl ControlLoop {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod control_task_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_control_loop_fails_the_run() {
+        let task = ControlTask(tokio::spawn(async { panic!("scaler answer out of range") }));
+        let error = task.finish().await.expect_err("a panic is a failure");
+        assert_eq!(error.exit_code(), contract::exit::RUNTIME_ERROR);
+        assert!(
+            error.to_string().contains("scaler answer out of range"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_control_loop_is_fine() {
+        let task = ControlTask(tokio::spawn(async {}));
+        task.finish().await.expect("a loop that ended cleanly");
     }
 }

@@ -444,11 +444,12 @@ impl Plan<'_> {
         if let Some(port) = &self.hooks.chaos {
             port.close();
         }
-        let _ = control.await;
+        let controlled = control.finish().await;
         if let Some(chaos) = chaos {
             chaos.abort();
         }
         let (report, started_at) = loaded?;
+        controlled?;
         let decisions = decisions.lock().expect("decisions").clone();
         // The engine's own start time, on the epoch's clock (both read the wall clock once, a few ms apart).
         let load_start_s = started_at

@@ -12,4 +12,4 @@ pub mod verify;
 pub use args::{Acks, Compression, KeyStrategy, ProduceArgs, VerifyArgs};
 pub use produce::{ProducePlan, produce_command};
 pub use report::ProduceReport;
-pub use verify::{VerifyReport, verify_command, verify_report};
+pub use verify::{TopicCheck, VerifyReport, verify_command, verify_report};

@@ -206,8 +206,9 @@ impl Shared {
                 c.acked += 1;
                 c.interval_acked += 1;
                 c.bytes_acked += bytes as u64;
-                let _ = c.total.record(us);
-                let _ = c.interval.record(us);
+                // Clamped into the histograms' bounds above: saturating here clips nothing.
+                c.total.saturating_record(us);
+                c.interval.saturating_record(us);
                 self.metrics.acked(latency);
             }
             Err(class) => {

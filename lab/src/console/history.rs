@@ -106,11 +106,28 @@ impl History {
             return Some(data);
         }
         let meta = orphaned(read_json::<RunMeta>(&dir.join("meta.json"))?);
+        let samples = read_lines::<Sample>(&dir.join("samples.jsonl"));
+        let mut notes = read_lines::<Note>(&dir.join("notes.jsonl"));
+        // A line cut short by a crash mid-write, or edited by hand: the run is still shown, and says what it misses.
+        for (file, corrupt) in [
+            ("samples.jsonl", samples.corrupt),
+            ("notes.jsonl", notes.corrupt),
+        ] {
+            if corrupt > 0 {
+                tracing::warn!(run = %id, file, corrupt, "corrupt lines skipped in the run's history");
+                notes.values.push(Note {
+                    t_s: samples.values.last().map_or(0.0, |s| s.t_s),
+                    text: format!(
+                        "{corrupt} corrupt line(s) of {file} skipped: the run's record misses them"
+                    ),
+                });
+            }
+        }
         Some(RunData {
             meta,
-            samples: read_lines(&dir.join("samples.jsonl")),
+            samples: samples.values,
             decisions: Vec::new(),
-            notes: read_lines(&dir.join("notes.jsonl")),
+            notes: notes.values,
             triggers: Vec::new(),
             phases: Vec::new(),
             scale_events: Vec::new(),
@@ -161,12 +178,57 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// A JSON-lines file read back: the lines that parsed, and how many did not.
+struct Lines<T> {
+    values: Vec<T>,
+    corrupt: usize,
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Lines<T> {
+    let mut lines = Lines {
+        values: Vec::new(),
+        corrupt: 0,
+    };
+    // A file never written (no interval yet) is an empty history, not a corrupt one.
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return lines;
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(value) => lines.values.push(value),
+            Err(_) => lines.corrupt += 1,
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_history_lines_are_counted_and_noted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let history = History::new(dir.path().to_path_buf());
+        let id = history.create("20260101-000000", "steady").expect("create");
+        let meta = serde_json::json!({
+            "id": id, "label": "l", "profile": "steady", "status": "running",
+            "started_at": "2026-01-01T00:00:00Z", "ended_at": null, "time_scale": 1.0, "rate_multiplier": 1.0,
+            "scaledobject": "consumer", "max_replicas": null, "exit_code": null, "error": null, "summary": null
+        });
+        std::fs::write(history.dir(&id).join("meta.json"), meta.to_string()).expect("meta");
+        std::fs::write(
+            history.dir(&id).join("notes.jsonl"),
+            "{\"t_s\": 1.0, \"text\": \"kept\"}\n{\"t_s\": 2.0, \"te\n",
+        )
+        .expect("notes");
+        let data = history.read(&id).expect("read back");
+        let texts: Vec<&str> = data.notes.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert_eq!(texts[0], "kept");
+        assert!(
+            texts[1].contains("1 corrupt line(s) of notes.jsonl"),
+            "{texts:?}"
+        );
+    }
 }

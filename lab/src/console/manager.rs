@@ -39,6 +39,29 @@ struct Active {
     chaos: Arc<ChaosPort>,
     cancel: CancellationToken,
     feed: broadcast::Sender<Event>,
+    /// Whether a write to the runs directory failed already (reported once per run).
+    disk_failed: bool,
+}
+
+impl Active {
+    /// A write to the run's directory: the first failure is logged and becomes a note of the run (the console still
+    /// serves the run from memory; what is lost is the copy on disk, read after a restart).
+    fn kept(&mut self, what: &str, written: std::io::Result<()>) {
+        let Err(error) = written else { return };
+        if std::mem::replace(&mut self.disk_failed, true) {
+            return;
+        }
+        let id = &self.data.meta.id;
+        tracing::warn!(run = %id, %error, "cannot write {what} to the runs directory");
+        let note = Note {
+            t_s: self.data.samples.last().map_or(0.0, |s| s.t_s),
+            text: format!(
+                "cannot write {what} to the runs directory ({error}): this run's record on disk misses what follows"
+            ),
+        };
+        self.data.notes.push(note.clone());
+        let _ = self.feed.send(Event::Note(note));
+    }
 }
 
 /// What a subscriber gets: everything so far and, while the run goes on, the feed from that instant.
@@ -139,6 +162,7 @@ impl Manager {
             chaos: chaos.clone(),
             cancel,
             feed,
+            disk_failed: false,
         });
         let hooks = RunHooks {
             observer: Some(Arc::new(Feed {
@@ -178,7 +202,7 @@ impl Manager {
             Some(a) if a.data.meta.id == id && !a.cancel.is_cancelled() => {
                 a.rate.set(multiplier);
                 a.data.meta.rate_multiplier = multiplier;
-                let _ = self.history.write_meta(&a.data.meta);
+                a.kept("meta.json", self.history.write_meta(&a.data.meta));
                 let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
                 Ok(a.data.meta.clone())
             }
@@ -277,7 +301,14 @@ impl Manager {
                 "decisions.jsonl",
                 "summary.txt",
             ] {
-                let _ = std::fs::copy(out_dir.join(name), dir.join(name));
+                match std::fs::copy(out_dir.join(name), dir.join(name)) {
+                    // A run that failed early wrote only some of them.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(run = %id, %error, "cannot copy {name} into the runs directory")
+                    }
+                    Ok(_) => {}
+                }
             }
         }
         let mut active = self.lock();
@@ -331,8 +362,14 @@ impl Manager {
                 };
             }
         }
-        let _ = self.history.write_run(data);
-        let _ = self.history.write_meta(&data.meta);
+        let written = self
+            .history
+            .write_run(data)
+            .and_then(|()| self.history.write_meta(&data.meta));
+        if let Err(error) = written {
+            // Nothing reads the run after this but the history: say what it will show instead.
+            tracing::error!(run = %id, %error, "cannot write the run's end to the runs directory: after a restart it shows as failed, without its report");
+        }
         // Still under the lock: a subscriber either saw this run active and gets this event, or reads it from disk.
         let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
     }
@@ -341,7 +378,8 @@ impl Manager {
 fn set_status(a: &mut Active, history: &History, status: Status) {
     if a.data.meta.status != status {
         a.data.meta.status = status;
-        let _ = history.write_meta(&a.data.meta);
+        let written = history.write_meta(&a.data.meta);
+        a.kept("meta.json", written);
         let _ = a.feed.send(Event::Status(Box::new(a.data.meta.clone())));
     }
 }
@@ -368,7 +406,8 @@ impl RunObserver for Feed {
                     t_s: round3(live.stats.start_s),
                     text: text.clone(),
                 };
-                let _ = history.append_note(&self.id, &note);
+                let written = history.append_note(&self.id, &note);
+                a.kept("notes.jsonl", written);
                 a.data.notes.push(note.clone());
                 let _ = a.feed.send(Event::Note(note));
             }
@@ -385,7 +424,8 @@ impl RunObserver for Feed {
                 let _ = a.feed.send(Event::Decision(Box::new(d)));
             }
             let sample = sample(live, a.rate.get());
-            let _ = history.append_sample(&self.id, &sample);
+            let written = history.append_sample(&self.id, &sample);
+            a.kept("samples.jsonl", written);
             a.data.samples.push(sample.clone());
             let _ = a.feed.send(Event::Sample(Box::new(sample)));
         });
@@ -566,5 +606,52 @@ mod tests {
         let stamp = id_stamp();
         assert_eq!(stamp.len(), 15, "{stamp}");
         assert_eq!(&stamp[8..9], "-");
+    }
+
+    fn meta(id: &str) -> RunMeta {
+        RunMeta {
+            id: id.into(),
+            label: "test".into(),
+            profile: "steady".into(),
+            status: Status::Starting,
+            started_at: now_rfc3339(),
+            ended_at: None,
+            time_scale: 1.0,
+            rate_multiplier: 1.0,
+            scaledobject: "consumer".into(),
+            max_replicas: None,
+            exit_code: None,
+            error: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn an_unwritable_runs_dir_is_reported_once_per_run() {
+        let runs = tempfile::tempdir().expect("tempdir");
+        let manager = Manager::new(History::new(runs.path().to_path_buf()));
+        let (meta, _hooks, ()) = manager
+            .begin(
+                "20260101-000000",
+                "steady",
+                1.0,
+                CancellationToken::new(),
+                |id, _| Ok::<_, std::io::Error>((meta(id), Vec::new(), ())),
+            )
+            .expect("free slot")
+            .expect("prepared");
+        // The run's directory turns into a file: every later write fails, even as root.
+        let dir = manager.history().dir(&meta.id);
+        std::fs::remove_dir_all(&dir).expect("remove");
+        std::fs::write(&dir, "in the way").expect("file");
+        manager.set_rate(&meta.id, 2.0).expect("active");
+        manager.set_status(&meta.id, Status::Running);
+        manager.set_rate(&meta.id, 3.0).expect("active");
+        let notes = manager.get(&meta.id).expect("active run").notes;
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].text.contains("cannot write meta.json"),
+            "{notes:?}"
+        );
     }
 }

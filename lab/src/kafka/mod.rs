@@ -149,7 +149,7 @@ pub async fn run_supervised(
     } = &driven;
     let (decisions, test_run) = (decisions.clone(), test_run.clone());
     if let Some(report) = &verify {
-        report::print_verify(&args.out, &test_run, report);
+        report::print_verify(&args.out, &test_run, report)?;
     }
     let lives = pool.as_ref().map(|p| p.lives()).unwrap_or_default();
     let lag = driven.lag.lock().expect("lag samples").clone();
@@ -525,7 +525,7 @@ async fn drive(
         }
     }
     stop_control.cancel();
-    let _ = control.await;
+    let controlled = control.finish().await;
     let _ = printer.await;
     if let Some(task) = chaos_task {
         task.abort();
@@ -534,6 +534,7 @@ async fn drive(
         let _ = task.await;
     }
     produced?;
+    controlled?;
     let produce = std::fs::read_to_string(&produce_report)
         .ok()
         .and_then(|text| serde_json::from_str::<ProduceReport>(&text).ok());
