@@ -12,15 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Wrapper, binary, heavy, process_exists};
 
-fn java_missing() -> bool {
-    std::process::Command::new("java")
-        .arg("-version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map_or(true, |s| !s.success())
-}
-
 /// The bootstrap address of the broker a lab run in this process started (its directory is
 /// `$TMPDIR/lab-kafka-<our pid>-<stamp>`; the whole-lab tests take `heavy()`, so there is one at a time).
 fn lab_broker() -> Option<SocketAddr> {
@@ -59,12 +50,7 @@ fn probe_port(stop: CancellationToken, limit: Duration) -> (std::thread::JoinHan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_stop_loses_no_acknowledged_message() {
-    if java_missing() {
-        eprintln!(
-            "SKIPPED: `java` not found; the Kafka scenario needs a JVM for the broker (openjdk-17-jre-headless)"
-        );
-        return;
-    }
+    testkit::require_java();
     let _machine = heavy().await;
     let consumer = binary("LAB_CONSUMER_BIN", "consumer");
     let scaler = binary("LAB_SCALER_BIN", "scaler");

@@ -10,23 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Wrapper, binary, heavy, process_exists};
 
-fn java_missing() -> bool {
-    std::process::Command::new("java")
-        .arg("-version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map_or(true, |s| !s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_lag_scales_consumers_up_to_the_partitions_and_back() {
-    if java_missing() {
-        eprintln!(
-            "SKIPPED: `java` not found; the Kafka scenario needs a JVM for the broker (openjdk-17-jre-headless)"
-        );
-        return;
-    }
+    testkit::require_java();
     let _machine = heavy().await;
     let consumer = binary("LAB_CONSUMER_BIN", "consumer");
     let scaler = binary("LAB_SCALER_BIN", "scaler");

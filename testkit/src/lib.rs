@@ -60,3 +60,24 @@ pub fn bin_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"));
     target.join("debug").join(name)
 }
+
+/// Fails the test at once when a real component it needs is missing, naming the command that installs it: CI installs
+/// everything, so a test that skipped instead could only hide a broken setup (one skip policy: none).
+pub fn require_program(program: &str, version_flag: &str, install: &str) {
+    let found = std::process::Command::new(program)
+        .arg(version_flag)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{program} not found: run `make setup` ({install})");
+}
+
+/// [`require_program`] for the JVM the Kafka broker runs on.
+pub fn require_java() {
+    require_program(
+        "java",
+        "-version",
+        "apt-get install -y openjdk-17-jre-headless",
+    );
+}

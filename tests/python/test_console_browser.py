@@ -42,9 +42,9 @@ def console_url(proc: Proc, timeout: float = 60.0) -> str:
 
 def test_console_in_a_real_browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian package chromium; scripts/setup.sh installs it)")
+        pytest.fail(f"{CHROMIUM} not found: run `make setup` (apt-get install -y chromium)")
     if not LAB.exists():
-        pytest.skip(f"{LAB} is missing: build it with `cargo build -p lab -p consumer -p scaler` (make test does)")
+        pytest.fail(f"{LAB} not found: build it with `cargo build -p lab -p consumer -p scaler` (make test does)")
     node = shutil.which("node")
     assert node, "node is required for the browser test (scripts/setup.sh builds the console with it)"
     assert (ROOT / "console" / "node_modules" / "playwright-core").is_dir(), (
