@@ -1,29 +1,23 @@
-//! The autoscaling lab's load generator as a library: named profiles, an open-model engine with honest latency, a
-//! dynamic target set, replica monitoring, reports, thresholds, the Kafka producer and verifier, and the CLI that
-//! `main.rs` runs.
+//! The `generator` binary's library: its commands (`run`, `wait`, `produce`, `verify`) and the command line, wired
+//! from the load core (`load`), the replica sources (`monitor`, here with the Kubernetes API), the Kafka load
+//! (`kafka-load`) and the cluster's chaos executors (`chaos`, through the Kubernetes API). `main.rs` runs them.
 
 pub mod app;
 pub mod chaos;
-pub mod chart;
 pub mod cli;
-pub mod client;
-pub mod engine;
-pub mod exit;
 pub mod kafka;
-pub mod metrics;
-pub mod model;
-pub mod monitor;
-pub mod profile;
-pub mod report;
-pub mod stats;
-pub mod targets;
-pub mod threshold;
-pub mod trace;
+
+pub use monitor;
+
+// The load core's modules under their old paths, for the commands here and the integration tests.
+pub use load::{
+    chart, client, engine, exit, metrics, model, profile, report, stats, targets, threshold, trace,
+};
 
 pub use cli::Cli;
 pub use engine::{EngineError, RunData, RunOptions, run_load};
+pub use load::monitor::{MonitorError, ReplicaSource};
 pub use model::{ArrivalMode, Outcome, ReplicaSnapshot, Split, TimelinePoint};
-pub use monitor::{MonitorError, ReplicaSource};
 pub use profile::{Profile, RequestSpec, Stage};
 pub use report::Report;
 pub use stats::IntervalStats;

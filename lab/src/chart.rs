@@ -1,9 +1,9 @@
 //! `triggers.svg`: what the controller saw and did, from its own log, drawn with the generator's chart writer
-//! ([`generator::chart`]). Top: each trigger's usage ratio as the HPA computes it (value / (target x replicas) for
+//! ([`load::chart`]). Top: each trigger's usage ratio as the HPA computes it (value / (target x replicas) for
 //! AverageValue, value / target for Value) against the line at 1 where it asks for no change; bottom: desired and
 //! current replicas at each step.
 
-use generator::chart::{Axis, Chart, Marker, Panel, Series};
+use load::chart::{Axis, Chart, Marker, Panel, Series};
 
 use crate::view::DecisionRecord;
 
@@ -95,7 +95,7 @@ pub fn render(decisions: &[DecisionRecord], title: &str) -> String {
     if decisions.is_empty() {
         return format!(
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="100" viewBox="0 0 960 100" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="70" y="20" font-size="15" font-weight="bold">{}</text><text x="70" y="60">no controller steps were logged</text></svg>"#,
-            generator::chart::escape(title)
+            load::chart::escape(title)
         );
     }
     chart(decisions, title).render()

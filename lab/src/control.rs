@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use generator::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
+use load::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
 
 use crate::LabError;
 use crate::keda::{ScalerLink, local_metadata};

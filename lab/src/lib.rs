@@ -136,7 +136,7 @@ pub enum LabError {
     #[error("{0}")]
     NotReady(String),
     #[error("load engine: {0}")]
-    Engine(#[from] generator::engine::EngineError),
+    Engine(#[from] load::engine::EngineError),
     #[error("{0}")]
     Runtime(String),
     #[error("interrupted before the load started; every child was stopped")]
@@ -167,7 +167,7 @@ impl LabError {
 #[derive(Debug)]
 pub struct LabOutcome {
     pub exit_code: i32,
-    pub report: generator::report::Report,
+    pub report: load::report::Report,
     pub decisions: Vec<DecisionRecord>,
     /// Every child pid the lab spawned.
     pub pids: Vec<u32>,

@@ -10,7 +10,7 @@ use crate::view::DecisionRecord;
 pub struct RunHooks {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// The open model's rate multiplier, changeable during the run.
-    pub rate: Option<Arc<generator::engine::RateControl>>,
+    pub rate: Option<Arc<load::engine::RateControl>>,
     /// Faults from outside the profile's schedule (the console's chaos buttons): opened while the load runs.
     pub chaos: Option<Arc<crate::chaos::ChaosPort>>,
     /// Lines added to the view's header (kept on screen by the terminal view), e.g. the console's URL.
@@ -25,7 +25,7 @@ pub trait RunObserver: Send + Sync {
 
 /// One load interval as the run saw it, with what happened since the previous one.
 pub struct LiveInterval<'a> {
-    pub stats: &'a generator::stats::IntervalStats,
+    pub stats: &'a load::stats::IntervalStats,
     pub pool: Option<&'a crate::replicas::PoolSnapshot>,
     /// Controller steps since the previous interval (`t_s` on the epoch's clock).
     pub new_decisions: &'a [DecisionRecord],

@@ -15,11 +15,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use autoscaler::ScalingConfig;
-use generator::engine::{RunOptions, run_load};
-use generator::monitor::ReplicaSource;
-use generator::profile::Profile;
-use generator::report::Report;
-use generator::targets::TargetSet;
+use load::engine::{RunOptions, run_load};
+use load::monitor::ReplicaSource;
+use load::profile::Profile;
+use load::report::Report;
+use load::targets::TargetSet;
 
 use crate::chaos::{ChaosRun, ScalerSlot};
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
@@ -659,6 +659,6 @@ impl Plan<'_> {
             .await
             .map_err(|e| LabError::Runtime(format!("the load engine stopped: {e}")))??;
         let started_at = data.started_at;
-        Ok((generator::report::Report::assemble(data), started_at))
+        Ok((load::report::Report::assemble(data), started_at))
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use autoscaler::ScalingConfig;
-use generator::stats::IntervalStats;
+use load::stats::IntervalStats;
 use timeline::{
     DecisionPoint, MetricType, Options, ReplicaLife, ScalingAnalysis, Settings, SignalSample, Slo,
     Timeline,
@@ -77,7 +77,7 @@ pub struct Recorded<'a> {
 /// controller step just before the load (the loop starts first) counts as at 0.
 pub fn build_timeline(r: &Recorded<'_>) -> Timeline {
     let at = |lab_s: f64| (lab_s - r.load_start_s).max(0.0);
-    let samples = generator::report::scaling_input::samples(r.intervals);
+    let samples = load::report::scaling_input::samples(r.intervals);
     let mut signals = Vec::new();
     let mut decisions = Vec::new();
     for d in r.decisions {
@@ -260,7 +260,7 @@ pub fn replica_records(
 mod tests {
     use super::*;
     use crate::view::MetricRecord;
-    use generator::monitor::ReplicaSnapshot;
+    use load::monitor::ReplicaSnapshot;
 
     const SCALEDOBJECT: &str = r#"
 apiVersion: keda.sh/v1alpha1

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use autoscaler::ScalingConfig;
-use generator::profile::{ChaosSpec, Profile};
+use load::profile::{ChaosSpec, Profile};
 
 use crate::keda::check_trigger;
 use crate::{LabArgs, LabError};

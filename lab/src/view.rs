@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::replicas::PoolSnapshot;
 use autoscaler::hpa::{num, secs as dur};
-use generator::profile::Profile;
-use generator::report::Report;
-use generator::stats::{IntervalStats, fmt_ms};
+use load::profile::Profile;
+use load::report::Report;
+use load::stats::{IntervalStats, fmt_ms};
 
 /// How the live view is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
-use generator::report::FaultReport;
 use lab::{LabError, LabOutcome, run_with};
+use load::report::FaultReport;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Wrapper, binary, heavy, process_exists};

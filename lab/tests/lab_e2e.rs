@@ -501,7 +501,7 @@ async fn no_spawn_loads_the_given_consumer_and_asks_the_given_scaler() {
 async fn the_replica_pool_behaves_like_a_deployment_behind_a_service() {
     let _machine = heavy().await;
     use lab::replicas::{ReplicaPool, ReplicaTemplate};
-    let targets = generator::TargetSet::default();
+    let targets = load::TargetSet::default();
     let pool = ReplicaPool::new(
         ReplicaTemplate {
             binary: binary("LAB_CONSUMER_BIN", "consumer"),

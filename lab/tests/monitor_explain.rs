@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use generator::monitor::{ExplainSource, ReplicaSource};
-use generator::profile::{RequestSpec, Stage};
-use generator::{Profile, RunOptions, TargetSet};
 use keda_proto::ScaledObjectRef;
 use keda_proto::external_scaler_client::ExternalScalerClient;
+use load::monitor::ReplicaSource;
+use load::profile::{RequestSpec, Stage};
+use load::{Profile, RunOptions, TargetSet};
+use monitor::ExplainSource;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +123,7 @@ async fn the_scalers_explain_drives_the_scaling_report() {
         monitor_interval: Duration::from_millis(250),
         ..RunOptions::default()
     };
-    let data = generator::run_load(
+    let data = load::run_load(
         profile,
         TargetSet::single(&consumer_url).unwrap(),
         opts,
@@ -132,7 +133,7 @@ async fn the_scalers_explain_drives_the_scaling_report() {
     )
     .await
     .unwrap();
-    let report = generator::Report::assemble(data);
+    let report = load::Report::assemble(data);
     assert_eq!(report.errors.total, 0, "{:?}", report.errors);
     let s = report.scaling.expect("scaling report");
     assert!(s.observations >= 10, "{s:?}");

@@ -9,10 +9,9 @@
 //! `--monitor` saw the autoscaler do in each fault's window, and [`judge`] sets the exit code from it.
 
 pub mod cluster;
-pub mod measure;
-pub mod observed;
 pub mod run;
-pub mod threshold;
+
+pub use load::chaos::{measure, observed, threshold};
 
 use std::time::Instant;
 

@@ -272,7 +272,7 @@ impl BrokerOutcome {
 
 #[cfg(test)]
 mod tests {
-    use generator::profile::{ChaosAction, ChaosTarget};
+    use load::profile::{ChaosAction, ChaosTarget};
 
     use super::*;
     use crate::chaos::{ChaosError, Fault, ScalerSlot, Targets, inject};

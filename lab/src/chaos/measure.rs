@@ -1,15 +1,15 @@
 //! What each lab fault cost. The load side — the requests lost between the fault and the recovery, by class, and the
 //! recovery itself (the SLO held again for the hold window) — is the generator's one formula
-//! (`generator::chaos::measure`, shared with the cluster faults); this module adds what only the lab knows: the
+//! (`load::chaos::measure`, shared with the cluster faults); this module adds what only the lab knows: the
 //! replica it hit and what was in flight on it, the replacement's life, the scaler's return and the controller's
 //! decisions meanwhile.
 
 use std::time::{Duration, Instant};
 
-use generator::engine::RequestRecord;
-use generator::model::Outcome;
-use generator::profile::ChaosAction;
-use generator::report::{AutoscalerReaction, ChaosReport, FaultReport};
+use load::engine::RequestRecord;
+use load::model::Outcome;
+use load::profile::ChaosAction;
+use load::report::{AutoscalerReaction, ChaosReport, FaultReport};
 use timeline::Slo;
 
 use super::FaultRecord;
@@ -29,8 +29,8 @@ pub struct Measured<'a> {
     pub time_scale: f64,
 }
 
-pub use generator::chaos::measure::hold;
-use generator::chaos::measure::{BUCKETS_PER_HOLD, lost_between, recovery, since};
+pub use load::chaos::measure::hold;
+use load::chaos::measure::{BUCKETS_PER_HOLD, lost_between, recovery, since};
 
 type Entry = Result<FaultRecord, super::schedule::Missed>;
 
@@ -267,8 +267,8 @@ pub(crate) fn reaction_in(
 mod tests {
     use std::sync::Arc;
 
-    use generator::profile::ChaosTarget;
-    use generator::targets::Target;
+    use load::profile::ChaosTarget;
+    use load::targets::Target;
 
     use super::*;
     use crate::chaos::Fault;

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use generator::engine::RequestLog;
-use generator::profile::ChaosSpec;
-use generator::report::{ChaosReport, Report};
+use load::engine::RequestLog;
+use load::profile::ChaosSpec;
+use load::report::{ChaosReport, Report};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,7 @@ impl ChaosRun {
         // Cluster actions (delete-pod, drain-node, ...) are the generator's, in a cluster.
         for f in faults {
             f.action
-                .check_place(generator::profile::ChaosPlace::Lab)
+                .check_place(load::profile::ChaosPlace::Lab)
                 .map_err(|e| LabError::Usage(format!("--chaos / chaos: {e}")))?;
         }
         let mut faults = faults.to_vec();

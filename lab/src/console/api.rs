@@ -67,8 +67,8 @@ pub struct Latency {
     pub mean: f64,
 }
 
-impl From<&generator::stats::LatencySummary> for Latency {
-    fn from(l: &generator::stats::LatencySummary) -> Latency {
+impl From<&load::stats::LatencySummary> for Latency {
+    fn from(l: &load::stats::LatencySummary) -> Latency {
         Latency {
             p50: l.p50_ms,
             p90: l.p90_ms,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use autoscaler::ScalingConfig;
-use generator::profile::{Profile, ProfileError};
+use load::profile::{Profile, ProfileError};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use generator::engine::RateControl;
+use load::engine::RateControl;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 

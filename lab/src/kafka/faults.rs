@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use generator::kafka::{ProduceReport, VerifyReport};
-use generator::profile::{ChaosAction, ChaosPlace, ChaosSpec};
-use generator::report::{ChaosReport, FaultReport, KafkaFaultReport};
+use load::profile::{ChaosAction, ChaosPlace, ChaosSpec};
+use load::report::{ChaosReport, FaultReport, KafkaFaultReport};
 
 use crate::LabError;
 use crate::chaos::FaultRecord;
@@ -290,7 +290,7 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
 mod tests {
     use generator::kafka::report::{KafkaInterval, KafkaSection, LatencyMs, ProduceSettings};
     use generator::kafka::verify::{ProducerCheck, TopicCheck};
-    use generator::profile::ChaosTarget;
+    use load::profile::ChaosTarget;
 
     use super::*;
     use crate::chaos::threshold::Threshold;

@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use generator::kafka::{ProduceArgs, ProduceReport, VerifyArgs, VerifyReport, verify_report};
-use generator::report::ChaosReport;
-use generator::targets::TargetSet;
+use load::report::ChaosReport;
+use load::targets::TargetSet;
 
 use crate::chaos::{BrokerSlot, ChaosRun, ScalerSlot, Targets};
 use crate::control::{ControlLoop, Shared};

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use generator::kafka::{ProduceReport, VerifyReport};
-use generator::report::ChaosReport;
+use load::report::ChaosReport;
 
 use crate::LabError;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use contract::listening::kind;
 use contract::routes;
-use generator::client::SimpleClient;
+use load::client::SimpleClient;
 use procs::Child;
 
 use super::{Entry, ReplicaPool, ReplicaState, State};

@@ -17,8 +17,8 @@ use crate::process;
 
 mod faults;
 pub use faults::{FreezeOutcome, Hit, PROBE_FAILURES, PROBE_PERIOD};
-use generator::client::SimpleClient;
-use generator::targets::TargetSet;
+use load::client::SimpleClient;
+use load::targets::TargetSet;
 
 /// Where a replica is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

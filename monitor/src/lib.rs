@@ -1,12 +1,17 @@
-//! Replica observation for `--monitor`: the [`ReplicaSource`] trait and its implementations (the Kubernetes API via
-//! kube-rs, the scaler's `/explain`, Prometheus), plus a fallback chain that uses the first source that answers.
-//! Besides the counts, the Kubernetes and `/explain` sources keep a [`ScalingRecord`] for the scaling analysis.
+//! Replica sources for `--monitor`, implementations of the load core's [`ReplicaSource`]: the scaler's `/explain`,
+//! Prometheus, and with the `kubernetes` feature the Kubernetes API through kube-rs (the one part that links a
+//! Kubernetes client; the lab leaves it off), plus a fallback chain that uses the first source that answers. Besides
+//! the counts, the Kubernetes and `/explain` sources keep a [`ScalingRecord`] for the scaling analysis.
 
 mod chain;
+#[cfg(feature = "kubernetes")]
+mod kube;
+#[cfg(feature = "kubernetes")]
 pub mod kube_history;
-pub mod record;
 
 pub use chain::{FallbackSource, SignalTap};
+#[cfg(feature = "kubernetes")]
+pub use kube::{KubeSource, KubeTarget};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,250 +19,9 @@ use std::time::Duration;
 use contract::explain::Explain;
 use contract::metrics::kube_state_metrics as ksm;
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use load::client::SimpleClient;
 
-pub use crate::model::ReplicaSnapshot;
-pub use record::ScalingRecord;
-
-/// Why an observation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MonitorError {
-    #[error("kubernetes API: {0}")]
-    Kube(String),
-    #[error("scaler /explain at {url}: {reason}")]
-    Explain { url: String, reason: String },
-    #[error("prometheus at {url}: {reason}")]
-    Prometheus { url: String, reason: String },
-    #[error("no replica source answered: {0}")]
-    NoSource(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Something that can tell how many replicas the target has. The generator polls it during a run; the lab implements
-/// it over its own replica controller.
-pub trait ReplicaSource: Send + Sync {
-    /// Observe the replicas now.
-    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>>;
-    /// A short name for logs and the report.
-    fn name(&self) -> String;
-    /// What the source recorded for the scaling analysis beyond the counts (decisions, pods, signals, settings),
-    /// `None` when it records nothing.
-    fn record(&self) -> Option<ScalingRecord> {
-        None
-    }
-}
-
-/// Where the Kubernetes API is and what to watch.
-#[derive(Debug, Clone)]
-pub struct KubeTarget {
-    pub namespace: String,
-    pub deployment: String,
-    /// HPA name; KEDA names it `keda-hpa-<scaledobject>`.
-    pub hpa: Option<String>,
-    /// ScaledObject name (keda.sh/v1alpha1).
-    pub scaled_object: Option<String>,
-}
-
-/// Observes a Deployment, its HPA and ScaledObject through the Kubernetes API.
-pub struct KubeSource {
-    client: kube::Client,
-    target: KubeTarget,
-    record: std::sync::Mutex<ScalingRecord>,
-    seen_events: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-impl std::fmt::Debug for KubeSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeSource")
-            .field("target", &self.target)
-            .finish()
-    }
-}
-
-impl KubeSource {
-    /// A source for an explicit API URL (no auth: `kubectl proxy`'s, or a closed port in the tests).
-    pub fn for_url(url: &str, target: KubeTarget) -> Result<KubeSource, MonitorError> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| MonitorError::Kube(format!("bad API URL {url:?}: {e}")))?;
-        let mut config = kube::Config::new(uri);
-        config.default_namespace = target.namespace.clone();
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
-        Ok(KubeSource::new(client, target))
-    }
-
-    fn new(client: kube::Client, target: KubeTarget) -> KubeSource {
-        KubeSource {
-            client,
-            target,
-            record: std::sync::Mutex::new(ScalingRecord::default()),
-            seen_events: std::sync::Mutex::new(std::collections::HashSet::new()),
-        }
-    }
-
-    /// A source from a kubeconfig file, or inferred (in-cluster service account, then `$KUBECONFIG`/~/.kube/config).
-    pub async fn infer(
-        kubeconfig: Option<&std::path::Path>,
-        target: KubeTarget,
-    ) -> Result<KubeSource, MonitorError> {
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                    MonitorError::Kube(format!("kubeconfig {}: {e}", path.display()))
-                })?;
-                kube::Config::from_custom_kubeconfig(
-                    kc,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .map_err(|e| MonitorError::Kube(e.to_string()))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| MonitorError::Kube(e.to_string()))?,
-        };
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
-        Ok(KubeSource::new(client, target))
-    }
-
-    async fn observe_now(&self) -> Result<ReplicaSnapshot, MonitorError> {
-        let ns = &self.target.namespace;
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-        let d = deployments
-            .get(&self.target.deployment)
-            .await
-            .map_err(|e| {
-                MonitorError::Kube(format!("deployment {ns}/{}: {e}", self.target.deployment))
-            })?;
-        let selector = d
-            .spec
-            .selector
-            .match_labels
-            .as_ref()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                l.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
-        let spec_replicas = d.spec.replicas.map(to_u32);
-        let status = d.status.unwrap_or_default();
-        let mut snap = ReplicaSnapshot {
-            desired: spec_replicas,
-            current: Some(status.replicas.map(to_u32).unwrap_or(0)),
-            ready: Some(status.ready_replicas.map(to_u32).unwrap_or(0)),
-            detail: None,
-            source: "kubernetes".into(),
-        };
-        let mut details = Vec::new();
-        if let Some(hpa_name) = &self.target.hpa {
-            let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), ns);
-            match hpas.get_opt(hpa_name).await {
-                Ok(Some(h)) => {
-                    {
-                        let mut r = self.record.lock().expect("record lock");
-                        if let Some(t) = h.status.as_ref().and_then(|s| s.last_scale_time.as_ref())
-                        {
-                            let at = t.0.as_millisecond() as f64 / 1000.0;
-                            if !r.scale_times_unix.contains(&at) {
-                                r.scale_times_unix.push(at);
-                            }
-                        }
-                        if r.settings_source.as_deref() != Some("ScaledObject spec") {
-                            r.settings = Some(kube_history::settings_from_hpa(&h));
-                            r.settings_source = Some("HPA spec".into());
-                        }
-                    }
-                    if let Some(st) = h.status {
-                        snap.desired = Some(to_u32(st.desired_replicas));
-                        for c in st.conditions.unwrap_or_default() {
-                            if c.status != "True" && c.type_ == "AbleToScale" {
-                                details.push(format!("HPA {}={}", c.type_, c.status));
-                            }
-                            if c.type_ == "ScalingLimited" && c.status == "True" {
-                                details
-                                    .push(format!("HPA limited: {}", c.reason.unwrap_or_default()));
-                            }
-                        }
-                    }
-                }
-                Ok(None) => details.push(format!("HPA {hpa_name} not found")),
-                Err(e) => details.push(format!("HPA {hpa_name}: {e}")),
-            }
-        }
-        if let Some(so_name) = &self.target.scaled_object {
-            let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
-            let ar = ApiResource::from_gvk(&gvk);
-            let sos: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
-            match sos.get_opt(so_name).await {
-                Ok(Some(so)) => {
-                    if let Some(spec) = so.data.get("spec") {
-                        let mut r = self.record.lock().expect("record lock");
-                        r.settings = Some(kube_history::settings_from_scaled_object(spec));
-                        r.settings_source = Some("ScaledObject spec".into());
-                    }
-                    let conditions = so
-                        .data
-                        .pointer("/status/conditions")
-                        .and_then(|c| c.as_array())
-                        .cloned()
-                        .unwrap_or_default();
-                    for c in conditions {
-                        let t = c.get("type").and_then(|v| v.as_str()).unwrap_or("?");
-                        let s = c.get("status").and_then(|v| v.as_str()).unwrap_or("?");
-                        if matches!(t, "Active" | "Fallback" | "Ready" | "Paused") {
-                            details.push(format!("{t}={s}"));
-                        }
-                    }
-                }
-                Ok(None) => details.push(format!("ScaledObject {so_name} not found")),
-                Err(e) => details.push(format!("ScaledObject {so_name}: {e}")),
-            }
-        }
-        if !details.is_empty() {
-            snap.detail = Some(details.join(", "));
-        }
-        kube_history::read_history(
-            &self.client,
-            ns,
-            selector,
-            self.target.hpa.as_deref(),
-            &self.record,
-            &self.seen_events,
-        )
-        .await;
-        Ok(snap)
-    }
-}
-
-fn to_u32(v: i32) -> u32 {
-    u32::try_from(v).unwrap_or(0)
-}
-
-impl ReplicaSource for KubeSource {
-    fn observe(&self) -> BoxFuture<'_, Result<ReplicaSnapshot, MonitorError>> {
-        Box::pin(self.observe_now())
-    }
-    fn name(&self) -> String {
-        format!(
-            "kubernetes deployment {}/{}",
-            self.target.namespace, self.target.deployment
-        )
-    }
-    fn record(&self) -> Option<ScalingRecord> {
-        Some(self.record.lock().expect("record lock").clone())
-    }
-}
+pub use load::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource, ScalingRecord, record};
 
 /// Observes one ScaledObject through the scaler's `GET /explain` ([`contract::explain::Explain`]). The scaler knows the
 /// metric values and targets, not the Deployment: `desired` is the largest replica count the ScaledObject's fresh
@@ -268,7 +32,7 @@ impl ReplicaSource for KubeSource {
 pub struct ExplainSource {
     url: String,
     scaled_object: String,
-    client: crate::client::SimpleClient,
+    client: SimpleClient,
     signals: Arc<std::sync::Mutex<Vec<record::RecordedSignal>>>,
 }
 
@@ -283,7 +47,7 @@ impl ExplainSource {
                 contract::routes::EXPLAIN
             ),
             scaled_object: scaled_object.to_string(),
-            client: crate::client::SimpleClient::new(Duration::from_secs(3)),
+            client: SimpleClient::new(Duration::from_secs(3)),
             signals: Arc::default(),
         }
     }
@@ -401,7 +165,7 @@ pub struct PrometheusSource {
     pub desired_query: String,
     pub current_query: String,
     pub ready_query: String,
-    client: crate::client::SimpleClient,
+    client: SimpleClient,
 }
 
 impl PrometheusSource {
@@ -413,7 +177,7 @@ impl PrometheusSource {
             desired_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_SPEC_REPLICAS),
             current_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_STATUS_REPLICAS),
             ready_query: format!("max({}{{{sel}}})", ksm::DEPLOYMENT_STATUS_REPLICAS_READY),
-            client: crate::client::SimpleClient::new(Duration::from_secs(3)),
+            client: SimpleClient::new(Duration::from_secs(3)),
         }
     }
 

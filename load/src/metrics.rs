@@ -125,7 +125,7 @@ impl GeneratorMetrics {
     }
 }
 
-pub(crate) fn header(s: &mut String, def: &MetricDef) {
+pub fn header(s: &mut String, def: &MetricDef) {
     let kind = match def.kind {
         MetricKind::Counter => "counter",
         MetricKind::Gauge => "gauge",

@@ -22,7 +22,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub(crate) fn holds(self, a: f64, b: f64) -> bool {
+    pub fn holds(self, a: f64, b: f64) -> bool {
         match self {
             Op::Lt => a < b,
             Op::Le => a <= b,
@@ -30,7 +30,7 @@ impl Op {
             Op::Ge => a >= b,
         }
     }
-    pub(crate) fn text(self) -> &'static str {
+    pub fn text(self) -> &'static str {
         match self {
             Op::Lt => "<",
             Op::Le => "<=",
