@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write e.g. 30s, 5m, 250ms"))
@@ -48,15 +48,7 @@ fn rate(s: &str) -> Result<RateArg, String> {
         .map_err(|e| format!("{e}, or `max`"))
 }
 
-/// Progress output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    /// Human-readable lines on stderr and a summary table on stdout.
-    #[default]
-    Text,
-    /// JSON lines (one per interval, then the report) on stdout: what a Job's logs want.
-    Json,
-}
+pub use load::output::OutputFormat;
 
 /// The load generator of the autoscaling lab.
 #[derive(Debug, Parser)]

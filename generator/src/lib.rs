@@ -5,8 +5,8 @@
 pub mod app;
 pub mod chaos;
 pub mod cli;
-pub mod kafka;
 
+pub use kafka_load as kafka;
 pub use monitor;
 
 // The load core's modules under their old paths, for the commands here and the integration tests.

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ROOT
 
-WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "autoscaler", "lab", "procs", "testkit", "timeline",
-             "node-agent", "cluster"]
+WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "load", "monitor", "kafka-load", "autoscaler", "lab",
+             "procs", "testkit", "timeline", "node-agent", "cluster"]
 
 # crate -> the workspace crates it may link (normal dependencies, transitively). Anything else is a violation.
 ALLOWED = {
@@ -21,11 +21,22 @@ ALLOWED = {
     "timeline": set(),
     "procs": {"contract"},
     "consumer": {"contract"},
-    "generator": {"contract", "timeline"},
+    "load": {"contract", "timeline"},
+    "monitor": {"contract", "load", "timeline"},
+    "kafka-load": {"contract", "load", "timeline"},
+    "generator": {"contract", "timeline", "load", "monitor", "kafka-load"},
     "scaler": {"contract", "keda-proto", "autoscaler"},
-    "lab": {"contract", "keda-proto", "autoscaler", "generator", "procs", "timeline"},
+    "lab": {"contract", "keda-proto", "autoscaler", "load", "kafka-load", "procs", "timeline"},
     "node-agent": {"contract", "procs"},
     "cluster": {"contract", "node-agent", "procs"},
+}
+# crate -> outside crates it must not link (normal dependencies, transitively, default features): the load core is the
+# part a user embeds, so neither a Kubernetes nor a Kafka client; the lab talks to no cluster.
+FORBIDDEN_EXTERNAL = {
+    "load": {"kube", "k8s-openapi", "rdkafka"},
+    "monitor": {"kube", "k8s-openapi", "rdkafka"},
+    "kafka-load": {"kube", "k8s-openapi"},
+    "lab": {"kube", "k8s-openapi"},
 }
 SOURCE_LINES_LIMIT = 700
 
@@ -36,14 +47,23 @@ def workspace_members():
     return [m.strip().strip('"') for m in members.split(",") if m.strip()]
 
 
-def linked_workspace_crates(crate):
+def linked_crates(crate):
     proc = subprocess.run(
         ["cargo", "tree", "--offline", "-p", crate, "-e", "normal", "--prefix", "none", "--format", "{p}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-    return (names & set(WORKSPACE)) - {crate}
+    return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()} - {crate}
+
+
+def linked_workspace_crates(crate):
+    return linked_crates(crate) & set(WORKSPACE)
+
+
+@pytest.mark.parametrize("crate", sorted(FORBIDDEN_EXTERNAL))
+def test_clients_stay_where_they_belong(crate):
+    found = linked_crates(crate) & FORBIDDEN_EXTERNAL[crate]
+    assert not found, f"{crate} links {sorted(found)}; ARCHITECTURE.md keeps them out of it"
 
 
 @pytest.mark.parametrize("crate", sorted(ALLOWED))

@@ -2,7 +2,6 @@
 //! and `profiles`. Each ends in an exit code: a run's verdict, or an [`AppError`] that carries its own.
 
 mod cleanup;
-mod error;
 mod plan;
 mod run;
 mod sources;
@@ -12,7 +11,7 @@ mod wait;
 use tokio_util::sync::CancellationToken;
 
 pub use cleanup::{CleanupSummary, cleanup};
-pub use error::AppError;
+pub use load::error::AppError;
 pub use plan::{RunPlan, build_profile};
 pub use run::execute;
 pub use sources::build_monitor;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::error::AppError;
 use crate::cli::{RateArg, RunArgs};
 use crate::client::RecyclePolicy;
 use crate::engine::RunOptions;
@@ -13,6 +12,7 @@ use crate::model::{ArrivalMode, Split};
 use crate::profile::{Profile, RequestSpec};
 use crate::targets::TargetSet;
 use crate::threshold::Threshold;
+use load::error::AppError;
 
 /// What a `run` will do.
 #[derive(Debug)]

@@ -9,7 +9,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::cleanup::cleanup;
-use super::error::AppError;
 use super::plan::RunPlan;
 use super::sources::{build_monitor, kube_client, namespace_default};
 use super::verdict::{default_cost_query, judge, measure_target_cpu, write_termination_log};
@@ -24,6 +23,7 @@ use crate::report::Report;
 use crate::report::scaling_timeline::LivePhase;
 use crate::stats::IntervalStats;
 use crate::trace::Tracing;
+use load::error::AppError;
 
 /// The metrics endpoint while it runs.
 struct MetricsServer {

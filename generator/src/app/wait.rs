@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::error::AppError;
 use crate::cli::WaitArgs;
 use crate::client::SimpleClient;
+use load::error::AppError;
 
 /// Why the target is not ready.
 #[derive(Debug, thiserror::Error)]

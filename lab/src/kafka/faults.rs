@@ -2,7 +2,7 @@
 //! the group's lag sampled beside the load, and each fault measured by what the Kafka side saw: the broker's stop and
 //! return, the producer's sends, acks and failures in the fault's window (its per-interval rows), the lag's peak, the
 //! controller's steps, and `verify --processed` at the end (the run's messages lost and duplicated, reused from
-//! `generator::kafka::verify_report`). There is no request log here: a fault's `lost` counts messages.
+//! `kafka_load::verify_report`). There is no request log here: a fault's `lost` counts messages.
 //!
 //! Recovered = the first lag sample, once the fault is over (the broker serves again, the frozen replica is back, the
 //! replacement is ready), from which the lag stayed at or below max(its level at the fault, lagThreshold) for the
@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use generator::kafka::{ProduceReport, VerifyReport};
+use kafka_load::{ProduceReport, VerifyReport};
 use load::profile::{ChaosAction, ChaosPlace, ChaosSpec};
 use load::report::{ChaosReport, FaultReport, KafkaFaultReport};
 
@@ -288,8 +288,8 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
 
 #[cfg(test)]
 mod tests {
-    use generator::kafka::report::{KafkaInterval, KafkaSection, LatencyMs, ProduceSettings};
-    use generator::kafka::verify::{ProducerCheck, TopicCheck};
+    use kafka_load::report::{KafkaInterval, KafkaSection, LatencyMs, ProduceSettings};
+    use kafka_load::verify::{ProducerCheck, TopicCheck};
     use load::profile::ChaosTarget;
 
     use super::*;

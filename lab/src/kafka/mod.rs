@@ -19,7 +19,7 @@ use contract::listening::kind;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use generator::kafka::{ProduceArgs, ProduceReport, VerifyArgs, VerifyReport, verify_report};
+use kafka_load::{ProduceArgs, ProduceReport, VerifyArgs, VerifyReport, verify_report};
 use load::report::ChaosReport;
 use load::targets::TargetSet;
 
@@ -125,7 +125,7 @@ pub async fn run_supervised(
                 test_run: driven.test_run.clone(),
                 processed: true,
                 timeout: Duration::from_secs(30),
-                output: generator::cli::OutputFormat::Text,
+                output: load::output::OutputFormat::Text,
             })
             .await;
             match verify {
@@ -194,7 +194,7 @@ pub async fn run_supervised(
 
 /// The load's length in profile time (the `at` of a fault must fall inside it).
 fn load_length(args: &LabArgs) -> Duration {
-    generator::kafka::profiles::builtin(&args.test).map_or(args.kafka_duration, |p| p.duration())
+    kafka_load::profiles::builtin(&args.test).map_or(args.kafka_duration, |p| p.duration())
 }
 
 /// What [`drive`] fills in as it starts things, so the caller stops them whatever it returns.
@@ -450,7 +450,7 @@ async fn drive(
     };
 
     // The producer: a `kafka-*` profile given with --test, or a constant rate, both time-scaled.
-    let test_run = generator::kafka::produce::fresh_test_run();
+    let test_run = kafka_load::produce::fresh_test_run();
     let mut produce: Vec<String> = vec![
         "produce".into(),
         "--brokers".into(),
@@ -466,7 +466,7 @@ async fn drive(
         "--payload-bytes".into(),
         "256".into(),
     ];
-    match generator::kafka::profiles::builtin(&args.test) {
+    match kafka_load::profiles::builtin(&args.test) {
         Some(profile) => {
             let secs = (profile.duration().as_secs_f64() * args.time_scale).max(1.0);
             produce.extend([
@@ -514,7 +514,7 @@ async fn drive(
         },
         stop_control.clone(),
     );
-    let produced = generator::kafka::produce_command(produce_args, interrupt.child_token()).await;
+    let produced = kafka_load::produce_command(produce_args, interrupt.child_token()).await;
     load_over.store(true, Ordering::Relaxed);
     let produced = produced.map_err(|e| LabError::Runtime(format!("producer: {e}")));
     if produced.is_ok() {

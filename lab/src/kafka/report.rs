@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use generator::kafka::{ProduceReport, VerifyReport};
+use kafka_load::{ProduceReport, VerifyReport};
 use load::report::ChaosReport;
 
 use crate::LabError;
@@ -84,7 +84,7 @@ pub(super) fn conclude(
 
 #[cfg(test)]
 mod tests {
-    use generator::kafka::TopicCheck;
+    use kafka_load::TopicCheck;
 
     use super::*;
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::ThresholdResult;
-use crate::threshold::{Metric, Threshold};
+use load::report::ThresholdResult;
+use load::threshold::{Metric, Threshold};
 
 /// Ack latency percentiles in milliseconds, measured from each message's scheduled send time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -20,11 +20,11 @@ use super::args::{KeyStrategy, ProduceArgs};
 use super::metrics::{self, KafkaMetrics};
 use super::profiles;
 use super::report::{self, KafkaInterval, KafkaSection, LatencyMs, ProduceReport, ProduceSettings};
-use crate::app::AppError;
-use crate::cli::OutputFormat;
-use crate::exit;
-use crate::profile::Profile;
-use crate::profile::Schedule;
+use load::error::AppError;
+use load::exit;
+use load::output::OutputFormat;
+use load::profile::Profile;
+use load::profile::Schedule;
 
 /// What this pod sends: the schedule (its share of the rate) and a cap on the count (its share of `--count`).
 #[derive(Debug, Clone)]
@@ -488,7 +488,7 @@ pub async fn produce_command(
         results.len()
     );
     let report = ProduceReport {
-        schema: crate::report::REPORT_SCHEMA.to_string(),
+        schema: load::report::REPORT_SCHEMA.to_string(),
         command: "produce".into(),
         profile: plan.profile.name.clone(),
         test_run: plan.test_run.clone(),

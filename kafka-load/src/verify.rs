@@ -15,9 +15,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::args::VerifyArgs;
-use crate::app::AppError;
-use crate::cli::OutputFormat;
-use crate::exit;
+use load::error::AppError;
+use load::exit;
+use load::output::OutputFormat;
 
 /// Ranges and sequences listed in a report at most (the counts are always complete).
 const LIST_LIMIT: usize = 50;

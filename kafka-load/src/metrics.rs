@@ -18,7 +18,7 @@ use contract::metrics::generator::{
 use contract::metrics::{LATENCY_BUCKETS_SECONDS, labels};
 use contract::routes;
 
-use crate::metrics::header;
+use load::metrics::header;
 
 #[derive(Debug, Default)]
 struct Values {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::profile::{Profile, Stage};
+use load::profile::{Profile, Stage};
 
 /// Names of the built-in Kafka profiles, in `generator profiles` order.
 pub const NAMES: [&str; 5] = [

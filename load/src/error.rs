@@ -1,4 +1,4 @@
-//! The one error type of the generator's commands: every failure knows its exit code (the lab-wide table
+//! The one error type of the load commands (the generator's and the Kafka load's): every failure knows its exit code (the lab-wide table
 //! [`contract::exit`], docs/exit-codes.md), so `main` only prints it and exits with it.
 
 use crate::exit;
@@ -31,7 +31,7 @@ impl AppError {
         }
     }
 
-    pub(crate) fn usage(msg: impl std::fmt::Display) -> AppError {
+    pub fn usage(msg: impl std::fmt::Display) -> AppError {
         AppError::Usage(msg.to_string())
     }
 }
