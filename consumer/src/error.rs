@@ -16,8 +16,13 @@ pub enum ConsumerError {
     Io(#[from] std::io::Error),
     /// Kafka mode could not start (clients, subscription).
     #[error(transparent)]
-    Kafka(#[from] crate::kafka::KafkaError),
+    Kafka(#[from] KafkaError),
 }
+
+/// Why Kafka mode could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {0}")]
+pub struct KafkaError(pub(crate) String);
 
 /// The JSON error body: `{"error", "message", "field"?, "value"?, "allowed"?, ...details}`.
 #[derive(Debug, Clone, Serialize, ToSchema)]

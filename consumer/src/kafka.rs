@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use contract::kafka::{Message, Processed, processed_topic};
@@ -23,8 +22,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 use crate::config::KafkaWork;
+pub use crate::error::KafkaError;
 use crate::metrics::{Metrics, label};
 use crate::state::AppState;
+pub use crate::state::Membership;
 use crate::validate::Mode;
 use crate::work::{self, Admitted, Work};
 
@@ -34,35 +35,6 @@ const PRODUCE_TIMEOUT: Duration = Duration::from_secs(15);
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Work per CPU-burn iteration, the `/load/cpu` default.
 const CPU_COMPLEXITY: u64 = 5;
-
-/// Why Kafka mode could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("kafka: {0}")]
-pub struct KafkaError(String);
-
-/// This member's share of the group, for readiness: unknown until the first assignment.
-#[derive(Debug, Clone)]
-pub struct Membership(Arc<AtomicI64>);
-
-impl Default for Membership {
-    fn default() -> Self {
-        Membership(Arc::new(AtomicI64::new(-1)))
-    }
-}
-
-impl Membership {
-    /// Partitions assigned now; `None` before the group's first assignment to this member.
-    pub fn assigned(&self) -> Option<u64> {
-        u64::try_from(self.0.load(Ordering::Acquire)).ok()
-    }
-
-    fn set(&self, partitions: usize) {
-        self.0.store(
-            i64::try_from(partitions).unwrap_or(i64::MAX),
-            Ordering::Release,
-        );
-    }
-}
 
 /// Follows rebalances: an assignment (possibly empty: the group is stable and this member idle) makes the replica
 /// ready and is counted.

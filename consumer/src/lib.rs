@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod process;
+pub mod route_templates;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -16,7 +16,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::routes::RouteTemplates;
+use crate::route_templates::RouteTemplates;
 use crate::state::AppState;
 use crate::telemetry;
 

@@ -6,12 +6,15 @@ use std::sync::Mutex;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, Gauge};
+use prometheus::{Counter, Gauge, Opts};
 
 use contract::metrics::consumer as def;
 
-use crate::metrics::opts;
 use crate::sys;
+
+fn opts(metric: contract::metrics::MetricDef) -> Opts {
+    Opts::new(metric.name, metric.help)
+}
 
 /// Collects the contract's six `process_*` metrics (CPU seconds, resident and virtual memory, open and max file
 /// descriptors, start time).

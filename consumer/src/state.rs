@@ -2,7 +2,7 @@
 //! sustained pool, and the drain machinery (draining flag, in-flight work count, cancellation tokens).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use axum::http::HeaderValue;
@@ -48,7 +48,7 @@ pub struct Inner {
     /// Fired when draining starts: the Kafka worker stops fetching.
     pub drain_started: CancellationToken,
     /// The Kafka worker's group membership, for readiness (`None` outside Kafka mode).
-    pub kafka: Option<crate::kafka::Membership>,
+    pub kafka: Option<Membership>,
 }
 
 impl std::ops::Deref for AppState {
@@ -90,10 +90,7 @@ impl AppState {
             work_cancel: CancellationToken::new(),
             job_tasks: TaskTracker::new(),
             drain_started: CancellationToken::new(),
-            kafka: config
-                .kafka_brokers
-                .as_ref()
-                .map(|_| crate::kafka::Membership::default()),
+            kafka: config.kafka_brokers.as_ref().map(|_| Membership::default()),
             config,
         }))
     }
@@ -125,5 +122,29 @@ pub struct WorkRequestGuard(AppState);
 impl Drop for WorkRequestGuard {
     fn drop(&mut self) {
         self.0.work_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// This member's share of the group, for readiness: unknown until the first assignment.
+#[derive(Debug, Clone)]
+pub struct Membership(Arc<AtomicI64>);
+
+impl Default for Membership {
+    fn default() -> Self {
+        Membership(Arc::new(AtomicI64::new(-1)))
+    }
+}
+
+impl Membership {
+    /// Partitions assigned now; `None` before the group's first assignment to this member.
+    pub fn assigned(&self) -> Option<u64> {
+        u64::try_from(self.0.load(Ordering::Acquire)).ok()
+    }
+
+    pub(crate) fn set(&self, partitions: usize) {
+        self.0.store(
+            i64::try_from(partitions).unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
     }
 }

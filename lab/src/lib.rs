@@ -12,6 +12,7 @@
 
 pub mod chaos;
 pub mod chart;
+mod children;
 pub mod console;
 pub mod control;
 pub mod kafka;

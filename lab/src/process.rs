@@ -1,15 +1,14 @@
-//! Where the lab finds its children's binaries, how it spawns them and stops them all ([`Children`]): the `procs` child-process type (shared with
+//! Where the lab finds its children's binaries, how it spawns them: the `procs` child-process type (shared with
 //! the tests) with the lab's settings. Every child is registered, so that no path out of the lab leaves one running.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::chaos::ScalerSlot;
-use crate::replicas::ReplicaPool;
 use crate::{LabArgs, LabError};
 
-/// The scaler's SIGTERM grace.
-const SCALER_GRACE: Duration = Duration::from_secs(10);
+/// SIGSTOP and SIGCONT, the signals a freeze sends (through pidfds: `procs::Child::signal`).
+pub(crate) const SIGSTOP: i32 = 19;
+pub(crate) const SIGCONT: i32 = 18;
 /// How many output lines of a child are kept for error messages (a replica logs for as long as it runs).
 const KEPT_LINES: usize = 200;
 /// How many of them a start error quotes.
@@ -47,29 +46,6 @@ pub fn child(
         .keep_lines(KEPT_LINES)
         .quote_lines(QUOTED_LINES)
         .register(registry)
-}
-
-/// What the lab started: stopped on every path out of a run.
-pub(crate) struct Children {
-    pub(crate) registry: procs::Registry,
-    /// Shared with the chaos faults, which may kill and restart it.
-    pub(crate) scaler: ScalerSlot,
-    pub(crate) pool: Option<ReplicaPool>,
-}
-
-impl Children {
-    /// Stop the replicas, then the scaler (SIGTERM, grace, SIGKILL); returns every pid that was spawned.
-    pub(crate) async fn stop(&mut self) -> Vec<u32> {
-        let mut pids = self.pool.as_ref().map(|p| p.pids()).unwrap_or_default();
-        if let Some(pool) = &self.pool {
-            pool.shutdown().await;
-        }
-        if let Some(mut scaler) = self.scaler.take() {
-            pids.push(scaler.pid());
-            scaler.stop(SCALER_GRACE).await;
-        }
-        pids
-    }
 }
 
 /// The binaries to spawn, checked before anything starts.

@@ -22,10 +22,11 @@ use load::report::Report;
 use load::targets::TargetSet;
 
 use crate::chaos::{ChaosRun, ScalerSlot};
+use crate::children::Children;
 use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
 use crate::keda::{ScalerLink, local_metadata};
 pub use crate::observe::{LiveInterval, RunHooks, RunObserver};
-use crate::process::{Binaries, Children, child};
+use crate::process::{Binaries, child};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};

@@ -127,3 +127,94 @@ def test_no_test_skips():
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, ("a test skips instead of failing with the command that installs what it needs:\n"
                        + "\n".join(found))
+
+
+# No module circles: a crate's top-level modules, with an edge a -> b when a file of `a` names `crate::b` (or reaches
+# `b` through `super::`), form no cycle. Unit tests (`#[cfg(test)]` to the end of a file) are left out: a test may
+# reach anywhere.
+def _strip_comments_and_tests(text):
+    cut = re.search(r"^\s*#\[cfg\(test\)\]\s*\n\s*mod \w+", text, re.M)
+    if cut:
+        text = text[: cut.start()]
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def _group_heads(text, start):
+    """The first identifier of each top-level item of the `{...}` group opening at text[start]."""
+    depth, item, heads = 0, "", []
+    for ch in text[start:]:
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                continue
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                heads.append(item)
+                break
+        if depth == 1 and ch == ",":
+            heads.append(item)
+            item = ""
+        elif depth >= 1:
+            item += ch
+    return [m.group(0) for h in heads if (m := re.match(r"\w+", h.strip()))]
+
+
+def module_graph(crate):
+    src = ROOT / crate / "src"
+    top = {p.stem for p in src.glob("*.rs")} | {p.name for p in src.iterdir() if p.is_dir()}
+    top -= {"lib", "main"}
+    graph = {m: set() for m in top}
+    for path in src.rglob("*.rs"):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        if parts[-1] == "mod":
+            parts = parts[:-1]
+        if not parts or parts[0] not in top:
+            continue
+        here = parts[0]
+        text = _strip_comments_and_tests(path.read_text())
+        targets = set()
+        for m in re.finditer(r"\bcrate::", text):
+            rest = text[m.end():]
+            if rest.startswith("{"):
+                targets.update(_group_heads(text, m.end()))
+            elif (ident := re.match(r"\w+", rest)):
+                targets.add(ident.group(0))
+        for m in re.finditer(r"\b((?:super::)+)(\{|\w+)", text):
+            ups = m.group(1).count("super::")
+            base = parts[:-ups] if ups <= len(parts) else []
+            if base:
+                continue  # inside the same top-level module
+            if m.group(2) == "{":
+                targets.update(_group_heads(text, m.start(2)))
+            else:
+                targets.add(m.group(2))
+        graph[here] |= (targets & top) - {here}
+    return graph
+
+
+def find_cycle(graph):
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+@pytest.mark.parametrize("crate", sorted(set(WORKSPACE)))
+def test_no_module_circles(crate):
+    cycle = find_cycle(module_graph(crate))
+    assert cycle is None, f"{crate}: modules in a circle: {' -> '.join(cycle)}"

@@ -28,8 +28,7 @@ pub use scaler::ScalerSlot;
 pub use schedule::ChaosRun;
 
 /// Linux signal numbers (the same on x86_64 and aarch64).
-pub(crate) const SIGSTOP: i32 = 19;
-pub(crate) const SIGCONT: i32 = 18;
+pub(crate) use crate::process::{SIGCONT, SIGSTOP};
 
 /// One fault to inject now.
 #[derive(Debug, Clone, PartialEq)]

@@ -93,7 +93,7 @@ impl ReplicaPool {
             if let Some(url) = entry.url.take() {
                 self.targets.remove(&url);
             }
-            process.signal(crate::chaos::SIGSTOP);
+            process.signal(crate::process::SIGSTOP);
             entry.state = ReplicaState::Starting;
             entry.restarting = true;
             entry.frozen = false;
@@ -158,7 +158,7 @@ impl ReplicaPool {
         let i = Self::pick(&state, which)?;
         let entry = &mut state.entries[i];
         let process = entry.process.as_ref().expect("picked with a process");
-        process.signal(crate::chaos::SIGSTOP);
+        process.signal(crate::process::SIGSTOP);
         entry.frozen = true;
         Ok((Hit::of(entry, process), Instant::now()))
     }
@@ -188,7 +188,7 @@ impl ReplicaPool {
                 let mut state = self.lock();
                 if let Some(e) = state.entries.iter_mut().find(|e| e.id == hit.id) {
                     if let Some(p) = &e.process {
-                        p.signal(crate::chaos::SIGCONT);
+                        p.signal(crate::process::SIGCONT);
                     }
                     e.frozen = false;
                 }

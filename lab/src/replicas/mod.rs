@@ -242,7 +242,7 @@ impl ReplicaPool {
                 if entry.frozen
                     && let Some(process) = &entry.process
                 {
-                    process.signal(crate::chaos::SIGCONT);
+                    process.signal(crate::process::SIGCONT);
                     entry.frozen = false;
                 }
                 if entry.state == ReplicaState::Starting {
