@@ -24,25 +24,21 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // The handlers are installed here, before any work starts: installed inside the spawned task they could still be
     // missing when the first signal arrives, and the default action would kill the process with no partial report.
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
+    match procs::Signals::install() {
+        Ok(mut signals) => {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                signals.next().await;
                 eprintln!(
                     "signal received: stopping the load, finishing in-flight requests, writing the partial report"
                 );
                 shutdown.cancel();
                 // A second signal means: stop now.
-                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                signals.next().await;
                 std::process::exit(exit::INTERRUPTED);
             });
         }
-        (Err(error), _) | (_, Err(error)) => {
+        Err(error) => {
             eprintln!(
                 "cannot install the SIGTERM/SIGINT handlers ({error}): a signal ends the run without a report"
             );

@@ -21,20 +21,17 @@ pub struct LatencyMs {
 }
 
 impl LatencyMs {
-    /// Percentiles of an HDR histogram recorded in microseconds.
+    /// Percentiles of an HDR histogram recorded in microseconds (the load core's one helper).
     pub fn from_hist(h: &hdrhistogram::Histogram<u64>) -> LatencyMs {
-        if h.is_empty() {
-            return LatencyMs::default();
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
+        let l = load::stats::LatencySummary::from_histogram(h);
         LatencyMs {
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p95: ms(h.value_at_quantile(0.95)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p99_9: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-            mean: h.mean() / 1000.0,
+            p50: l.p50_ms,
+            p90: l.p90_ms,
+            p95: l.p95_ms,
+            p99: l.p99_ms,
+            p99_9: l.p99_9_ms,
+            max: l.max_ms,
+            mean: l.mean_ms,
         }
     }
 }

@@ -30,7 +30,6 @@ use crate::process::{Binaries, child};
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};
-use crate::signals::Signals;
 use crate::view::{DecisionRecord, LabView, LiveMode};
 use crate::{LabArgs, LabError, LabOutcome, chart};
 
@@ -73,10 +72,14 @@ where
     let immediate = CancellationToken::new();
     let registry = procs::Registry::new();
     // Installed before the first child is spawned: from here on no signal ends the lab without its children.
-    let signals = Signals::install()
+    let signals = procs::Signals::install()
         .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
-    let watcher =
-        tokio::spawn(signals.watch(interrupt.clone(), immediate.clone(), registry.clone()));
+    let watcher = tokio::spawn(crate::signals::watch(
+        signals,
+        interrupt.clone(),
+        immediate.clone(),
+        registry.clone(),
+    ));
     let run = start(interrupt, registry.clone());
     tokio::pin!(run);
     let result = tokio::select! {

@@ -17,9 +17,7 @@ use crate::LabError;
 use crate::keda::local_metadata;
 use crate::view::DecisionRecord;
 
-/// The SLO when none is given: the demo's one replica runs at a p95 of ~800 ms and six at ~200 ms, so 500 ms shows
-/// the under-provisioning and is met once the replicas caught up.
-pub const DEFAULT_SLO: &str = "p95<500ms,errors<1%";
+pub use contract::DEFAULT_SLO;
 
 /// The SLO in force and where it came from (said on screen and in the summary).
 #[derive(Debug, Clone, PartialEq)]

@@ -18,10 +18,12 @@ mod child;
 mod output;
 mod registry;
 mod signal;
+mod signals;
 
 pub use child::{Child, Error, Spawn, StopOutcome};
 pub use registry::Registry;
 pub use signal::{is_gone, send_signal};
+pub use signals::Signals;
 
 /// How long waiting for a child's exit also waits for the end of its output (a grandchild that inherited a pipe can
 /// hold it open for ever; the child's own lines are in the pipe long before this).

@@ -40,18 +40,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is called (before the listeners are served),
 /// not when the future is first polled, so a signal right after the `listening` lines drains instead of killing.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = signal(SignalKind::terminate());
-    let interrupt = signal(SignalKind::interrupt());
+    let signals = procs::Signals::install();
     async move {
-        match (terminate, interrupt) {
-            (Ok(mut terminate), Ok(mut interrupt)) => {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
+        match signals {
+            Ok(mut signals) => {
+                signals.next().await;
             }
-            (Err(error), _) | (_, Err(error)) => {
+            Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM/SIGINT; the scaler stops only when killed");
                 std::future::pending::<()>().await;
             }

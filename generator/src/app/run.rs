@@ -169,7 +169,7 @@ async fn start_chaos(
 /// The SLO a recovery is judged by when the run gives none (`--slo`, or latency/error thresholds): the scaling
 /// report's usual objective.
 fn default_chaos_slo() -> timeline::Slo {
-    timeline::Slo::parse("p95<500ms,errors<1%").unwrap_or_default()
+    timeline::Slo::parse(contract::DEFAULT_SLO).expect("the contract's default SLO parses")
 }
 
 /// Print each interval as it closes: a JSON line, or a progress line on stderr.

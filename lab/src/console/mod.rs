@@ -250,9 +250,10 @@ pub async fn serve_until_signal(base: LabArgs, ui: UiArgs) -> Result<i32, LabErr
     let server = start(&ui, base, manager.clone()).await?;
     let interrupt = CancellationToken::new();
     let immediate = CancellationToken::new();
-    let signals = crate::signals::Signals::install()
+    let signals = procs::Signals::install()
         .map_err(|e| LabError::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
-    let watcher = tokio::spawn(signals.watch(
+    let watcher = tokio::spawn(crate::signals::watch(
+        signals,
         interrupt.clone(),
         immediate.clone(),
         manager.registry.clone(),

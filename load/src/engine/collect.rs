@@ -166,13 +166,7 @@ pub(crate) fn spawn_collector(
                 _ => 0.0,
             };
             last_cpu = cpu;
-            let lag_ms = |q: f64| {
-                if sc.lag.is_empty() {
-                    0.0
-                } else {
-                    sc.lag.value_at_quantile(q) as f64 / 1000.0
-                }
-            };
+            let lag_ms = |q: f64| crate::stats::quantile_ms(&sc.lag, q);
             let (lag_p50_ms, lag_p99_ms) = (lag_ms(0.5), lag_ms(0.99));
             // Both histograms have the same bounds, so this cannot fail today; if it ever does, the report's
             // schedule lag misses an interval, which is said once rather than on every interval.
