@@ -1,39 +1,67 @@
 //! `generator produce`'s Prometheus metrics (names from the contract): messages by outcome, the ack-latency
-//! histogram (same buckets as the HTTP latency) and the target rate, updated on each ack.
+//! histogram (same buckets as the HTTP latency) and the target rate, updated on each ack. Exposed by the load core's
+//! one `/metrics` server ([`load::metrics::serve`]).
 
-use std::fmt::Write as _;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
-use axum::routing::get;
 
 use contract::metrics::generator::{
     KAFKA_ACK_DURATION_SECONDS, KAFKA_MESSAGES_TOTAL, KAFKA_TARGET_RATE,
 };
 use contract::metrics::{LATENCY_BUCKETS_SECONDS, labels};
-use contract::routes;
+use load::metrics::opts;
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, Registry};
 
-use load::metrics::header;
-
-#[derive(Debug, Default)]
-struct Values {
-    acked: u64,
-    failed: u64,
-    cumulative: [u64; LATENCY_BUCKETS_SECONDS.len()],
-    count: u64,
-    sum: f64,
-    target_rate: f64,
-}
+pub use load::metrics::serve;
 
 /// The producer's metric values, shared by the send loop (writer) and `/metrics` (reader).
-#[derive(Debug, Default)]
 pub struct KafkaMetrics {
-    values: Mutex<Values>,
+    registry: Registry,
+    messages: IntCounterVec,
+    ack_duration: Histogram,
+    target_rate: Gauge,
+}
+
+impl std::fmt::Debug for KafkaMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for KafkaMetrics {
+    fn default() -> KafkaMetrics {
+        let registry = Registry::new();
+        let messages = IntCounterVec::new(opts(&KAFKA_MESSAGES_TOTAL), &[labels::OUTCOME])
+            .expect("valid metric");
+        let ack_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                KAFKA_ACK_DURATION_SECONDS.name,
+                KAFKA_ACK_DURATION_SECONDS.help,
+            )
+            .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
+        )
+        .expect("valid metric");
+        let target_rate = Gauge::with_opts(opts(&KAFKA_TARGET_RATE)).expect("valid metric");
+        // Both outcomes from the start: a rate() over a series that appears late misses its first increase.
+        for outcome in ["acked", "failed"] {
+            messages.with_label_values(&[outcome]);
+        }
+        registry
+            .register(Box::new(messages.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(ack_duration.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(target_rate.clone()))
+            .expect("registered once");
+        KafkaMetrics {
+            registry,
+            messages,
+            ack_duration,
+            target_rate,
+        }
+    }
 }
 
 impl KafkaMetrics {
@@ -43,81 +71,27 @@ impl KafkaMetrics {
 
     /// One acked message and its latency from the scheduled send time.
     pub fn acked(&self, latency: Duration) {
-        let mut v = self.values.lock().expect("metrics lock");
-        v.acked += 1;
-        let secs = latency.as_secs_f64();
-        for (i, b) in LATENCY_BUCKETS_SECONDS.iter().enumerate() {
-            if secs <= *b {
-                v.cumulative[i] += 1;
-            }
-        }
-        v.count += 1;
-        v.sum += secs;
+        self.messages.with_label_values(&["acked"]).inc();
+        self.ack_duration.observe(latency.as_secs_f64());
     }
 
     pub fn failed(&self) {
-        self.values.lock().expect("metrics lock").failed += 1;
+        self.messages.with_label_values(&["failed"]).inc();
     }
 
     pub fn set_target_rate(&self, rate: f64) {
-        self.values.lock().expect("metrics lock").target_rate = rate;
+        self.target_rate.set(rate);
+    }
+
+    /// The registry `/metrics` serves.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let v = self.values.lock().expect("metrics lock");
-        let mut s = String::new();
-        header(&mut s, &KAFKA_MESSAGES_TOTAL);
-        for (outcome, n) in [("acked", v.acked), ("failed", v.failed)] {
-            let _ = writeln!(
-                s,
-                "{}{{{}=\"{outcome}\"}} {n}",
-                KAFKA_MESSAGES_TOTAL.name,
-                labels::OUTCOME
-            );
-        }
-        header(&mut s, &KAFKA_ACK_DURATION_SECONDS);
-        let name = KAFKA_ACK_DURATION_SECONDS.name;
-        for (i, b) in LATENCY_BUCKETS_SECONDS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{name}_bucket{{{}=\"{b}\"}} {}",
-                labels::LE,
-                v.cumulative[i]
-            );
-        }
-        let _ = writeln!(s, "{name}_bucket{{{}=\"+Inf\"}} {}", labels::LE, v.count);
-        let _ = writeln!(s, "{name}_sum {}", v.sum);
-        let _ = writeln!(s, "{name}_count {}", v.count);
-        header(&mut s, &KAFKA_TARGET_RATE);
-        let _ = writeln!(s, "{} {}", KAFKA_TARGET_RATE.name, v.target_rate);
-        s
+        load::metrics::render(&self.registry)
     }
-}
-
-async fn metrics_handler(State(m): State<Arc<KafkaMetrics>>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(),
-    )
-}
-
-/// Serve `/metrics` (and `/health`) on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<KafkaMetrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(kind = "metrics", addr = %addr, "listening");
-    }
-    let app = Router::new()
-        .route(routes::METRICS, get(metrics_handler))
-        .route(routes::HEALTH, get(|| async { "ok" }))
-        .with_state(metrics);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

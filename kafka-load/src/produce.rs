@@ -318,7 +318,7 @@ pub async fn produce_command(
         let stop = stop_metrics.clone();
         Some(tokio::spawn(metrics::serve(
             listener,
-            metrics.clone(),
+            metrics.registry().clone(),
             async move { stop.cancelled().await },
         )))
     };

@@ -1,22 +1,26 @@
 //! The generator's own Prometheus endpoint (`GET /metrics` on `--metrics-port`): request counters, latency histogram,
 //! target rate and drops, updated once per interval from the engine's HDR histograms (never on the hot path), so
-//! several generator pods can be summed by Prometheus.
+//! several generator pods can be summed by Prometheus. The exposition is the `prometheus` crate's, as in the consumer
+//! and the scaler; [`serve`] and [`render`] are shared with the Kafka producer's metrics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{Encoder as _, Gauge, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 use contract::metrics::generator::{
     DROPPED_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TARGET_RATE,
 };
-use contract::metrics::{LATENCY_BUCKETS_SECONDS, MetricDef, MetricKind, labels};
+use contract::metrics::{LATENCY_BUCKETS_SECONDS, MetricDef, labels};
 use contract::routes;
 
 use crate::model::Outcome;
@@ -26,6 +30,11 @@ use crate::stats::Shard;
 /// for bucket.
 pub const BUCKETS: [f64; 15] = LATENCY_BUCKETS_SECONDS;
 
+/// Options of a contract metric: its name and help, written once in `contract`.
+pub fn opts(def: &MetricDef) -> Opts {
+    Opts::new(def.name, def.help)
+}
+
 #[derive(Debug, Default, Clone)]
 struct Hist {
     cumulative: [u64; LATENCY_BUCKETS_SECONDS.len()],
@@ -33,18 +42,116 @@ struct Hist {
     sum: f64,
 }
 
-#[derive(Debug, Default)]
-struct State_ {
-    requests: BTreeMap<(String, &'static str), u64>,
-    durations: BTreeMap<String, Hist>,
-    target_rate: f64,
-    dropped: u64,
+/// The request-duration histograms per endpoint, filled from the engine's HDR histograms an interval at a time. A
+/// collector of its own: the `prometheus` crate's histogram takes one observation at a time, and replaying every
+/// request of an interval would cost what the HDR histograms save.
+#[derive(Clone)]
+struct Durations {
+    desc: Desc,
+    hists: Arc<Mutex<BTreeMap<String, Hist>>>,
+}
+
+impl Durations {
+    fn new() -> Durations {
+        let def = &REQUEST_DURATION_SECONDS;
+        Durations {
+            desc: Desc::new(
+                def.name.into(),
+                def.help.into(),
+                vec![labels::ENDPOINT.into()],
+                Default::default(),
+            )
+            .expect("the contract's name is valid"),
+            hists: Arc::default(),
+        }
+    }
+}
+
+impl Collector for Durations {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let hists = self.hists.lock().expect("metrics lock");
+        let mut family = MetricFamily::default();
+        family.name = Some(REQUEST_DURATION_SECONDS.name.into());
+        family.help = Some(REQUEST_DURATION_SECONDS.help.into());
+        family.set_field_type(MetricType::HISTOGRAM);
+        for (endpoint, h) in hists.iter() {
+            let mut histogram = proto::Histogram::default();
+            histogram.sample_count = Some(h.count);
+            histogram.sample_sum = Some(h.sum);
+            histogram.set_bucket(
+                BUCKETS
+                    .iter()
+                    .zip(h.cumulative)
+                    .map(|(bound, count)| {
+                        let mut bucket = proto::Bucket::default();
+                        bucket.upper_bound = Some(*bound);
+                        bucket.cumulative_count = Some(count);
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut label = proto::LabelPair::default();
+            label.name = Some(labels::ENDPOINT.into());
+            label.value = Some(endpoint.clone());
+            let mut metric = proto::Metric::from_label(vec![label]);
+            metric.set_histogram(histogram);
+            family.mut_metric().push(metric);
+        }
+        if family.get_metric().is_empty() {
+            return Vec::new();
+        }
+        vec![family]
+    }
 }
 
 /// Metric values, shared by the engine (writer) and the HTTP endpoint (reader).
-#[derive(Debug, Default)]
 pub struct GeneratorMetrics {
-    state: Mutex<State_>,
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: Durations,
+    target_rate: Gauge,
+    dropped: IntCounter,
+}
+
+impl std::fmt::Debug for GeneratorMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratorMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for GeneratorMetrics {
+    fn default() -> GeneratorMetrics {
+        let registry = Registry::new();
+        let requests =
+            IntCounterVec::new(opts(&REQUESTS_TOTAL), &[labels::ENDPOINT, labels::OUTCOME])
+                .expect("valid metric");
+        let durations = Durations::new();
+        let target_rate = Gauge::with_opts(opts(&TARGET_RATE)).expect("valid metric");
+        let dropped = IntCounter::with_opts(opts(&DROPPED_TOTAL)).expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(durations.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(target_rate.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(dropped.clone()))
+            .expect("registered once");
+        GeneratorMetrics {
+            registry,
+            requests,
+            durations,
+            target_rate,
+            dropped,
+        }
+    }
 }
 
 impl GeneratorMetrics {
@@ -54,16 +161,19 @@ impl GeneratorMetrics {
 
     /// Add one interval's counts. `paths[i]` is the `endpoint` label of mix entry `i`.
     pub fn observe_interval(&self, paths: &[String], shard: &Shard, target_rate: f64) {
-        let mut st = self.state.lock().expect("metrics lock");
-        st.target_rate = target_rate;
+        self.target_rate.set(target_rate);
+        let mut hists = self.durations.hists.lock().expect("metrics lock");
         for (i, e) in shard.endpoints.iter().enumerate() {
             let path = paths.get(i).cloned().unwrap_or_else(|| "unknown".into());
             for o in Outcome::ALL {
                 let n = e.count(o);
-                *st.requests.entry((path.clone(), o.label())).or_default() += n;
+                // Every outcome is exposed from the first interval on, 0 included, as before.
+                self.requests
+                    .with_label_values(&[path.as_str(), o.label()])
+                    .inc_by(n);
             }
-            st.dropped += e.dropped;
-            let h = st.durations.entry(path).or_default();
+            self.dropped.inc_by(e.dropped);
+            let h = hists.entry(path).or_default();
             let len = e.latency.len();
             if len > 0 {
                 for (j, b) in BUCKETS.iter().enumerate() {
@@ -77,81 +187,41 @@ impl GeneratorMetrics {
     }
 
     pub fn set_target_rate(&self, rate: f64) {
-        self.state.lock().expect("metrics lock").target_rate = rate;
+        self.target_rate.set(rate);
+    }
+
+    /// The registry `/metrics` serves.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Prometheus text exposition, names, types and help from the contract.
     pub fn render(&self) -> String {
-        let st = self.state.lock().expect("metrics lock");
-        let mut s = String::new();
-        header(&mut s, &REQUESTS_TOTAL);
-        for ((ep, outcome), n) in &st.requests {
-            let _ = writeln!(
-                s,
-                "{}{{{}=\"{}\",{}=\"{outcome}\"}} {n}",
-                REQUESTS_TOTAL.name,
-                labels::ENDPOINT,
-                escape(ep),
-                labels::OUTCOME
-            );
-        }
-        header(&mut s, &REQUEST_DURATION_SECONDS);
-        let name = REQUEST_DURATION_SECONDS.name;
-        let endpoint = labels::ENDPOINT;
-        for (ep, h) in &st.durations {
-            let ep = escape(ep);
-            for (j, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "{name}_bucket{{{endpoint}=\"{ep}\",{}=\"{b}\"}} {}",
-                    labels::LE,
-                    h.cumulative[j]
-                );
-            }
-            let _ = writeln!(
-                s,
-                "{name}_bucket{{{endpoint}=\"{ep}\",{}=\"+Inf\"}} {}",
-                labels::LE,
-                h.count
-            );
-            let _ = writeln!(s, "{name}_sum{{{endpoint}=\"{ep}\"}} {}", h.sum);
-            let _ = writeln!(s, "{name}_count{{{endpoint}=\"{ep}\"}} {}", h.count);
-        }
-        header(&mut s, &TARGET_RATE);
-        let _ = writeln!(s, "{} {}", TARGET_RATE.name, st.target_rate);
-        header(&mut s, &DROPPED_TOTAL);
-        let _ = writeln!(s, "{} {}", DROPPED_TOTAL.name, st.dropped);
-        s
+        render(&self.registry)
     }
 }
 
-pub fn header(s: &mut String, def: &MetricDef) {
-    let kind = match def.kind {
-        MetricKind::Counter => "counter",
-        MetricKind::Gauge => "gauge",
-        MetricKind::Histogram => "histogram",
-    };
-    let _ = writeln!(s, "# HELP {} {}", def.name, def.help);
-    let _ = writeln!(s, "# TYPE {} {kind}", def.name);
+/// The text exposition of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("the text encoding of valid metrics cannot fail");
+    String::from_utf8(buffer).expect("the text exposition is UTF-8")
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-async fn metrics_handler(State(m): State<Arc<GeneratorMetrics>>) -> impl IntoResponse {
+async fn metrics_handler(State(registry): State<Registry>) -> impl IntoResponse {
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(),
+        StatusCode::OK,
+        [(CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        render(&registry),
     )
 }
 
-/// Serve `/metrics` (and `/health`) on an already-bound listener until `shutdown` resolves.
+/// Serve `/metrics` (and `/health`) for `registry` on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: Arc<GeneratorMetrics>,
+    registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
@@ -160,7 +230,7 @@ pub async fn serve(
     let app = Router::new()
         .route(routes::METRICS, get(metrics_handler))
         .route(routes::HEALTH, get(|| async { "ok" }))
-        .with_state(metrics);
+        .with_state(registry);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -82,10 +82,15 @@ async fn serve_metrics(
         ))
     })?;
     let stop = CancellationToken::new();
-    let m = metrics.clone();
+    let registry = metrics.registry().clone();
     let until = stop.clone();
     let task = tokio::spawn(async move {
-        let _ = crate::metrics::serve(listener, m, async move { until.cancelled().await }).await;
+        let served =
+            crate::metrics::serve(listener, registry, async move { until.cancelled().await }).await;
+        // The port was bound, so this is a failure while serving: the run goes on, without its /metrics.
+        if let Err(error) = served {
+            tracing::warn!(%error, "the /metrics server stopped; the run goes on without it");
+        }
     });
     Ok(Some(MetricsServer { stop, task }))
 }

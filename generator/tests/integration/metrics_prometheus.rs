@@ -20,9 +20,10 @@ async fn prometheus_scrapes_the_generator_series() {
     let stop = CancellationToken::new();
     let server = {
         let stop = stop.clone();
-        let m = metrics.clone();
+        let registry = metrics.registry().clone();
         tokio::spawn(async move {
-            generator::metrics::serve(listener, m, async move { stop.cancelled().await }).await
+            generator::metrics::serve(listener, registry, async move { stop.cancelled().await })
+                .await
         })
     };
     let prometheus = testkit::Prometheus::start(&[addr], Duration::from_millis(500))
