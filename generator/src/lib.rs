@@ -10,6 +10,7 @@ pub mod client;
 pub mod engine;
 pub mod exit;
 pub mod kafka;
+pub mod kube_api;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -18,6 +18,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
+/// Each Kubernetes call of the monitor: an observation is due every poll, and a slow API must not hold it.
+const MONITOR_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub use crate::model::ReplicaSnapshot;
 pub use record::ScalingRecord;
 
@@ -85,10 +88,8 @@ impl KubeSource {
             .map_err(|e| MonitorError::Kube(format!("bad API URL {url:?}: {e}")))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = target.namespace.clone();
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client = crate::kube_api::bounded_client(config, MONITOR_CALL_TIMEOUT)
+            .map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource::new(client, target))
     }
 
@@ -106,7 +107,7 @@ impl KubeSource {
         kubeconfig: Option<&std::path::Path>,
         target: KubeTarget,
     ) -> Result<KubeSource, MonitorError> {
-        let mut config = match kubeconfig {
+        let config = match kubeconfig {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
                     MonitorError::Kube(format!("kubeconfig {}: {e}", path.display()))
@@ -122,10 +123,8 @@ impl KubeSource {
                 .await
                 .map_err(|e| MonitorError::Kube(e.to_string()))?,
         };
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client = crate::kube_api::bounded_client(config, MONITOR_CALL_TIMEOUT)
+            .map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource::new(client, target))
     }
 

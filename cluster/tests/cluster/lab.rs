@@ -38,7 +38,7 @@ pub fn install(c: &TestCluster) -> TestResult {
 }
 
 /// `kubectl rollout status` of a Deployment of the lab, failing with the namespace's pods.
-fn rollout(c: &TestCluster, deployment: &str, timeout: &str) -> TestResult {
+pub fn rollout(c: &TestCluster, deployment: &str, timeout: &str) -> TestResult {
     let out = c.kubectl(
         &[
             "-n",

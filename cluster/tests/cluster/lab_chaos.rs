@@ -69,6 +69,45 @@ pub fn chaos_faults_on_the_real_api(c: &TestCluster) -> TestResult {
     }
 }
 
+/// One line per fault: when, what, how it ended and why; what a failure message leads with.
+fn fault_lines(faults: &[serde_json::Value]) -> String {
+    let field = |f: &serde_json::Value, k: &str| f[k].as_str().map(str::to_string);
+    faults
+        .iter()
+        .map(|f| {
+            let mut line = format!(
+                "  at {}s {}: {}",
+                f["at_s"],
+                field(f, "action").unwrap_or_default(),
+                field(f, "status").unwrap_or_else(|| "?".into())
+            );
+            for (label, key) in [("hit", "hit"), ("error", "error"), ("undo", "undo_error")] {
+                if let Some(v) = field(f, key) {
+                    line.push_str(&format!("; {label}: {v}"));
+                }
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The last lines a run printed (its verdict and last ticks): enough to place a failure without the whole log.
+fn tail(out: &std::process::Output) -> String {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = all.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// Each RBAC run starts from a consumer at its full count: what the run before it evicted and deleted is back.
+fn consumer_settled(c: &TestCluster) -> TestResult {
+    rollout(c, "consumer", "120s")
+}
+
 /// One RBAC grant: a verb on a resource of an API group, limited to some names or not.
 #[derive(Clone, Debug, PartialEq)]
 struct Grant {
@@ -220,6 +259,7 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
     let mut problems = Vec::new();
     let namespaced = grants_of("chaos-role.yaml")?;
     let kubeconfig = account_with(c, "chaos-namespaced", false, &namespaced)?;
+    consumer_settled(c)?;
     let (out, report) = generator(
         c,
         &kubeconfig,
@@ -238,7 +278,12 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
             .iter()
             .any(|f| f["status"] != "done" || !f["undo_error"].is_null())
     {
-        problems.push(format!("chaos-role.yaml alone: {all:#?}\n{}", text(&out)));
+        problems.push(format!(
+            "chaos-role.yaml alone, not every fault done and undone (exit {:?}):\n{}\n{}",
+            out.status.code(),
+            tail(&out),
+            fault_lines(&all)
+        ));
     }
     for (file, cluster_wide, specs) in [
         ("chaos-role.yaml", false, NAMESPACED_FAULTS),
@@ -255,6 +300,7 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
                 if cluster_wide { "nodes" } else { "ns" }
             );
             let kubeconfig = account_with(c, &account, cluster_wide, &rest)?;
+            consumer_settled(c)?;
             let (out, report) = generator(
                 c,
                 &kubeconfig,
@@ -263,8 +309,10 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
             let all = faults(&report);
             if !all.iter().any(refused) {
                 problems.push(format!(
-                    "{file} without {without}: no fault was refused, so the grant is not needed: {all:#?}\n{}",
-                    text(&out)
+                    "{file} without {without}: no fault was refused, so the grant is not needed (exit {:?}):\n{}\n{}",
+                    out.status.code(),
+                    tail(&out),
+                    fault_lines(&all)
                 ));
             }
         }
