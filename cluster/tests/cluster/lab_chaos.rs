@@ -452,10 +452,45 @@ pub fn a_cancelled_run_undoes_its_faults(c: &TestCluster) -> TestResult {
 }
 
 /// Deployments of every namespace not at their ready count, as `namespace/name ready/wanted`.
+/// What the containers of every pod not Ready printed before their last exit.
+fn crashed_logs(c: &TestCluster) -> String {
+    let out = c.kubectl(&["get", "pods", "-A", "-o", "json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut logs = String::new();
+    for pod in list["items"].as_array().into_iter().flatten() {
+        let statuses = pod["status"]["containerStatuses"].as_array();
+        if statuses.is_none_or(|s| s.iter().all(|c| c["ready"] == true)) {
+            continue;
+        }
+        let (ns, name) = (
+            pod["metadata"]["namespace"].as_str().unwrap_or("?"),
+            pod["metadata"]["name"].as_str().unwrap_or("?"),
+        );
+        for previous in ["--previous=true", "--previous=false"] {
+            let out = c.kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "logs",
+                    name,
+                    "--all-containers",
+                    "--prefix",
+                    "--tail=25",
+                    previous,
+                ],
+                None,
+            );
+            logs.push_str(&format!("{ns}/{name} logs {previous}:\n{}\n", text(&out)));
+        }
+    }
+    logs
+}
+
 fn not_ready_workloads(c: &TestCluster) -> Vec<String> {
-    // Deployments only: Prometheus' StatefulSet pod did not come back within 180 s after its eviction (open, named in
-    // the issue note).
-    let out = c.kubectl(&["get", "deployments", "-A", "-o", "json"], None);
+    let out = c.kubectl(
+        &["get", "deployments,statefulsets", "-A", "-o", "json"],
+        None,
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     list["items"]
         .as_array()
@@ -478,7 +513,8 @@ fn not_ready_workloads(c: &TestCluster) -> Vec<String> {
 /// The one node drained by the generator with only the node-chaos ClusterRole beside the monitor Role: the
 /// consumer, held by a PodDisruptionBudget, stays (the drain reports blocked after retries); every other pod of the
 /// node (KEDA, CoreDNS, metrics-server, Prometheus, the scaler) is evicted; the node is uncordoned after the fault's
-/// duration although the drain still retries; then every workload is ready again. Runs last of the lab tests.
+/// duration although the drain still retries; then every Deployment and StatefulSet is ready again. Runs last of the
+/// lab tests.
 pub fn drain_respects_the_budget_and_the_pods_come_back(c: &TestCluster) -> TestResult {
     let result = check_drain(c);
     let budget = c.kubectl(
@@ -502,9 +538,26 @@ pub fn drain_respects_the_budget_and_the_pods_come_back(c: &TestCluster) -> Test
     }
     removed?;
     back.map_err(|e| {
+        let pods = c.kubectl(&["get", "pods", "-A", "-o", "wide"], None);
+        let events = c.kubectl(
+            &[
+                "get",
+                "events",
+                "-A",
+                "--sort-by=.lastTimestamp",
+                "-o",
+                "wide",
+            ],
+            None,
+        );
+        let events = String::from_utf8_lossy(&events.stdout).into_owned();
+        let recent: Vec<&str> = events.lines().rev().take(40).collect();
         format!(
-            "after the drain, not ready again: {:?}: {e}",
-            not_ready_workloads(c)
+            "after the drain, not ready again: {:?}: {e}\n{}\nthe last events:\n{}\n{}",
+            not_ready_workloads(c),
+            text(&pods),
+            recent.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            crashed_logs(c)
         )
     })
 }
