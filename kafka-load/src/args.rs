@@ -226,6 +226,12 @@ pub struct VerifyArgs {
     #[arg(long, env = "VERIFY_TIMEOUT", value_parser = duration, default_value = "60s")]
     pub timeout: Duration,
 
+    /// With --processed: how long to wait for workers still processing what was delivered (the processed topic is
+    /// read again each second); at most the --timeout. 0s: read it once (the workers have stopped). Default: the
+    /// --timeout.
+    #[arg(long, env = "VERIFY_PROCESSED_WAIT", value_parser = duration)]
+    pub processed_wait: Option<Duration>,
+
     /// Output format.
     #[arg(long, env = "LOAD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -1,10 +1,12 @@
 //! `generator verify`: read a topic back from the beginning with a fresh consumer group, keep one test run's
 //! messages, and report per producer what was received, what should have been (highest sequence + 1), the gaps
-//! (lost) and the repeats (duplicates). With `--processed`, the same over `<topic>.processed`, which the consumer's
-//! Kafka workers write after processing. Reading is bounded: up to the high watermarks found at the start, or the
+//! (lost) and the repeats (duplicates). With `--processed`, `<topic>.processed` too, which the consumer's Kafka
+//! workers write after processing, held against what was delivered: a delivered message with no processed record is
+//! lost, the last ones included. Workers behind their lag are waited for (the topic read again) until every delivered
+//! message is processed or the timeout. Each reading is bounded: up to the high watermarks found at its start, or the
 //! timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use contract::kafka::{Message, Processed, processed_topic};
@@ -28,9 +30,9 @@ pub struct ProducerCheck {
     pub producer: String,
     /// Messages read (repeats included).
     pub received: u64,
-    /// Highest sequence + 1.
+    /// Delivered: highest sequence + 1. Processed: the distinct sequences delivered.
     pub expected: u64,
-    /// Sequences below `expected` never read.
+    /// Delivered: sequences below `expected` never read. Processed: sequences delivered and never processed.
     pub lost: u64,
     /// Reads beyond the first of a sequence.
     pub duplicates: u64,
@@ -53,6 +55,12 @@ pub struct TopicCheck {
     pub producers: Vec<ProducerCheck>,
     pub lost: u64,
     pub duplicates: u64,
+    /// Processed: how long `verify` waited for the workers to process every delivered message (seconds), and how
+    /// many times it read the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readings: Option<u32>,
 }
 
 /// The `generator verify` report.
@@ -111,6 +119,91 @@ pub fn check_sequences(sequences: BTreeMap<String, Vec<u64>>) -> Vec<ProducerChe
         .collect()
 }
 
+/// What each producer's delivered messages became: `processed` sequences held against the `delivered` ones. Lost:
+/// delivered and never processed; duplicates: processed more than once. A producer seen only in `processed` keeps
+/// [`check_sequences`]'s figures.
+pub fn check_processed(
+    processed: BTreeMap<String, Vec<u64>>,
+    delivered: &BTreeMap<String, BTreeSet<u64>>,
+) -> Vec<ProducerCheck> {
+    let mut checks: BTreeMap<String, ProducerCheck> = BTreeMap::new();
+    for (producer, wanted) in delivered {
+        let mut seqs = processed.get(producer).cloned().unwrap_or_default();
+        seqs.sort_unstable();
+        let mut duplicated = Vec::new();
+        let mut duplicates = 0;
+        for pair in seqs.windows(2) {
+            if pair[0] == pair[1] {
+                duplicates += 1;
+                if duplicated.last() != Some(&pair[0]) && duplicated.len() < LIST_LIMIT {
+                    duplicated.push(pair[0]);
+                }
+            }
+        }
+        let done: BTreeSet<u64> = seqs.iter().copied().collect();
+        let mut lost_ranges: Vec<[u64; 2]> = Vec::new();
+        let mut lost = 0;
+        for s in wanted.difference(&done) {
+            lost += 1;
+            let extends = lost_ranges.last().is_some_and(|range| range[1] + 1 == *s);
+            if extends {
+                if let Some(range) = lost_ranges.last_mut() {
+                    range[1] = *s;
+                }
+            } else if lost_ranges.len() < LIST_LIMIT {
+                lost_ranges.push([*s, *s]);
+            }
+        }
+        checks.insert(
+            producer.clone(),
+            ProducerCheck {
+                producer: producer.clone(),
+                received: seqs.len() as u64,
+                expected: wanted.len() as u64,
+                lost,
+                duplicates,
+                lost_ranges,
+                duplicated,
+            },
+        );
+    }
+    let strangers: BTreeMap<String, Vec<u64>> = processed
+        .into_iter()
+        .filter(|(producer, _)| !delivered.contains_key(producer))
+        .collect();
+    for check in check_sequences(strangers) {
+        checks.insert(check.producer.clone(), check);
+    }
+    checks.into_values().collect()
+}
+
+/// One reading of a topic: the records read and, per producer, the sequences of the test run.
+struct Reading {
+    records_read: u64,
+    skipped: u64,
+    complete: bool,
+    sequences: BTreeMap<String, Vec<u64>>,
+}
+
+impl Reading {
+    fn check(self, topic: &str, producers: Vec<ProducerCheck>) -> TopicCheck {
+        TopicCheck {
+            topic: topic.to_string(),
+            records_read: self.records_read,
+            skipped: self.skipped,
+            complete: self.complete,
+            lost: producers.iter().map(|p| p.lost).sum(),
+            duplicates: producers.iter().map(|p| p.duplicates).sum(),
+            producers,
+            waited_s: None,
+            readings: None,
+        }
+    }
+}
+
+/// Between readings of `<topic>.processed` while the workers catch up.
+const PROCESSED_POLL: Duration = Duration::from_secs(1);
+
 /// Reads `topic` from the beginning up to the high watermarks at the time of the call (or `timeout`), and returns
 /// the (producer, sequence) pairs of `test_run` that `parse` finds.
 fn read_topic(
@@ -119,7 +212,7 @@ fn read_topic(
     test_run: &str,
     timeout: Duration,
     parse: Parse,
-) -> Result<TopicCheck, AppError> {
+) -> Result<Reading, AppError> {
     let deadline = Instant::now() + timeout;
     let group = format!("generator-verify-{}", super::produce::fresh_test_run());
     let consumer: BaseConsumer = ClientConfig::new()
@@ -187,16 +280,43 @@ fn read_topic(
             _ => skipped += 1,
         }
     }
-    let producers = check_sequences(sequences);
-    Ok(TopicCheck {
-        topic: topic.to_string(),
+    Ok(Reading {
         records_read,
         skipped,
         complete: pending.is_empty(),
-        lost: producers.iter().map(|p| p.lost).sum(),
-        duplicates: producers.iter().map(|p| p.duplicates).sum(),
-        producers,
+        sequences,
     })
+}
+
+/// Reads `<topic>.processed` until every `delivered` message has its processed record, or `wait_until`; each
+/// reading ends by `deadline`. The last reading is the check.
+async fn await_processed(
+    args: &VerifyArgs,
+    delivered: BTreeMap<String, BTreeSet<u64>>,
+    deadline: Instant,
+    wait_until: Instant,
+) -> Result<TopicCheck, AppError> {
+    let topic = processed_topic(&args.topic);
+    let started = Instant::now();
+    let mut readings = 0u32;
+    loop {
+        let (brokers, name, run) = (args.brokers.clone(), topic.clone(), args.test_run.clone());
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let reading = tokio::task::spawn_blocking(move || {
+            read_topic(&brokers, &name, &run, timeout, parse_processed)
+        })
+        .await
+        .map_err(|e| AppError::Runtime(e.to_string()))??;
+        readings += 1;
+        let producers = check_processed(reading.sequences.clone(), &delivered);
+        let mut check = reading.check(&topic, producers);
+        if check.lost == 0 || Instant::now() + PROCESSED_POLL >= deadline.min(wait_until) {
+            check.waited_s = Some(started.elapsed().as_secs_f64());
+            check.readings = Some(readings);
+            return Ok(check);
+        }
+        tokio::time::sleep(PROCESSED_POLL).await;
+    }
 }
 
 fn parse_message(bytes: &[u8]) -> Option<(String, String, u64)> {
@@ -221,6 +341,14 @@ fn topic_text(check: &TopicCheck, what: &str) -> String {
             "TIMED OUT before the end"
         }
     );
+    if let (Some(waited), Some(readings)) = (check.waited_s, check.readings) {
+        let lost = check.lost;
+        s.push_str(&if lost == 0 {
+            format!("  every delivered message processed (waited {waited:.1} s, {readings} reading(s))\n")
+        } else {
+            format!("  {lost} delivered message(s) unprocessed at the end of the wait ({waited:.1} s, {readings} reading(s))\n")
+        });
+    }
     s.push_str(&format!(
         "  {:<28} {:>10} {:>10} {:>8} {:>10}\n",
         "producer", "received", "expected", "lost", "duplicates"
@@ -277,25 +405,24 @@ pub async fn verify_report(args: &VerifyArgs) -> Result<VerifyReport, AppError> 
         args.test_run.clone(),
         args.timeout,
     );
-    let delivered = tokio::task::spawn_blocking(move || {
-        read_topic(&brokers, &topic, &run, timeout, parse_message)
+    let reading = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || read_topic(&brokers, &topic, &run, timeout, parse_message)
     })
     .await
     .map_err(|e| AppError::Runtime(e.to_string()))??;
+    let sent: BTreeMap<String, BTreeSet<u64>> = reading
+        .sequences
+        .iter()
+        .map(|(producer, seqs)| (producer.clone(), seqs.iter().copied().collect()))
+        .collect();
+    let delivered = {
+        let producers = check_sequences(reading.sequences.clone());
+        reading.check(&topic, producers)
+    };
     let processed = if args.processed {
-        let (brokers, topic, run) = (
-            args.brokers.clone(),
-            processed_topic(&args.topic),
-            args.test_run.clone(),
-        );
-        let timeout = args.timeout.saturating_sub(started.elapsed());
-        Some(
-            tokio::task::spawn_blocking(move || {
-                read_topic(&brokers, &topic, &run, timeout, parse_processed)
-            })
-            .await
-            .map_err(|e| AppError::Runtime(e.to_string()))??,
-        )
+        let wait_until = Instant::now() + args.processed_wait.unwrap_or(args.timeout);
+        Some(await_processed(args, sent, started + args.timeout, wait_until).await?)
     } else {
         None
     };
@@ -363,5 +490,34 @@ mod tests {
         assert_eq!(a.duplicated, vec![5, 9]);
         let b = &checks[1];
         assert_eq!((b.received, b.expected, b.lost, b.duplicates), (4, 4, 0, 0));
+    }
+
+    #[test]
+    fn processed_is_held_against_what_was_delivered_the_last_messages_included() {
+        let delivered: BTreeMap<String, BTreeSet<u64>> = [
+            ("p".to_string(), (0..10).collect()),
+            ("tail".to_string(), [0, 1, 2].into()),
+        ]
+        .into();
+        let processed: BTreeMap<String, Vec<u64>> = [
+            ("p".to_string(), vec![9, 0, 1, 1, 2, 5]),
+            ("tail".to_string(), vec![0]),
+            ("stranger".to_string(), vec![0, 2]),
+        ]
+        .into();
+        let checks = check_processed(processed, &delivered);
+        let by_name = |n: &str| checks.iter().find(|c| c.producer == n).unwrap();
+        let p = by_name("p");
+        assert_eq!(
+            (p.received, p.expected, p.lost, p.duplicates),
+            (6, 10, 5, 1)
+        );
+        assert_eq!(p.lost_ranges, vec![[3, 4], [6, 8]]);
+        assert_eq!(p.duplicated, vec![1]);
+        // Highest-sequence-based gaps could not see these: nothing after sequence 0 was processed.
+        let tail = by_name("tail");
+        assert_eq!((tail.lost, tail.lost_ranges.clone()), (2, vec![[1, 2]]));
+        let stranger = by_name("stranger");
+        assert_eq!((stranger.expected, stranger.lost), (3, 1));
     }
 }

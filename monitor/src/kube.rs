@@ -10,6 +10,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::{MonitorError, ReplicaSnapshot, ReplicaSource, ScalingRecord};
 
+/// Each Kubernetes call of the monitor: an observation is due every poll, and a slow API must not hold it.
+const MONITOR_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where the Kubernetes API is and what to watch.
 #[derive(Debug, Clone)]
 pub struct KubeTarget {
@@ -45,10 +48,8 @@ impl KubeSource {
             .map_err(|e| MonitorError::Kube(format!("bad API URL {url:?}: {e}")))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = target.namespace.clone();
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client = crate::kube_api::bounded_client(config, MONITOR_CALL_TIMEOUT)
+            .map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource::new(client, target))
     }
 
@@ -66,7 +67,7 @@ impl KubeSource {
         kubeconfig: Option<&std::path::Path>,
         target: KubeTarget,
     ) -> Result<KubeSource, MonitorError> {
-        let mut config = match kubeconfig {
+        let config = match kubeconfig {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
                     MonitorError::Kube(format!("kubeconfig {}: {e}", path.display()))
@@ -82,10 +83,8 @@ impl KubeSource {
                 .await
                 .map_err(|e| MonitorError::Kube(e.to_string()))?,
         };
-        config.read_timeout = Some(Duration::from_secs(5));
-        config.connect_timeout = Some(Duration::from_secs(3));
-        let client =
-            kube::Client::try_from(config).map_err(|e| MonitorError::Kube(e.to_string()))?;
+        let client = crate::kube_api::bounded_client(config, MONITOR_CALL_TIMEOUT)
+            .map_err(|e| MonitorError::Kube(e.to_string()))?;
         Ok(KubeSource::new(client, target))
     }
 

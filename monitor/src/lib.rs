@@ -7,6 +7,8 @@ mod chain;
 #[cfg(feature = "kubernetes")]
 mod kube;
 #[cfg(feature = "kubernetes")]
+pub mod kube_api;
+#[cfg(feature = "kubernetes")]
 pub mod kube_history;
 
 pub use chain::{FallbackSource, SignalTap};

@@ -86,4 +86,14 @@ LDFLAGS="-X github.com/prometheus/common/version.Version=${po_version#v}" build 
   prometheus-operator=github.com/prometheus-operator/prometheus-operator/cmd/operator \
   prometheus-config-reloader=github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader
 
+# Prometheus with its service discoveries (Debian's package lacks the kubernetes one the operator's configuration uses).
+# Built without the web UI's assets (they need Prometheus' own npm build): the API, the targets and the rules work;
+# the graph page does not.
+prom_dir="$upstream/prometheus"
+prom_version=$(version "$prom_dir" github.com/prometheus/prometheus)
+# Go module v0.305.0 is Prometheus v3.5.0.
+prom_release=$(printf '%s' "$prom_version" | sed -E 's/^v0\.([0-9])([0-9]{2})\.([0-9]+)$/\1.\2.\3/; s/\.0([0-9])\./.\1./')
+LDFLAGS="-X github.com/prometheus/common/version.Version=$prom_release" build prometheus "$prom_dir" \
+  "$(key "$prom_version" "$prom_dir")" github.com/prometheus/prometheus/cmd/prometheus
+
 printf '%s\n' "$bin"

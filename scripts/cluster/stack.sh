@@ -54,4 +54,4 @@ for _ in $(seq 1 90); do
   sleep 1
 done
 "${kubectl[@]}" -n monitoring rollout status statefulset/prometheus-lab --timeout=180s >/dev/null
-say "ok: KEDA ${keda_version}, metrics-server ${ms_version}, prometheus-operator ${po_version}, Prometheus (Debian's)"
+say "ok: KEDA ${keda_version}, metrics-server ${ms_version}, prometheus-operator ${po_version}, Prometheus v3.5.0"

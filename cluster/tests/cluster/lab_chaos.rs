@@ -69,6 +69,45 @@ pub fn chaos_faults_on_the_real_api(c: &TestCluster) -> TestResult {
     }
 }
 
+/// One line per fault: when, what, how it ended and why; what a failure message leads with.
+fn fault_lines(faults: &[serde_json::Value]) -> String {
+    let field = |f: &serde_json::Value, k: &str| f[k].as_str().map(str::to_string);
+    faults
+        .iter()
+        .map(|f| {
+            let mut line = format!(
+                "  at {}s {}: {}",
+                f["at_s"],
+                field(f, "action").unwrap_or_default(),
+                field(f, "status").unwrap_or_else(|| "?".into())
+            );
+            for (label, key) in [("hit", "hit"), ("error", "error"), ("undo", "undo_error")] {
+                if let Some(v) = field(f, key) {
+                    line.push_str(&format!("; {label}: {v}"));
+                }
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The last lines a run printed (its verdict and last ticks): enough to place a failure without the whole log.
+fn tail(out: &std::process::Output) -> String {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = all.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// Each RBAC run starts from a consumer at its full count: what the run before it evicted and deleted is back.
+fn consumer_settled(c: &TestCluster) -> TestResult {
+    rollout(c, "consumer", "120s")
+}
+
 /// One RBAC grant: a verb on a resource of an API group, limited to some names or not.
 #[derive(Clone, Debug, PartialEq)]
 struct Grant {
@@ -220,6 +259,7 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
     let mut problems = Vec::new();
     let namespaced = grants_of("chaos-role.yaml")?;
     let kubeconfig = account_with(c, "chaos-namespaced", false, &namespaced)?;
+    consumer_settled(c)?;
     let (out, report) = generator(
         c,
         &kubeconfig,
@@ -238,7 +278,12 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
             .iter()
             .any(|f| f["status"] != "done" || !f["undo_error"].is_null())
     {
-        problems.push(format!("chaos-role.yaml alone: {all:#?}\n{}", text(&out)));
+        problems.push(format!(
+            "chaos-role.yaml alone, not every fault done and undone (exit {:?}):\n{}\n{}",
+            out.status.code(),
+            tail(&out),
+            fault_lines(&all)
+        ));
     }
     for (file, cluster_wide, specs) in [
         ("chaos-role.yaml", false, NAMESPACED_FAULTS),
@@ -255,6 +300,7 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
                 if cluster_wide { "nodes" } else { "ns" }
             );
             let kubeconfig = account_with(c, &account, cluster_wide, &rest)?;
+            consumer_settled(c)?;
             let (out, report) = generator(
                 c,
                 &kubeconfig,
@@ -263,8 +309,10 @@ fn check_chaos_rbac(c: &TestCluster) -> TestResult {
             let all = faults(&report);
             if !all.iter().any(refused) {
                 problems.push(format!(
-                    "{file} without {without}: no fault was refused, so the grant is not needed: {all:#?}\n{}",
-                    text(&out)
+                    "{file} without {without}: no fault was refused, so the grant is not needed (exit {:?}):\n{}\n{}",
+                    out.status.code(),
+                    tail(&out),
+                    fault_lines(&all)
                 ));
             }
         }
@@ -404,10 +452,45 @@ pub fn a_cancelled_run_undoes_its_faults(c: &TestCluster) -> TestResult {
 }
 
 /// Deployments of every namespace not at their ready count, as `namespace/name ready/wanted`.
+/// What the containers of every pod not Ready printed before their last exit.
+fn crashed_logs(c: &TestCluster) -> String {
+    let out = c.kubectl(&["get", "pods", "-A", "-o", "json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut logs = String::new();
+    for pod in list["items"].as_array().into_iter().flatten() {
+        let statuses = pod["status"]["containerStatuses"].as_array();
+        if statuses.is_none_or(|s| s.iter().all(|c| c["ready"] == true)) {
+            continue;
+        }
+        let (ns, name) = (
+            pod["metadata"]["namespace"].as_str().unwrap_or("?"),
+            pod["metadata"]["name"].as_str().unwrap_or("?"),
+        );
+        for previous in ["--previous=true", "--previous=false"] {
+            let out = c.kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "logs",
+                    name,
+                    "--all-containers",
+                    "--prefix",
+                    "--tail=25",
+                    previous,
+                ],
+                None,
+            );
+            logs.push_str(&format!("{ns}/{name} logs {previous}:\n{}\n", text(&out)));
+        }
+    }
+    logs
+}
+
 fn not_ready_workloads(c: &TestCluster) -> Vec<String> {
-    // Deployments only: Prometheus' StatefulSet pod did not come back within 180 s after its eviction (open, named in
-    // the issue note).
-    let out = c.kubectl(&["get", "deployments", "-A", "-o", "json"], None);
+    let out = c.kubectl(
+        &["get", "deployments,statefulsets", "-A", "-o", "json"],
+        None,
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     list["items"]
         .as_array()
@@ -430,7 +513,8 @@ fn not_ready_workloads(c: &TestCluster) -> Vec<String> {
 /// The one node drained by the generator with only the node-chaos ClusterRole beside the monitor Role: the
 /// consumer, held by a PodDisruptionBudget, stays (the drain reports blocked after retries); every other pod of the
 /// node (KEDA, CoreDNS, metrics-server, Prometheus, the scaler) is evicted; the node is uncordoned after the fault's
-/// duration although the drain still retries; then every workload is ready again. Runs last of the lab tests.
+/// duration although the drain still retries; then every Deployment and StatefulSet is ready again. Runs last of the
+/// lab tests.
 pub fn drain_respects_the_budget_and_the_pods_come_back(c: &TestCluster) -> TestResult {
     let result = check_drain(c);
     let budget = c.kubectl(
@@ -454,9 +538,26 @@ pub fn drain_respects_the_budget_and_the_pods_come_back(c: &TestCluster) -> Test
     }
     removed?;
     back.map_err(|e| {
+        let pods = c.kubectl(&["get", "pods", "-A", "-o", "wide"], None);
+        let events = c.kubectl(
+            &[
+                "get",
+                "events",
+                "-A",
+                "--sort-by=.lastTimestamp",
+                "-o",
+                "wide",
+            ],
+            None,
+        );
+        let events = String::from_utf8_lossy(&events.stdout).into_owned();
+        let recent: Vec<&str> = events.lines().rev().take(40).collect();
         format!(
-            "after the drain, not ready again: {:?}: {e}",
-            not_ready_workloads(c)
+            "after the drain, not ready again: {:?}: {e}\n{}\nthe last events:\n{}\n{}",
+            not_ready_workloads(c),
+            text(&pods),
+            recent.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            crashed_logs(c)
         )
     })
 }

@@ -1,5 +1,5 @@
 // prometheus-operator for the local cluster (the repo's ServiceMonitors, PodMonitors and PrometheusRules as written),
-// with its config reloader, pinned here. Prometheus itself is Debian's (cluster/images.yaml).
+// with its config reloader, pinned here. Prometheus itself is built from cluster/upstream/prometheus.
 module autoscaling-lab/cluster/upstream/prometheus-operator
 
 go 1.26.0

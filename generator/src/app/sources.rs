@@ -113,7 +113,6 @@ pub async fn kube_client(m: &crate::cli::MonitorArgs) -> Result<kube::Client, St
     // kube-rs retries 429/503/504 itself by default (up to 15 times, with delays up to 1000 s): an eviction a
     // disruption budget refuses would be retried far past the load. The chaos tasks retry it, bounded.
     config.default_retry = false;
-    config.read_timeout = Some(std::time::Duration::from_secs(10));
-    config.connect_timeout = Some(std::time::Duration::from_secs(3));
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    monitor::kube_api::bounded_client(config, std::time::Duration::from_secs(10))
+        .map_err(|e| e.to_string())
 }

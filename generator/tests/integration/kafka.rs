@@ -230,8 +230,9 @@ async fn verify_reports_the_exact_gaps_and_duplicates_per_producer() {
         topic,
         "--test-run",
         run_id,
+        // p-a is never processed: verify waits for it until the timeout.
         "--timeout",
-        "30s",
+        "6s",
         "--processed",
     ];
     let (code, stdout, stderr) = run(&[&args[..], &["--output", "json"]].concat()).await;
@@ -258,14 +259,28 @@ async fn verify_reports_the_exact_gaps_and_duplicates_per_producer() {
         (&7.into(), &4.into(), &0.into(), &3.into())
     );
     assert_eq!(b["duplicated"], serde_json::json!([0, 3]));
-    // What the workers processed: p-b fully, p-a not at all (it never appears there).
+    // What the workers processed, against what was delivered: p-b fully, p-a not at all, so its 7 delivered
+    // sequences are lost there, waited for until the timeout.
     let p = &v["processed"];
     assert_eq!(p["topic"], processed_topic(topic));
-    assert_eq!(p["lost"], 0);
-    assert_eq!(p["producers"][0]["producer"], "p-b");
-    assert_eq!(p["producers"][0]["received"], 4);
+    assert_eq!(p["lost"], 7);
+    let pa = &p["producers"][0];
+    assert_eq!(pa["producer"], "p-a");
+    assert_eq!(
+        (&pa["received"], &pa["expected"], &pa["lost"]),
+        (&0.into(), &7.into(), &7.into())
+    );
+    assert_eq!(
+        pa["lost_ranges"],
+        serde_json::json!([[0, 2], [4, 5], [8, 9]])
+    );
+    assert_eq!(p["producers"][1]["producer"], "p-b");
+    assert_eq!(p["producers"][1]["received"], 4);
+    assert_eq!(p["producers"][1]["lost"], 0);
+    let waited = p["waited_s"].as_f64().unwrap();
+    assert!(waited > 3.0 && p["readings"].as_u64().unwrap() > 1, "{p}");
     assert!(
-        v["verdict"].as_str().unwrap().contains("3 messages lost"),
+        v["verdict"].as_str().unwrap().contains("10 messages lost"),
         "{v}"
     );
 
@@ -292,6 +307,57 @@ async fn verify_reports_the_exact_gaps_and_duplicates_per_producer() {
         stdout.contains("no message of test run never-ran"),
         "{stdout}"
     );
+}
+
+/// Workers behind their lag when `verify --processed` starts (a Job run right after the producer): it waits for
+/// them and passes once the last processed record is in, rather than calling the ones still in flight lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_waits_for_workers_that_are_still_processing() {
+    let broker = broker().await;
+    let topic = "gen-late-workers";
+    broker.create_topic(topic, 2).await.expect("topic");
+    broker
+        .create_topic(&processed_topic(topic), 2)
+        .await
+        .expect("processed topic");
+    let run_id = "late-run";
+    let sent: Vec<String> = (0..20).map(|s| message(run_id, "p-late", s)).collect();
+    produce_records(broker.bootstrap(), topic, &sent).await;
+    // Half processed now, out of order as partitions allow; the rest 2 s into verify's wait.
+    let early: Vec<String> = (10..20).map(|s| processed(run_id, "p-late", s)).collect();
+    produce_records(broker.bootstrap(), &processed_topic(topic), &early).await;
+    let bootstrap = broker.bootstrap().to_string();
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rest: Vec<String> = (0..10).map(|s| processed(run_id, "p-late", s)).collect();
+        produce_records(&bootstrap, &processed_topic(topic), &rest).await;
+    });
+    let (code, stdout, stderr) = run(&[
+        "verify",
+        "--brokers",
+        broker.bootstrap(),
+        "--topic",
+        topic,
+        "--test-run",
+        run_id,
+        "--timeout",
+        "60s",
+        "--processed",
+        "--output",
+        "json",
+    ])
+    .await;
+    late.await.expect("late processed records");
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let p = &json_with(&stdout, "processed")["processed"];
+    assert_eq!(
+        (&p["lost"], &p["producers"][0]["received"]),
+        (&0.into(), &20.into()),
+        "{p}"
+    );
+    let waited = p["waited_s"].as_f64().unwrap();
+    assert!((1.5..50.0).contains(&waited), "waited {waited} s: {p}");
+    assert!(p["readings"].as_u64().unwrap() >= 2, "{p}");
 }
 
 #[tokio::test]

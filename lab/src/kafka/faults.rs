@@ -402,6 +402,8 @@ mod tests {
             }],
             lost,
             duplicates,
+            waited_s: None,
+            readings: None,
         }
     }
 

@@ -125,6 +125,8 @@ pub async fn run_supervised(
                 test_run: driven.test_run.clone(),
                 processed: true,
                 timeout: Duration::from_secs(30),
+                // The replicas have stopped: what is unprocessed now is the backlog, which the report counts apart.
+                processed_wait: Some(Duration::ZERO),
                 output: load::output::OutputFormat::Text,
             })
             .await;

@@ -99,6 +99,8 @@ mod tests {
                 producers: Vec::new(),
                 lost: 0,
                 duplicates: 0,
+                waited_s: None,
+                readings: None,
             },
             processed: None,
             exit_code: contract::exit::OK,
