@@ -74,29 +74,34 @@ impl Collector for Durations {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let hists = self.hists.lock().expect("metrics lock");
-        let mut family = MetricFamily::default();
-        family.name = Some(REQUEST_DURATION_SECONDS.name.into());
-        family.help = Some(REQUEST_DURATION_SECONDS.help.into());
+        let mut family = MetricFamily {
+            name: Some(REQUEST_DURATION_SECONDS.name.into()),
+            help: Some(REQUEST_DURATION_SECONDS.help.into()),
+            ..Default::default()
+        };
         family.set_field_type(MetricType::HISTOGRAM);
         for (endpoint, h) in hists.iter() {
-            let mut histogram = proto::Histogram::default();
-            histogram.sample_count = Some(h.count);
-            histogram.sample_sum = Some(h.sum);
+            let mut histogram = proto::Histogram {
+                sample_count: Some(h.count),
+                sample_sum: Some(h.sum),
+                ..Default::default()
+            };
             histogram.set_bucket(
                 BUCKETS
                     .iter()
                     .zip(h.cumulative)
-                    .map(|(bound, count)| {
-                        let mut bucket = proto::Bucket::default();
-                        bucket.upper_bound = Some(*bound);
-                        bucket.cumulative_count = Some(count);
-                        bucket
+                    .map(|(bound, count)| proto::Bucket {
+                        upper_bound: Some(*bound),
+                        cumulative_count: Some(count),
+                        ..Default::default()
                     })
                     .collect(),
             );
-            let mut label = proto::LabelPair::default();
-            label.name = Some(labels::ENDPOINT.into());
-            label.value = Some(endpoint.clone());
+            let label = proto::LabelPair {
+                name: Some(labels::ENDPOINT.into()),
+                value: Some(endpoint.clone()),
+                ..Default::default()
+            };
             let mut metric = proto::Metric::from_label(vec![label]);
             metric.set_histogram(histogram);
             family.mut_metric().push(metric);
