@@ -58,7 +58,7 @@ def test_console_in_a_real_browser():
             shots = ROOT / shots
         # With a token every API call must carry it: the page's token handling is under test too.
         token = secrets.token_urlsafe(12)
-        lab = Proc([LAB, "console", "--ui-port", "0", "--ui-token", token, "--runs-dir", runs], kinds=())
+        lab = Proc([LAB, "console", "--ui-port", "0", f"--ui-token={token}", "--runs-dir", runs], kinds=())
         try:
             url = console_url(lab)
             assert url.endswith(f"#token={token}"), url
