@@ -204,6 +204,10 @@ impl Reading {
 /// Between readings of `<topic>.processed` while the workers catch up.
 const PROCESSED_POLL: Duration = Duration::from_secs(1);
 
+/// The least time a reading is started with: one started with less than this cannot even connect (librdkafka then
+/// reports a broker transport failure, not a timeout), so the wait ends on the reading before.
+const LEAST_READING: Duration = Duration::from_secs(1);
+
 /// Reads `topic` from the beginning up to the high watermarks at the time of the call (or `timeout`), and returns
 /// the (producer, sequence) pairs of `test_run` that `parse` finds.
 fn read_topic(
@@ -289,7 +293,8 @@ fn read_topic(
 }
 
 /// Reads `<topic>.processed` until every `delivered` message has its processed record, or `wait_until`; each
-/// reading ends by `deadline`. The last reading is the check.
+/// reading ends by `deadline`. The last complete reading is the check; a reading that fails after one that did not
+/// is reported on stderr and the wait goes on, so one dropped connection does not void what was already read.
 async fn await_processed(
     args: &VerifyArgs,
     delivered: BTreeMap<String, BTreeSet<u64>>,
@@ -298,22 +303,52 @@ async fn await_processed(
 ) -> Result<TopicCheck, AppError> {
     let topic = processed_topic(&args.topic);
     let started = Instant::now();
+    // The next reading starts within the wait and has its least time before the deadline.
+    let another_reading_fits = || {
+        let next = Instant::now() + PROCESSED_POLL;
+        next <= wait_until && next + LEAST_READING <= deadline
+    };
     let mut readings = 0u32;
+    let mut last: Option<TopicCheck> = None;
     loop {
         let (brokers, name, run) = (args.brokers.clone(), topic.clone(), args.test_run.clone());
-        let timeout = deadline.saturating_duration_since(Instant::now());
+        // The first reading always gets its budget: with none there is no check at all.
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(if last.is_none() {
+                LEAST_READING
+            } else {
+                Duration::ZERO
+            });
         let reading = tokio::task::spawn_blocking(move || {
             read_topic(&brokers, &name, &run, timeout, parse_processed)
         })
         .await
-        .map_err(|e| AppError::Runtime(e.to_string()))??;
-        readings += 1;
-        let producers = check_processed(reading.sequences.clone(), &delivered);
-        let mut check = reading.check(&topic, producers);
-        if check.lost == 0 || Instant::now() + PROCESSED_POLL >= deadline.min(wait_until) {
-            check.waited_s = Some(started.elapsed().as_secs_f64());
-            check.readings = Some(readings);
-            return Ok(check);
+        .map_err(|e| AppError::Runtime(e.to_string()))?;
+        match reading {
+            Ok(reading) => {
+                readings += 1;
+                let producers = check_processed(reading.sequences.clone(), &delivered);
+                let mut check = reading.check(&topic, producers);
+                check.waited_s = Some(started.elapsed().as_secs_f64());
+                check.readings = Some(readings);
+                if check.lost == 0 || !another_reading_fits() {
+                    return Ok(check);
+                }
+                last = Some(check);
+            }
+            Err(e) => match last.take() {
+                None => return Err(e),
+                Some(check) => {
+                    eprintln!(
+                        "generator verify: a reading of {topic} failed ({e}); the check stands on reading {readings}"
+                    );
+                    if !another_reading_fits() {
+                        return Ok(check);
+                    }
+                    last = Some(check);
+                }
+            },
         }
         tokio::time::sleep(PROCESSED_POLL).await;
     }

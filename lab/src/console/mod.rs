@@ -46,7 +46,12 @@ pub struct UiArgs {
     pub ui_host: IpAddr,
     /// A token every /api/ request must carry (header x-lab-token; GETs may use ?token=).
     // Hyphen values allowed: a random URL-safe token starts with '-' one time in 64, and clap would read it as a flag.
-    #[arg(long, env = "LAB_UI_TOKEN", hide_env_values = true, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "LAB_UI_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub ui_token: Option<String>,
     /// Do not serve the console during the run.
     #[arg(long, env = "LAB_NO_UI")]
@@ -289,7 +294,8 @@ mod tests {
 
     #[test]
     fn a_token_starting_with_a_hyphen_is_a_token_not_a_flag() {
-        let cli = Cli::try_parse_from(["lab", "--ui-token", "-Wx3_k", "--ui-port", "0"]).expect("parses");
+        let cli =
+            Cli::try_parse_from(["lab", "--ui-token", "-Wx3_k", "--ui-port", "0"]).expect("parses");
         assert_eq!(cli.ui.ui_token.as_deref(), Some("-Wx3_k"));
         assert_eq!(cli.ui.ui_port, 0);
     }
