@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use autoscaler::{Controller, Decision, ScalingConfig, StepInput};
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use load::monitor::{MonitorError, ReplicaSnapshot, ReplicaSource};
 
@@ -95,6 +96,93 @@ impl ControlTask {
                 "the control loop ended early: {error}"
             ))),
         }
+    }
+}
+
+/// A run's control loop once started, the same way by the HTTP and the Kafka scenario, and what the run reads from
+/// it. Dropping it stops the decisions and the push watchers, so no path out of a run leaves them going.
+pub(crate) struct Control {
+    pub task: ControlTask,
+    pub shared: Arc<Mutex<Shared>>,
+    pub decisions: Arc<Mutex<Vec<DecisionRecord>>>,
+    /// Set by the run once the load is over.
+    pub load_over: Arc<AtomicBool>,
+    pub stop: CancellationToken,
+    /// The decision log's zero.
+    pub epoch: Instant,
+    _stop_on_drop: DropGuard,
+}
+
+impl Control {
+    /// Opens `out/decisions.jsonl`, holds a StreamIsActive open per `external-push` trigger, and starts deciding
+    /// for `pool` (or a simulated count from the HPA's minimum without one). `settle_done` is cancelled once the
+    /// scale-down after the load is complete.
+    pub(crate) fn start(
+        config: &ScalingConfig,
+        pool: Option<ReplicaPool>,
+        scaler_addr: String,
+        out: &Path,
+        settle_done: CancellationToken,
+    ) -> Result<Control, LabError> {
+        let link = ScalerLink::new(&scaler_addr, &config.name, Duration::from_secs(2))
+            .map_err(LabError::Usage)?;
+        let log_path = out.join("decisions.jsonl");
+        let log = File::create(&log_path).map_err(|source| LabError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+        let shared = Arc::new(Mutex::new(Shared {
+            last_decision: None,
+            simulated_replicas: pool.is_none().then_some(config.hpa_min_replicas()),
+        }));
+        let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let load_over = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let mut push_state: HashMap<String, PushChannel> = HashMap::new();
+        let ready_urls = pool.as_ref().map(|p| p.snapshot().ready_urls);
+        for trigger in config.triggers.iter().filter(|t| t.kind == "external-push") {
+            let metadata = Arc::new(Mutex::new(local_metadata(
+                trigger,
+                &scaler_addr,
+                ready_urls.as_deref(),
+                config.time_scale,
+            )));
+            let latest = Arc::new(Mutex::new(None));
+            tokio::spawn(link.clone().watch_push(
+                metadata.clone(),
+                latest.clone(),
+                wake.clone(),
+                stop.clone(),
+            ));
+            push_state.insert(trigger.name.clone(), (metadata, latest));
+        }
+        let epoch = Instant::now();
+        let task = ControlLoop {
+            config: config.clone(),
+            pool,
+            shared: shared.clone(),
+            decisions: decisions.clone(),
+            link,
+            scaler_addr,
+            push_state,
+            wake,
+            log,
+            epoch,
+            load_over: load_over.clone(),
+            settle_done,
+            stop: stop.clone(),
+        }
+        .spawn();
+        Ok(Control {
+            task,
+            shared,
+            decisions,
+            load_over,
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
+            epoch,
+        })
     }
 }
 

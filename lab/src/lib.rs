@@ -24,6 +24,7 @@ pub mod run;
 pub mod scaling;
 pub mod setup;
 pub(crate) mod signals;
+mod start;
 pub mod view;
 
 use std::path::PathBuf;

@@ -4,14 +4,12 @@
 //! then SIGKILL after the grace) and writes the partial report; a second one SIGKILLs every child at once and the
 //! lab exits shortly after. Whatever happens, the registry's children are SIGKILLed before [`run`] returns.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use contract::listening::kind;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use autoscaler::ScalingConfig;
@@ -23,21 +21,19 @@ use load::targets::TargetSet;
 
 use crate::chaos::{ChaosRun, ScalerSlot};
 use crate::children::Children;
-use crate::control::{ControlLoop, LabSource, PushChannel, Shared};
-use crate::keda::{ScalerLink, local_metadata};
+use crate::control::{Control, LabSource, Shared};
 pub use crate::observe::{LiveInterval, RunHooks, RunObserver};
-use crate::process::{Binaries, child};
+use crate::process::Binaries;
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::scaling::{Recorded, SloChoice, build_timeline, replica_records};
 use crate::setup::{default_settle, load_profile, load_scaledobject};
+use crate::start::{START_TIMEOUT, first_replicas, start_scaler};
 use crate::view::{DecisionRecord, LabView, LiveMode};
 use crate::{LabArgs, LabError, LabOutcome, chart};
 
 /// After a second interrupt killed every child, how long the run may take to reap them and write its partial report
 /// before the lab exits without it.
 const AFTER_KILL: Duration = Duration::from_secs(5);
-/// Bound on a child's start (`listening`) and on the first replica's readiness.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run the lab as the `lab` binary does, with SIGINT/SIGTERM handling; returns the process exit code
 /// (docs/exit-codes.md).
@@ -353,70 +349,18 @@ impl Plan<'_> {
         };
         let pool = children.pool.clone();
 
-        let link = ScalerLink::new(&scaler_addr, &self.config.name, Duration::from_secs(2))
-            .map_err(LabError::Usage)?;
-        let log_path = self.args.out.join("decisions.jsonl");
-        let log = std::fs::File::create(&log_path).map_err(|source| LabError::Io {
-            path: log_path.display().to_string(),
-            source,
-        })?;
-        let shared = Arc::new(Mutex::new(Shared {
-            last_decision: None,
-            simulated_replicas: pool.is_none().then_some(self.config.hpa_min_replicas()),
-        }));
-        let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
-        let stop_control = CancellationToken::new();
-        // Stops the decisions and the push watchers on every path out of this function.
-        let _stop_control_on_exit = stop_control.clone().drop_guard();
-        let load_over = Arc::new(AtomicBool::new(false));
         // The load engine stops at an interrupt, or once the scale-down after the load is complete (cancelling
         // after the load phase only shortens the watch; it does not mark the run interrupted).
         let load_shutdown = self.interrupt.child_token();
-
-        // external-push triggers: a held-open StreamIsActive each.
-        let wake = Arc::new(Notify::new());
-        let mut push_state: HashMap<String, PushChannel> = HashMap::new();
-        let ready_urls = pool.as_ref().map(|p| p.snapshot().ready_urls);
-        for trigger in self
-            .config
-            .triggers
-            .iter()
-            .filter(|t| t.kind == "external-push")
-        {
-            let metadata = Arc::new(Mutex::new(local_metadata(
-                trigger,
-                &scaler_addr,
-                ready_urls.as_deref(),
-                self.config.time_scale,
-            )));
-            let latest = Arc::new(Mutex::new(None));
-            tokio::spawn(link.clone().watch_push(
-                metadata.clone(),
-                latest.clone(),
-                wake.clone(),
-                stop_control.clone(),
-            ));
-            push_state.insert(trigger.name.clone(), (metadata, latest));
-        }
-
-        let epoch = Instant::now();
         let epoch_wall = SystemTime::now();
-        let control = ControlLoop {
-            config: self.config.clone(),
-            pool: pool.clone(),
-            shared: shared.clone(),
-            decisions: decisions.clone(),
-            link,
+        let control = Control::start(
+            self.config,
+            pool.clone(),
             scaler_addr,
-            push_state,
-            wake,
-            log,
-            epoch,
-            load_over: load_over.clone(),
-            settle_done: load_shutdown.clone(),
-            stop: stop_control.clone(),
-        }
-        .spawn();
+            &self.args.out,
+            load_shutdown.clone(),
+        )?;
+        let epoch = control.epoch;
         // The faults, timed from the load's start (now), beside the control loop.
         let chaos_targets = crate::chaos::Targets {
             pool: pool.clone(),
@@ -427,28 +371,29 @@ impl Plan<'_> {
         if let Some(port) = &self.hooks.chaos {
             port.open(chaos_targets.clone(), self.chaos.clone());
         }
-        let chaos = self.chaos.spawn(chaos_targets, stop_control.clone());
+        let chaos = self.chaos.spawn(chaos_targets, control.stop.clone());
 
         let loaded = self
             .load(
                 targets,
                 Live {
                     pool: &pool,
-                    shared: &shared,
-                    decisions: &decisions,
+                    shared: &control.shared,
+                    decisions: &control.decisions,
                     epoch,
                 },
-                &load_over,
+                &control.load_over,
                 load_shutdown,
                 view,
             )
             .await;
         // Stop deciding before anything is stopped, so no decision starts a replica during the shutdown.
-        stop_control.cancel();
+        control.stop.cancel();
         if let Some(port) = &self.hooks.chaos {
             port.close();
         }
-        let controlled = control.finish().await;
+        let decisions = control.decisions.clone();
+        let controlled = control.task.finish().await;
         if let Some(chaos) = chaos {
             chaos.abort();
         }
@@ -477,48 +422,18 @@ impl Plan<'_> {
         view: &mut LabView,
         children: &mut Children,
     ) -> Result<String, LabError> {
-        let scaler_args: Vec<String> = [
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let starting = child(
-            "scaler",
-            &binaries.scaler,
-            &scaler_args,
-            &[kind::GRPC, kind::HTTP],
-            START_TIMEOUT,
+        let scaler = start_scaler(
+            binaries.scaler.clone(),
+            &[],
+            &children.scaler,
             &children.registry,
+            self.interrupt,
         )
-        .start();
-        let scaler = tokio::select! {
-            started = starting => started.map_err(|source| LabError::Start {
-                what: "the scaler".into(),
-                source,
-            })?,
-            // Dropping the start kills the half-started scaler.
-            _ = self.interrupt.cancelled() => return Err(LabError::Interrupted),
-        };
-        let address = |kind: &str| scaler.addr(kind).map(|a| a.to_string()).unwrap_or_default();
-        let scaler_addr = address(kind::GRPC);
+        .await?;
         view.note(&format!(
             "scaler pid {} grpc {} http {}",
-            scaler.pid(),
-            scaler_addr,
-            address(kind::HTTP)
+            scaler.pid, scaler.grpc, scaler.http
         ));
-        children.scaler.install(
-            scaler,
-            binaries.scaler.clone(),
-            children.registry.clone(),
-            START_TIMEOUT,
-        );
 
         let pool = ReplicaPool::new(
             ReplicaTemplate {
@@ -533,38 +448,18 @@ impl Plan<'_> {
         children.pool = Some(pool.clone());
         // The Deployment starts at the HPA's minimum.
         let initial = self.config.hpa_min_replicas();
-        pool.scale_to(initial);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let snapshot = pool.snapshot();
-            if snapshot.ready >= initial {
-                view.note(&format!(
-                    "{initial} consumer replica(s) ready: {} (pid {})",
-                    snapshot.ready_urls.join(", "),
-                    pool.pids()
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                return Ok(scaler_addr);
-            }
-            if self.interrupt.is_cancelled() {
-                return Err(LabError::Interrupted);
-            }
-            // A replica that failed to start is not retried here: the user needs the reason, not a 30 s wait.
-            if !snapshot.problems.is_empty() || Instant::now() >= deadline {
-                let why = if snapshot.problems.is_empty() {
-                    format!("not ready within {START_TIMEOUT:?}")
-                } else {
-                    snapshot.problems.join("\n")
-                };
-                return Err(LabError::NotReady(format!(
-                    "the first consumer replica did not become ready: {why}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_replicas(&pool, initial, self.interrupt).await?;
+        let snapshot = pool.snapshot();
+        view.note(&format!(
+            "{initial} consumer replica(s) ready: {} (pid {})",
+            snapshot.ready_urls.join(", "),
+            pool.pids()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(scaler.grpc)
     }
 
     /// Run the load engine against the ready replicas and draw the live view until the engine returns.

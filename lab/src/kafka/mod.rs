@@ -9,14 +9,10 @@
 //! the group's lag meanwhile; [`report`] writes report.json (the producer's report, verify's, the faults); [`trigger`]
 //! reads the `kafka` trigger and prints decisions; this module runs the scenario.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use contract::listening::kind;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use kafka_load::{ProduceArgs, ProduceReport, VerifyArgs, VerifyReport, verify_report};
@@ -24,11 +20,11 @@ use load::report::ChaosReport;
 use load::targets::TargetSet;
 
 use crate::chaos::{BrokerSlot, ChaosRun, ScalerSlot, Targets};
-use crate::control::{ControlLoop, Shared};
-use crate::keda::{ScalerLink, local_metadata};
-use crate::process::{child, locate_binary};
+use crate::control::Control;
+use crate::process::locate_binary;
 use crate::replicas::{ReplicaPool, ReplicaTemplate};
 use crate::setup::{BUILTIN_KAFKA_SCALEDOBJECT, KAFKA_SCALEDOBJECT_PATH, default_settle};
+use crate::start::{START_TIMEOUT, first_replicas, start_scaler};
 use crate::view::DecisionRecord;
 use crate::{LabArgs, LabError};
 
@@ -44,7 +40,6 @@ pub use faults::refuse_broker_faults;
 pub use trigger::describe;
 use trigger::kafka_trigger;
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the group's lag is sampled while faults run.
 const LAG_EVERY: Duration = Duration::from_millis(250);
 
@@ -289,39 +284,15 @@ async fn drive(
         }
     }
 
-    let scaler_args: Vec<String> = [
-        "--host",
-        "127.0.0.1",
-        "--grpc-port",
-        "0",
-        "--http-port",
-        "0",
-        "--kafka-poll-interval",
-        "1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let starting = child(
-        "scaler",
-        &scaler_bin,
-        &scaler_args,
-        &[kind::GRPC, kind::HTTP],
-        START_TIMEOUT,
+    let scaler = start_scaler(
+        scaler_bin,
+        &["--kafka-poll-interval", "1s"],
+        scaler_slot,
         registry,
+        interrupt,
     )
-    .start();
-    let scaler = tokio::select! {
-        started = starting => started.map_err(|source| LabError::Start { what: "the scaler".into(), source })?,
-        _ = interrupt.cancelled() => return Err(LabError::Interrupted),
-    };
-    let scaler_addr = scaler
-        .addr(kind::GRPC)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    println!("scaler pid {} grpc {scaler_addr}", scaler.pid());
-    scaler_slot.install(scaler, scaler_bin, registry.clone(), START_TIMEOUT);
-    scaler_slot.add_restart_args(&scaler_args[6..]);
+    .await?;
+    println!("scaler pid {} grpc {}", scaler.pid, scaler.grpc);
 
     let mut extra_args = args.consumer_args.clone();
     extra_args.extend(
@@ -356,80 +327,24 @@ async fn drive(
     );
     *pool_slot = Some(pool.clone());
     let initial = config.hpa_min_replicas();
-    pool.scale_to(initial);
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let snapshot = pool.snapshot();
-        if snapshot.ready >= initial {
-            break;
-        }
-        if interrupt.is_cancelled() {
-            return Err(LabError::Interrupted);
-        }
-        if !snapshot.problems.is_empty() || Instant::now() >= deadline {
-            return Err(LabError::NotReady(format!(
-                "the first consumer replica did not become ready: {}",
-                snapshot.problems.join("\n")
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    first_replicas(&pool, initial, interrupt).await?;
     println!("{initial} consumer replica(s) ready in group {group}");
 
     // The KEDA stand-in: the same control loop as the HTTP scenario.
-    let link = ScalerLink::new(&scaler_addr, &config.name, Duration::from_secs(2))
-        .map_err(LabError::Usage)?;
-    let log_path = args.out.join("decisions.jsonl");
-    let log = std::fs::File::create(&log_path).map_err(|source| LabError::Io {
-        path: log_path.display().to_string(),
-        source,
-    })?;
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let decisions: Arc<Mutex<Vec<DecisionRecord>>> = Arc::default();
-    let stop_control = CancellationToken::new();
-    let _stop_control_on_exit = stop_control.clone().drop_guard();
-    let load_over = Arc::new(AtomicBool::new(false));
     let settle_done = interrupt.child_token();
-    let wake = Arc::new(Notify::new());
-    let mut push_state = HashMap::new();
-    for trigger in config.triggers.iter().filter(|t| t.kind == "external-push") {
-        let metadata = Arc::new(Mutex::new(local_metadata(
-            trigger,
-            &scaler_addr,
-            None,
-            config.time_scale,
-        )));
-        let latest = Arc::new(Mutex::new(None));
-        tokio::spawn(link.clone().watch_push(
-            metadata.clone(),
-            latest.clone(),
-            wake.clone(),
-            stop_control.clone(),
-        ));
-        push_state.insert(trigger.name.clone(), (metadata, latest));
-    }
-    let epoch = Instant::now();
-    let control = ControlLoop {
-        config: config.clone(),
-        pool: Some(pool.clone()),
-        shared,
-        decisions: decisions.clone(),
-        link,
-        scaler_addr,
-        push_state,
-        wake,
-        log,
-        epoch,
-        load_over: load_over.clone(),
-        settle_done: settle_done.clone(),
-        stop: stop_control.clone(),
-    }
-    .spawn();
+    let control = Control::start(
+        &config,
+        Some(pool.clone()),
+        scaler.grpc,
+        &args.out,
+        settle_done.clone(),
+    )?;
+    let epoch = control.epoch;
     // Print decisions as they come.
     let cap_value = f64::from(PARTITIONS) * threshold;
     let printer = {
-        let decisions = decisions.clone();
-        let stop = stop_control.clone();
+        let decisions = control.decisions.clone();
+        let stop = control.stop.clone();
         let chaos = chaos.clone();
         tokio::spawn(async move {
             let mut shown = 0;
@@ -503,7 +418,7 @@ async fn drive(
         (None, lag::LagSamples::default())
     } else {
         let (task, lag) =
-            lag::sample_lag(&brokers, &group, &topic, LAG_EVERY, stop_control.clone());
+            lag::sample_lag(&brokers, &group, &topic, LAG_EVERY, control.stop.clone());
         (Some(task), lag)
     };
     let produce_start = Instant::now();
@@ -514,10 +429,10 @@ async fn drive(
             broker: broker_faults.clone(),
             restart_backoff: chaos.restart_backoff,
         },
-        stop_control.clone(),
+        control.stop.clone(),
     );
     let produced = kafka_load::produce_command(produce_args, interrupt.child_token()).await;
-    load_over.store(true, Ordering::Relaxed);
+    control.load_over.store(true, Ordering::Relaxed);
     let produced = produced.map_err(|e| LabError::Runtime(format!("producer: {e}")));
     if produced.is_ok() {
         println!("producer done; watching the lag drain and the scale-down (at most {settle:?})");
@@ -526,14 +441,21 @@ async fn drive(
             _ = tokio::time::sleep(settle) => println!("settle time over before the replicas were back at rest"),
         }
     }
-    stop_control.cancel();
-    let controlled = control.finish().await;
-    let _ = printer.await;
+    control.stop.cancel();
+    let decisions = control.decisions.clone();
+    let controlled = control.task.finish().await;
+    if let Err(e) = printer.await {
+        eprintln!(
+            "lab: the decision printer ended early ({e}): some decision lines were not printed"
+        );
+    }
     if let Some(task) = chaos_task {
         task.abort();
     }
-    if let Some(task) = lag_task {
-        let _ = task.await;
+    if let Some(task) = lag_task
+        && let Err(e) = task.await
+    {
+        eprintln!("lab: the lag sampler ended early ({e}): the lag figures end where it stopped");
     }
     produced?;
     controlled?;
