@@ -4,9 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use serde_json::Value;
 
 /// Failures of the server as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -24,39 +22,7 @@ pub enum ConsumerError {
 #[error("kafka: {0}")]
 pub struct KafkaError(pub(crate) String);
 
-/// The JSON error body: `{"error", "message", "field"?, "value"?, "allowed"?, ...details}`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code, e.g. `out_of_range`, `invalid_type`, `unknown_field`, `invalid_json`, `queue_full`,
-    /// `memory_budget_exceeded`, `executors_busy`, `draining`, `unauthorized`, `not_found`.
-    pub error: String,
-    /// Human-readable explanation.
-    pub message: String,
-    /// The request field at fault, when one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// The value given for that field, echoed as it came: a string, number, boolean, array, object or null.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = any_json_value)]
-    pub value: Option<Value>,
-    /// The allowed range or set for that field.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<String>,
-    /// Extra figures for some errors (e.g. `budget_bytes`, `held_bytes`, `requested_bytes`).
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub details: Map<String, Value>,
-}
-
-/// Any JSON value (no `type`): what a client sent, echoed back.
-fn any_json_value() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
-        .description(Some(
-            "The value given for that field, echoed as it came (any JSON value).",
-        ))
-        .build()
-}
+pub use contract::error::ErrorBody;
 
 /// An HTTP error: status, body and optional `Retry-After`.
 #[derive(Debug, Clone)]
@@ -71,14 +37,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: Box::new(ErrorBody {
-                error: code.to_owned(),
-                message: message.into(),
-                field: None,
-                value: None,
-                allowed: None,
-                details: Map::new(),
-            }),
+            body: Box::new(ErrorBody::new(code, message)),
             retry_after_seconds: None,
         }
     }
@@ -91,11 +50,11 @@ impl ApiError {
         allowed: impl Into<String>,
         message: impl Into<String>,
     ) -> ApiError {
-        let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
-        error.body.field = Some(field.to_owned());
-        error.body.value = Some(value);
-        error.body.allowed = Some(allowed.into());
-        error
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: Box::new(ErrorBody::new(code, message).at_field(field, value, allowed)),
+            retry_after_seconds: None,
+        }
     }
 
     pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> ApiError {

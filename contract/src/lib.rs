@@ -7,6 +7,7 @@
 //! depend on it without pulling anything else in. ARCHITECTURE.md documents the same names in prose; the test
 //! `contract_names_are_documented` keeps the two in step.
 
+pub mod error;
 pub mod exit;
 pub mod explain;
 pub mod kafka;

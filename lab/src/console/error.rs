@@ -4,29 +4,9 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 
-/// The JSON error body.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code: `invalid_field`, `invalid_yaml`, `invalid_json`, `run_active`, `not_running`,
-    /// `not_loading`, `nothing_hit` (chaos), `not_found`, `unauthorized`, `io`.
-    pub error: String,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub value: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<u64>,
-}
+pub use contract::error::ErrorBody;
 
 /// An HTTP error: status and body.
 #[derive(Debug, Clone)]
@@ -39,25 +19,18 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: Box::new(ErrorBody {
-                error: code.into(),
-                message: message.into(),
-                field: None,
-                value: None,
-                allowed: None,
-                line: None,
-                column: None,
-            }),
+            body: Box::new(ErrorBody::new(code, message)),
         }
     }
 
     /// 422 for one field: what was given and what is allowed.
     pub fn field(field: &str, value: Value, allowed: &str, message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
-        e.body.field = Some(field.into());
-        e.body.value = Some(value);
-        e.body.allowed = Some(allowed.into());
-        e
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: Box::new(
+                ErrorBody::new("invalid_field", message).at_field(field, value, allowed),
+            ),
+        }
     }
 
     /// 422 for a YAML document that does not parse or validate; line and column when the message carries them
@@ -71,9 +44,19 @@ impl ApiError {
         );
         e.body.field = Some(field.into());
         let (line, column) = locate(&message);
-        e.body.line = line;
-        e.body.column = column;
+        e.set_position(line, column);
         e
+    }
+
+    /// Where in a document the error is (`line`, `column` beside the fields); `None` removes one.
+    pub fn set_position(&mut self, line: Option<u64>, column: Option<u64>) {
+        self.body.set_detail("line", line);
+        self.body.set_detail("column", column);
+    }
+
+    /// The document line of the error, when known.
+    pub fn line(&self) -> Option<u64> {
+        self.body.detail_u64("line")
     }
 
     pub fn not_found(id: &str) -> ApiError {
@@ -126,12 +109,12 @@ mod tests {
             "profile_yaml",
             "stages[0]: invalid type: string \"x\", expected f64 at line 3 column 9",
         );
-        assert_eq!((e.body.line, e.body.column), (Some(3), Some(9)));
+        assert_eq!((e.line(), e.body.detail_u64("column")), (Some(3), Some(9)));
         let e = ApiError::yaml(
             "profile_yaml",
             "profile field `stages` at line 4: must not be empty",
         );
-        assert_eq!((e.body.line, e.body.column), (Some(4), None));
-        assert_eq!(ApiError::yaml("x", "no position").body.line, None);
+        assert_eq!((e.line(), e.body.detail_u64("column")), (Some(4), None));
+        assert_eq!(ApiError::yaml("x", "no position").line(), None);
     }
 }

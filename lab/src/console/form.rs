@@ -41,8 +41,7 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "invalid_json",
             format!("the body is not JSON: {e}"),
         );
-        error.body.line = Some(e.line() as u64);
-        error.body.column = Some(e.column() as u64);
+        error.set_position(Some(e.line() as u64), Some(e.column() as u64));
         error
     })?;
     match value {
@@ -209,7 +208,7 @@ pub fn profile_from_yaml(field: &str, yaml: &str) -> Result<Profile, ApiError> {
             field: at, line, ..
         } = &e
         {
-            error.body.line = line.map(|l| l as u64);
+            error.set_position(line.map(|l| l as u64), None);
             error.body.message = format!("{at}: {}", error.body.message);
         }
         error
@@ -238,9 +237,9 @@ pub fn scaledobject(
             other => ApiError::yaml("scaledobject_yaml", other.to_string()),
         };
         if let Some(text) = yaml
-            && error.body.line.is_none()
+            && error.line().is_none()
         {
-            (error.body.line, error.body.column) = match &e {
+            let (line, column) = match &e {
                 LabError::Spec {
                     source: autoscaler::SpecError::Invalid { field, .. },
                     ..
@@ -254,6 +253,7 @@ pub fn scaledobject(
                     Ok(_) => (None, None),
                 },
             };
+            error.set_position(line, column);
         }
         error
     })
