@@ -3,10 +3,11 @@
 //! ([`headers`]), the `listening` log line ([`listening`]), the scaler's `/explain` document ([`explain`]), the report
 //! schema ids ([`report`]) and every binary's exit codes ([`exit`]).
 //!
-//! This crate depends on serde only: it has no I/O, no runtime and no clock, so every crate (the consumer included) can
+//! This crate depends on serde (and humantime for [`duration_text`], how profiles write times) only: it has no I/O, no runtime and no clock, so every crate (the consumer included) can
 //! depend on it without pulling anything else in. ARCHITECTURE.md documents the same names in prose; the test
 //! `contract_names_are_documented` keeps the two in step.
 
+pub mod duration_text;
 pub mod error;
 pub mod exit;
 pub mod explain;

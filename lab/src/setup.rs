@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use autoscaler::ScalingConfig;
-use load::profile::{ChaosSpec, Profile};
+use chaos_spec::ChaosSpec;
+use load::profile::Profile;
 
 use crate::keda::check_trigger;
 use crate::{LabArgs, LabError};

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 WORKSPACE = ["contract", "keda-proto", "consumer", "scaler", "generator", "load", "monitor", "kafka-load", "autoscaler", "lab",
-             "procs", "testkit", "timeline", "node-agent", "cluster"]
+             "procs", "testkit", "timeline", "node-agent", "cluster", "chaos-spec"]
 
 # crate -> the workspace crates it may link (normal dependencies, transitively). Anything else is a violation.
 ALLOWED = {
@@ -21,12 +21,13 @@ ALLOWED = {
     "timeline": set(),
     "procs": {"contract"},
     "consumer": {"contract"},
-    "load": {"contract", "timeline"},
-    "monitor": {"contract", "load", "timeline"},
-    "kafka-load": {"contract", "load", "timeline"},
-    "generator": {"contract", "timeline", "load", "monitor", "kafka-load", "procs"},
+    "chaos-spec": {"contract"},
+    "load": {"contract", "chaos-spec", "timeline"},
+    "monitor": {"contract", "load", "chaos-spec", "timeline"},
+    "kafka-load": {"contract", "load", "chaos-spec", "timeline"},
+    "generator": {"contract", "timeline", "load", "chaos-spec", "monitor", "kafka-load", "procs"},
     "scaler": {"contract", "keda-proto", "autoscaler", "procs"},
-    "lab": {"contract", "keda-proto", "autoscaler", "load", "kafka-load", "procs", "timeline"},
+    "lab": {"contract", "keda-proto", "autoscaler", "load", "chaos-spec", "kafka-load", "procs", "timeline"},
     "node-agent": {"contract", "procs"},
     "cluster": {"contract", "node-agent", "procs"},
 }
@@ -34,6 +35,7 @@ ALLOWED = {
 # part a user embeds, so neither a Kubernetes nor a Kafka client; the lab talks to no cluster.
 FORBIDDEN_EXTERNAL = {
     "load": {"kube", "k8s-openapi", "rdkafka"},
+    "chaos-spec": {"kube", "k8s-openapi", "rdkafka"},
     "monitor": {"kube", "k8s-openapi", "rdkafka"},
     "kafka-load": {"kube", "k8s-openapi"},
     "lab": {"kube", "k8s-openapi"},

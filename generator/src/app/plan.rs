@@ -28,7 +28,7 @@ pub struct RunPlan {
     /// How long to wait for every target's readiness path (zero: do not wait).
     pub wait_ready: Duration,
     /// Cluster faults (the profile's and `--chaos`, time-scaled), in time order.
-    pub chaos: Vec<crate::profile::ChaosSpec>,
+    pub chaos: Vec<chaos_spec::ChaosSpec>,
     /// The chaos thresholds (`--chaos-threshold`, else the profile's `chaos_thresholds`), time-scaled.
     pub chaos_thresholds: Vec<crate::chaos::Threshold>,
 }
@@ -242,7 +242,7 @@ pub fn build_profile(args: &RunArgs) -> Result<(Profile, ArrivalMode), String> {
     for text in &args.chaos {
         profile
             .chaos
-            .push(crate::profile::ChaosSpec::parse_flag(text).map_err(|e| e.to_string())?);
+            .push(chaos_spec::ChaosSpec::parse_flag(text).map_err(|e| e.to_string())?);
     }
     if args.time_scale != 1.0 {
         profile = profile.scale_time(args.time_scale);

@@ -19,8 +19,8 @@ use timeline::Slo;
 
 use crate::engine::RequestRecord;
 use crate::exit;
-use crate::profile::{ChaosAction, ChaosSpec};
 use crate::report::{ChaosReport, FaultReport, Report};
+use chaos_spec::{ChaosAction, ChaosSpec};
 pub use cluster::{ApiFailure, Cluster, ClusterConfig};
 pub use run::{ChaosTasks, Pacing};
 pub use threshold::Threshold;
@@ -103,7 +103,7 @@ impl ClusterFault {
 /// cluster's equivalent.
 pub fn cluster_faults(faults: &[ChaosSpec]) -> Result<Vec<ChaosSpec>, String> {
     for f in faults {
-        f.action.check_place(crate::profile::ChaosPlace::Cluster)?;
+        f.action.check_place(chaos_spec::ChaosPlace::Cluster)?;
     }
     let mut faults = faults.to_vec();
     faults.sort_by_key(|f| f.at);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{ApiFailure, Cluster, PodInfo};
 use super::{ClusterFault, FaultStatus};
-use crate::profile::{ChaosAction, ChaosSpec, ChaosTarget};
+use chaos_spec::{ChaosAction, ChaosSpec, ChaosTarget};
 
 /// How the faults are paced.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +240,7 @@ async fn act(
         }
         lab => {
             return Err(ApiFailure::Other(
-                lab.check_place(crate::profile::ChaosPlace::Cluster)
+                lab.check_place(chaos_spec::ChaosPlace::Cluster)
                     .err()
                     .unwrap_or_default(),
             ));

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chaos_spec::ChaosSpec;
 use clap::Parser;
 use generator::cli::{Cli, Command};
-use generator::profile::{ChaosSpec, Profile};
+use generator::profile::Profile;
 use serde_norway::Value;
 
 const JOB_DIR: &str = "manifests/components/load-generator";

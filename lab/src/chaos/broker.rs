@@ -272,7 +272,7 @@ impl BrokerOutcome {
 
 #[cfg(test)]
 mod tests {
-    use load::profile::{ChaosAction, ChaosTarget};
+    use chaos_spec::{ChaosAction, ChaosTarget};
 
     use super::*;
     use crate::chaos::{ChaosError, Fault, ScalerSlot, Targets, inject};

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use chaos_spec::ChaosAction;
 use load::engine::RequestRecord;
 use load::model::Outcome;
-use load::profile::ChaosAction;
 use load::report::{AutoscalerReaction, ChaosReport, FaultReport};
 use timeline::Slo;
 
@@ -267,7 +267,7 @@ pub(crate) fn reaction_in(
 mod tests {
     use std::sync::Arc;
 
-    use load::profile::ChaosTarget;
+    use chaos_spec::ChaosTarget;
     use load::targets::Target;
 
     use super::*;

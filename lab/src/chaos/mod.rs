@@ -1,7 +1,7 @@
 //! Chaos in the cluster-free lab: faults injected while the load runs, and what they cost, measured.
 //!
 //! A fault ([`Fault`]) comes from a profile's `chaos:` list or the `--chaos` flag (the fields and their checks live
-//! with the profile, `load::profile::ChaosSpec`) and is carried out by [`inject`] on the run's [`Targets`]: the
+//! with the profile, `chaos_spec::ChaosSpec`) and is carried out by [`inject`] on the run's [`Targets`]: the
 //! replica pool (kill, terminate, freeze: `replicas::faults`) and the scaler ([`scaler`]: kill, freeze, restart after
 //! a back-off) and, in the Kafka scenario, the broker ([`broker`]: `stop-broker`, a clean stop and a restart on the
 //! same port with the same data). [`inject`] is the one entry point, also for callers outside a scheduled run (the console).
@@ -19,7 +19,7 @@ pub mod threshold;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use load::profile::{ChaosAction, ChaosPlace, ChaosSpec, ChaosTarget};
+use chaos_spec::{ChaosAction, ChaosPlace, ChaosSpec, ChaosTarget};
 
 use crate::replicas::{FreezeOutcome, Hit, ReplicaPool};
 pub use broker::{BrokerOutcome, BrokerSlot};

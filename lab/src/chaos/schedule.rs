@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chaos_spec::ChaosSpec;
 use load::engine::RequestLog;
-use load::profile::ChaosSpec;
 use load::report::{ChaosReport, Report};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ impl ChaosRun {
         // Cluster actions (delete-pod, drain-node, ...) are the generator's, in a cluster.
         for f in faults {
             f.action
-                .check_place(load::profile::ChaosPlace::Lab)
+                .check_place(chaos_spec::ChaosPlace::Lab)
                 .map_err(|e| LabError::Usage(format!("--chaos / chaos: {e}")))?;
         }
         let mut faults = faults.to_vec();

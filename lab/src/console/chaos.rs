@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use load::profile::{ChaosAction, ChaosSpec, ChaosTarget};
+use chaos_spec::{ChaosAction, ChaosSpec, ChaosTarget};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -75,7 +75,7 @@ pub async fn inject(
 fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
     let map = form::object(body)?;
     form::only(&map, &["action", "target", "duration_s"])?;
-    let allowed_actions = ChaosAction::allowed_in(load::profile::ChaosPlace::Lab);
+    let allowed_actions = ChaosAction::allowed_in(chaos_spec::ChaosPlace::Lab);
     let action = match map.get("action") {
         Some(Value::String(text)) => ChaosAction::parse(text),
         _ => None,
@@ -88,7 +88,7 @@ fn parse(body: &[u8]) -> Result<ChaosSpec, ApiError> {
             format!("action must be one of {allowed_actions}"),
         )
     })?;
-    if let Err(why) = action.check_place(load::profile::ChaosPlace::Lab) {
+    if let Err(why) = action.check_place(chaos_spec::ChaosPlace::Lab) {
         return Err(ApiError::field(
             "action",
             Value::String(action.to_string()),

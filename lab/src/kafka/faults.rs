@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chaos_spec::{ChaosAction, ChaosPlace, ChaosSpec};
 use kafka_load::{ProduceReport, VerifyReport};
-use load::profile::{ChaosAction, ChaosPlace, ChaosSpec};
 use load::report::{ChaosReport, FaultReport, KafkaFaultReport};
 
 use crate::LabError;
@@ -288,9 +288,9 @@ fn measure_one(record: &FaultRecord, run: &KafkaRun<'_>, hold: Duration) -> Faul
 
 #[cfg(test)]
 mod tests {
+    use chaos_spec::ChaosTarget;
     use kafka_load::report::{KafkaInterval, KafkaSection, LatencyMs, ProduceSettings};
     use kafka_load::verify::{ProducerCheck, TopicCheck};
-    use load::profile::ChaosTarget;
 
     use super::*;
     use crate::chaos::threshold::Threshold;

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{ChaosAction, ChaosSpec, ChaosTarget, Profile, RequestSpec, Stage};
+use super::{Profile, RequestSpec, Stage};
+use chaos_spec::{ChaosAction, ChaosSpec, ChaosTarget};
 
 pub(crate) const BUILTIN_NAMES: &[&str] = &[
     "light",

@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod builtin;
-mod chaos;
-mod chaos_place;
+#[cfg(test)]
+mod chaos_yaml_tests;
 mod schedule;
 
 use builtin::BUILTIN_NAMES;
-pub use chaos::{ChaosAction, ChaosSpec, ChaosTarget, TARGETS_ALLOWED};
-pub use chaos_place::ChaosPlace;
+use chaos_spec::ChaosSpec;
+use contract::duration_text;
 pub use schedule::Schedule;
 
 /// Why a profile could not be read or is not valid.
@@ -176,46 +176,6 @@ fn locate_field(text: &str, path: &str) -> Option<usize> {
         t.starts_with(&format!("{sub}:")) || t.starts_with('{') && t.contains(&format!("{sub}:"))
     });
     Some(found.unwrap_or(start) + 1)
-}
-
-/// Serde for durations written the humantime way (`30s`, `1m 30s`, `250ms`).
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} ({e}); write e.g. 30s, 2m, 1m30s"
-            ))
-        })
-    }
-
-    /// The same for an optional field.
-    pub mod option {
-        use std::time::Duration;
-
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            #[derive(Deserialize)]
-            struct Wrapped(#[serde(with = "super")] Duration);
-            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-        }
-    }
 }
 
 impl Profile {

@@ -181,7 +181,7 @@ pub struct AutoscalerReaction {
 impl FaultReport {
     /// A fault as scheduled, before anything is measured: `at_s` seconds into the load, its window empty. Missed
     /// faults stay like this with their `error`; measured ones fill in the rest.
-    pub fn unmeasured(spec: &crate::profile::ChaosSpec, at_s: f64) -> FaultReport {
+    pub fn unmeasured(spec: &chaos_spec::ChaosSpec, at_s: f64) -> FaultReport {
         FaultReport {
             at_s,
             action: spec.action.to_string(),
@@ -193,7 +193,7 @@ impl FaultReport {
     }
 
     /// A fault that hit nothing, and why.
-    pub fn missed(spec: &crate::profile::ChaosSpec, at_s: f64, why: &str) -> FaultReport {
+    pub fn missed(spec: &chaos_spec::ChaosSpec, at_s: f64, why: &str) -> FaultReport {
         FaultReport {
             error: Some(why.to_string()),
             ..FaultReport::unmeasured(spec, at_s)

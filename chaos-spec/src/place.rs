@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::chaos::ChaosAction;
+use crate::action::ChaosAction;
 
 /// Where an action is carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
