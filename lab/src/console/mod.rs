@@ -12,6 +12,7 @@ pub mod form;
 pub mod history;
 pub mod manager;
 pub mod routes;
+mod shapes;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
