@@ -10,6 +10,7 @@ pub mod objects;
 pub mod probe;
 pub mod runner;
 pub mod sandbox;
+mod setup;
 pub mod status;
 pub mod volumes;
 pub mod worker;
