@@ -21,6 +21,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod poller;
 pub mod prom;
+pub mod quantile;
 pub mod reading;
 pub mod registry;
 pub mod scrape;
