@@ -3,8 +3,10 @@
 //! first, the workload tests run in parallel, the disruptive ones after them one by one, then `cluster down`, and
 //! a check that nothing of the cluster is left on the machine.
 
+mod fault_report;
 mod lab;
 mod lab_chaos;
+mod lab_chaos_rbac;
 mod lab_monitor;
 mod lifecycle;
 mod platform;
@@ -192,8 +194,8 @@ const LAB: &[(&str, Check)] = &[
         lab_chaos::chaos_faults_on_the_real_api,
     ),
     (
-        "lab_chaos::chaos_rbac_is_sufficient_and_each_grant_needed",
-        lab_chaos::chaos_rbac_is_sufficient_and_each_grant_needed,
+        "lab_chaos_rbac::chaos_rbac_is_sufficient_and_each_grant_needed",
+        lab_chaos_rbac::chaos_rbac_is_sufficient_and_each_grant_needed,
     ),
     (
         "lab_chaos::a_cancelled_run_undoes_its_faults",
