@@ -58,7 +58,7 @@ impl Hierarchy {
 
     /// [`Hierarchy::detect`] from the two files' contents.
     pub fn from_proc(mountinfo: &str, own_cgroup: &str) -> Result<Hierarchy, CgroupError> {
-        let mounts = parse_cgroup_mounts(mountinfo);
+        let mounts = cgroup_mounts(mountinfo);
         let v1_mount = |controller: &str| {
             mounts
                 .iter()
@@ -166,13 +166,23 @@ impl Hierarchy {
     }
 }
 
-struct CgroupMount {
-    mount_point: PathBuf,
-    options: String,
-    v2: bool,
+/// A cgroup hierarchy as `/proc/self/mountinfo` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub mount_point: PathBuf,
+    /// Its super options without `rw`/`ro`: the controllers (v1, e.g. `cpu,cpuacct`) or the v2 mount options.
+    pub options: String,
+    pub v2: bool,
 }
 
-fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+impl CgroupMount {
+    pub fn fstype(&self) -> &'static str {
+        if self.v2 { "cgroup2" } else { "cgroup" }
+    }
+}
+
+/// The cgroup hierarchies a mountinfo text lists.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
     mountinfo
         .lines()
         .filter_map(|line| {
@@ -186,7 +196,11 @@ fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
             match fstype {
                 "cgroup" | "cgroup2" => Some(CgroupMount {
                     mount_point: PathBuf::from(unescape_mount(mount_point)),
-                    options: super_options.to_string(),
+                    options: super_options
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro"))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     v2: fstype == "cgroup2",
                 }),
                 _ => None,
@@ -228,6 +242,21 @@ mod tests {
 40 30 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
     const V1_SELF: &str = "4:memory:/process_api/b535\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+
+    #[test]
+    fn mounts_keep_the_controllers_and_unescape_the_path() {
+        let mounts = cgroup_mounts(
+            "31 30 0:27 / /sys/fs/cgroup/cpu\\040x rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
+             40 30 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n\
+             41 30 0:37 / /tmp rw - tmpfs tmpfs rw\n",
+        );
+        assert_eq!(mounts.len(), 2, "{mounts:?}");
+        assert_eq!(mounts[0].mount_point, PathBuf::from("/sys/fs/cgroup/cpu x"));
+        assert_eq!(mounts[0].options, "cpu,cpuacct");
+        assert_eq!(mounts[0].fstype(), "cgroup");
+        assert!(mounts[1].v2);
+        assert_eq!(mounts[1].options, "nsdelegate");
+    }
 
     #[test]
     fn v1_is_found_under_this_process_own_groups() {

@@ -15,6 +15,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::spec::Launch;
 use super::{StartError, nix_step, step};
+use crate::cgroup::{CgroupMount, cgroup_mounts};
 
 /// Where the container's program is mounted (a private tmpfs path every user can traverse, so a non-root container
 /// can run a program that lives under a directory only root may enter).
@@ -26,19 +27,12 @@ const SHARED: [&str; 3] = ["proc", "sys", "dev"];
 /// Top-level directories the container gets fresh.
 const PRIVATE: [&str; 4] = ["run", "tmp", "lost+found", ".autoscaling-lab-host"];
 
-/// A cgroup mount of the host, to be mounted again in the container's cgroup namespace.
-struct CgroupMount {
-    mount_point: PathBuf,
-    fstype: String,
-    options: String,
-}
-
 fn host(path: &Path) -> PathBuf {
     Path::new(HOST).join(path.strip_prefix("/").unwrap_or(path))
 }
 
 pub(super) fn build(launch: &Launch) -> Result<(), StartError> {
-    let cgroup_mounts = cgroup_mounts();
+    let cgroup_mounts = host_cgroup_mounts();
     mount(
         None::<&str>,
         "/",
@@ -200,28 +194,8 @@ fn remount_read_only(path: &Path) -> Result<(), StartError> {
 }
 
 /// The host's cgroup mounts, read before the root changes.
-fn cgroup_mounts() -> Vec<CgroupMount> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mount_point = before.split_whitespace().nth(4)?;
-            let mut after = after.split_whitespace();
-            let fstype = after.next()?;
-            let _source = after.next();
-            let options = after.next().unwrap_or_default();
-            matches!(fstype, "cgroup" | "cgroup2").then(|| CgroupMount {
-                mount_point: PathBuf::from(mount_point),
-                fstype: fstype.to_string(),
-                options: options
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            })
-        })
-        .collect()
+fn host_cgroup_mounts() -> Vec<CgroupMount> {
+    cgroup_mounts(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
 }
 
 /// `/sys/fs/cgroup` as a container has it: each hierarchy mounted again (read-only) in the container's cgroup
@@ -233,7 +207,7 @@ fn mount_cgroups(mounts: &[CgroupMount]) -> Result<(), StartError> {
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
     if let [only] = mounts
-        && only.fstype == "cgroup2"
+        && only.v2
         && only.mount_point == base
     {
         mount(Some("cgroup2"), base, Some("cgroup2"), flags, None::<&str>)
@@ -254,16 +228,16 @@ fn mount_cgroups(mounts: &[CgroupMount]) -> Result<(), StartError> {
         };
         let target = base.join(relative);
         fs::create_dir_all(&target).map_err(step("create a cgroup mount point"))?;
-        let data = if m.fstype == "cgroup" && m.options.split(',').all(|o| o.starts_with("name=")) {
+        let data = if !m.v2 && m.options.split(',').all(|o| o.starts_with("name=")) {
             format!("none,{}", m.options)
         } else {
             m.options.clone()
         };
         let data = (!data.is_empty()).then_some(data);
         mount(
-            Some(m.fstype.as_str()),
+            Some(m.fstype()),
             &target,
-            Some(m.fstype.as_str()),
+            Some(m.fstype()),
             flags,
             data.as_deref(),
         )
