@@ -67,21 +67,19 @@ async fn run(args: &cluster::config::ClusterArgs) -> i32 {
         tracing::error!("{refusal}");
         return refusal.exit_code();
     }
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping the cluster"),
-            _ = int.recv() => tracing::info!("SIGINT: stopping the cluster"),
+    let mut signals = match procs::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install the SIGINT and SIGTERM handlers: {e}");
+            return exit::RUNTIME_ERROR;
         }
-        signals.cancel();
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let name = signals.next().await;
+        tracing::info!("{name}: stopping the cluster");
+        on_signal.cancel();
     });
     match cluster::supervisor::run(cluster, shutdown).await {
         Ok(()) => exit::OK,

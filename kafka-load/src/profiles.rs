@@ -85,25 +85,13 @@ pub fn table() -> String {
     );
     for name in NAMES {
         let p = builtin(name).expect("builtin");
-        let stages: Vec<String> = p
-            .stages
-            .iter()
-            .map(|st| {
-                format!(
-                    "{} {}{}",
-                    humantime::format_duration(st.duration),
-                    if st.ramp { "ramp to " } else { "hold " },
-                    st.rate
-                )
-            })
-            .collect();
         s.push_str(&format!(
             "{:<14} {:>9} {:>10.0} {:>10.0}  {}\n{:<14} {:>9} {:>10} {:>10}  {}\n",
             p.name,
             humantime::format_duration(p.duration()).to_string(),
             p.peak_rate(),
             p.expected_requests(),
-            stages.join(", "),
+            p.stages_summary(),
             "",
             "",
             "",

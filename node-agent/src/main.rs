@@ -41,21 +41,19 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let signals = shutdown.clone();
-        tokio::spawn(async move {
-            let (Ok(mut term), Ok(mut int)) = (
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping every pod"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping every pod"),
+        let mut signals = match procs::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install the SIGINT and SIGTERM handlers: {e}");
+                return exit::RUNTIME_ERROR;
             }
-            signals.cancel();
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let name = signals.next().await;
+            tracing::info!("{name}: stopping every pod");
+            on_signal.cancel();
         });
         match node_agent::agent::run(config, shutdown).await {
             Ok(()) => exit::OK,

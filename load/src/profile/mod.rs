@@ -363,6 +363,22 @@ impl Profile {
     }
 
     /// One line describing the request mix, for `generator profiles`.
+    /// The stages in a line: `30s hold 5, 1m ramp to 50`.
+    pub fn stages_summary(&self) -> String {
+        self.stages
+            .iter()
+            .map(|st| {
+                format!(
+                    "{} {}{}",
+                    humantime::format_duration(st.duration),
+                    if st.ramp { "ramp to " } else { "hold " },
+                    st.rate
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn mix_summary(&self) -> String {
         let total: u32 = self.requests.iter().map(|r| r.weight).sum();
         self.requests
