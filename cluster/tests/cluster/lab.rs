@@ -196,6 +196,14 @@ pub fn heavy_job_scales_with_keda_and_the_hpa(c: &TestCluster) -> TestResult {
                 return Err(format!("the report lacks {expected:?}:\n{log}"));
             }
         }
+        // The figures the report gives (first scale event's phases), in the test output for the record.
+        if let Some(start) = log.find("scale events") {
+            let section: Vec<&str> = log[start..].lines().take(24).collect();
+            eprintln!(
+                "heavy Job (peak {peak} ready), its report:\n{}",
+                section.join("\n")
+            );
+        }
         let back = poll(Duration::from_secs(120), || async {
             let current = hpa(c).await?.status?.current_replicas?;
             (current == 1).then_some(())
